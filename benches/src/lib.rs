@@ -1,0 +1,1 @@
+//! Benchmarks of crm (filled by the performance work).

@@ -1,0 +1,187 @@
+//! The storage port: what any customer store MUST do, stated once.
+//!
+//! Two adapters implement it (`crm-memory`, `crm-dynamo`) and the contract suite in
+//! [`testkit`](crate::testkit) proves that they behave alike.
+
+// mockall's generated mock takes `&Option<&Cursor>`, which clippy would rather not see.
+#![cfg_attr(any(test, feature = "mock"), allow(clippy::ref_option_ref))]
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::customer::{Customer, CustomerPatch};
+use crate::fields::{CustomerId, Email, Timestamp, Version};
+use crate::page::{Cursor, Page, PageLimit};
+use crate::validation::ValidationErrors;
+
+/// An error source kept for logs; never shown to clients.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// What went wrong in a repository, in the domain's words.
+///
+/// Storage facts (a failed condition, throttling) are translated into these variants inside the
+/// adapter. The `Display` text of a variant never holds customer data.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepositoryError {
+    /// No customer has the id.
+    #[error("no customer has this id")]
+    NotFound,
+    /// A customer with the id already exists; nothing was written.
+    #[error("a customer with this id already exists")]
+    AlreadyExists,
+    /// Another customer has the email address (compared case-insensitively); nothing was written.
+    #[error("another customer has this email address")]
+    EmailTaken,
+    /// The caller expected another version; nothing was written.
+    #[error("the customer is at version {current}, not at the version expected")]
+    VersionConflict {
+        /// The version the customer is at.
+        current: Version,
+    },
+    /// The patch, applied to the stored customer, would make it invalid; nothing was written.
+    #[error("the patch would make the customer invalid: {0}")]
+    InvalidPatch(ValidationErrors),
+    /// The cursor does not decode to a position of this repository.
+    #[error("the cursor is not one this service issued")]
+    InvalidCursor,
+    /// The store is throttling, down or too slow; the operation may be retried.
+    #[error("the customer store is unavailable")]
+    Unavailable {
+        /// When to try again, if the store said.
+        retry_after: Option<Duration>,
+        /// What the store reported.
+        #[source]
+        source: BoxError,
+    },
+    /// Anything else: a bug or a store answering what it should not. Details go to logs only.
+    #[error("unexpected customer store error")]
+    Unexpected(#[source] BoxError),
+}
+
+impl RepositoryError {
+    /// An [`Unavailable`](Self::Unavailable) error without a retry hint.
+    pub fn unavailable(source: impl Into<BoxError>) -> Self {
+        Self::Unavailable {
+            retry_after: None,
+            source: source.into(),
+        }
+    }
+
+    /// An [`Unexpected`](Self::Unexpected) error.
+    pub fn unexpected(source: impl Into<BoxError>) -> Self {
+        Self::Unexpected(source.into())
+    }
+}
+
+/// Why one customer of a bulk import was not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkRejection {
+    /// Its id exists already (or appears twice in the batch).
+    AlreadyExists,
+    /// Its email belongs to another customer (or appears twice in the batch).
+    EmailTaken,
+}
+
+/// The outcome of [`CustomerRepository::put_many`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BulkReport {
+    /// How many customers were written.
+    pub created: usize,
+    /// The customers not written, each with its reason, in input order.
+    pub rejected: Vec<(CustomerId, BulkRejection)>,
+}
+
+/// A store of customers.
+///
+/// Implementations MUST be safe to share between tasks (`Arc<dyn CustomerRepository>`) and MUST keep
+/// every rule below under concurrent use. The contract suite in [`testkit`](crate::testkit) checks each.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait CustomerRepository: Send + Sync {
+    /// Stores a new customer.
+    ///
+    /// MUST NOT overwrite anything: the id and the (case-insensitive) email are claimed atomically,
+    /// in one step that either writes everything or nothing.
+    ///
+    /// # Errors
+    /// [`AlreadyExists`](RepositoryError::AlreadyExists) when the id is taken,
+    /// [`EmailTaken`](RepositoryError::EmailTaken) when another customer has the email,
+    /// [`Unavailable`](RepositoryError::Unavailable) or [`Unexpected`](RepositoryError::Unexpected).
+    async fn create(&self, customer: &Customer) -> Result<(), RepositoryError>;
+
+    /// The customer with `id`, or `None`. Reads MUST see every write that completed before them.
+    ///
+    /// # Errors
+    /// [`Unavailable`](RepositoryError::Unavailable) or [`Unexpected`](RepositoryError::Unexpected).
+    async fn get(&self, id: &CustomerId) -> Result<Option<Customer>, RepositoryError>;
+
+    /// The customer whose email equals `email` case-insensitively, or `None`. MUST NOT scan the store.
+    ///
+    /// # Errors
+    /// [`Unavailable`](RepositoryError::Unavailable) or [`Unexpected`](RepositoryError::Unexpected).
+    async fn find_by_email(&self, email: &Email) -> Result<Option<Customer>, RepositoryError>;
+
+    /// Applies `patch` to the customer with `id` in one atomic step, bumping its version by one and
+    /// setting `updatedAt` to `now`; returns the customer as stored.
+    ///
+    /// When `expected` is given, the patch MUST apply only if the customer is at that version. Two
+    /// concurrent patches MUST NOT lose either's change. A new email MUST be claimed atomically with
+    /// the change; the old one is released. `patch` is never empty (the service answers empty
+    /// patches itself).
+    ///
+    /// # Errors
+    /// [`NotFound`](RepositoryError::NotFound),
+    /// [`VersionConflict`](RepositoryError::VersionConflict) when `expected` is stale,
+    /// [`EmailTaken`](RepositoryError::EmailTaken),
+    /// [`InvalidPatch`](RepositoryError::InvalidPatch) when the patch sets address parts of a customer
+    /// without an address and gives no `line1`,
+    /// [`Unavailable`](RepositoryError::Unavailable) or [`Unexpected`](RepositoryError::Unexpected).
+    async fn update(
+        &self,
+        id: &CustomerId,
+        patch: &CustomerPatch,
+        expected: Option<Version>,
+        now: Timestamp,
+    ) -> Result<Customer, RepositoryError>;
+
+    /// Deletes the customer with `id` (at version `expected`, when given) and releases its email.
+    ///
+    /// # Errors
+    /// [`NotFound`](RepositoryError::NotFound),
+    /// [`VersionConflict`](RepositoryError::VersionConflict) when `expected` is stale,
+    /// [`Unavailable`](RepositoryError::Unavailable) or [`Unexpected`](RepositoryError::Unexpected).
+    async fn delete(
+        &self,
+        id: &CustomerId,
+        expected: Option<Version>,
+    ) -> Result<(), RepositoryError>;
+
+    /// One page of at most `limit` customers, starting after `cursor` (from the start when `None`).
+    ///
+    /// Walking from no cursor until `next_cursor` is `None` MUST return every customer that existed
+    /// throughout the walk exactly once. The order is the repository's own. No call may read the
+    /// whole store at once.
+    ///
+    /// # Errors
+    /// [`InvalidCursor`](RepositoryError::InvalidCursor) when `cursor` does not decode to a position
+    /// of this repository, [`Unavailable`](RepositoryError::Unavailable) or
+    /// [`Unexpected`](RepositoryError::Unexpected).
+    async fn list<'c>(
+        &self,
+        limit: PageLimit,
+        cursor: Option<&'c Cursor>,
+    ) -> Result<Page<Customer>, RepositoryError>;
+
+    /// Stores many new customers, each with [`create`](Self::create)'s rules, in as few round trips as
+    /// the store allows. A customer that conflicts is reported in the [`BulkReport`], not written,
+    /// and does not stop the others.
+    ///
+    /// # Errors
+    /// [`Unavailable`](RepositoryError::Unavailable) when the store keeps refusing writes after
+    /// bounded retries (some customers may have been written: importing again reports them as
+    /// [`BulkRejection::AlreadyExists`]), or [`Unexpected`](RepositoryError::Unexpected).
+    async fn put_many(&self, customers: &[Customer]) -> Result<BulkReport, RepositoryError>;
+}

@@ -1,0 +1,801 @@
+//! The repository contract suite: every storage behaviour of `crm`, stated once, run against any
+//! [`CustomerRepository`].
+//!
+//! Each behaviour is a public `async fn` taking a fresh repository and panicking when the repository
+//! breaks the contract. [`repository_contract_tests!`](crate::repository_contract_tests) turns all of
+//! them into `#[test]`s for one repository:
+//!
+//! ```text
+//! // tests/contract.rs of a repository crate
+//! crm_domain::repository_contract_tests!(|| async {
+//!     std::sync::Arc::new(MyRepository::new()) as std::sync::Arc<dyn crm_domain::CustomerRepository>
+//! });
+//! ```
+//!
+//! The factory is called once per test, so every test starts from an empty store (a DynamoDB
+//! repository gives each test its own table).
+
+// Test support: a failed expectation is a panic, by design.
+#![allow(clippy::expect_used, clippy::missing_panics_doc, clippy::panic)]
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::{
+    BulkRejection, Cursor, Customer, CustomerId, CustomerPatch, CustomerRepository, Email,
+    NewCustomer, PageLimit, RepositoryError, Timestamp, Version,
+};
+
+/// Runs a contract case on a multi-threaded runtime, so concurrency cases really run in parallel.
+///
+/// # Panics
+/// When the runtime cannot be built, or when the case fails.
+pub fn run<F: Future<Output = ()>>(case: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the contract suite")
+        .block_on(case);
+}
+
+/// Defines one `#[test]` per contract case for the repository made by `$factory`, an expression that
+/// evaluates to a closure returning a future of `Arc<dyn CustomerRepository>`.
+#[macro_export]
+macro_rules! repository_contract_tests {
+    ($factory:expr) => {
+        $crate::repository_contract_tests!(@cases $factory;
+            creates_and_reads_back_a_customer,
+            create_never_overwrites_an_existing_id,
+            get_of_an_unknown_id_is_none,
+            update_of_an_unknown_id_is_not_found,
+            delete_of_an_unknown_id_is_not_found,
+            delete_removes_the_customer,
+            update_sets_fields_bumps_the_version_and_keeps_the_rest,
+            update_with_null_clears_optional_fields,
+            update_merges_address_parts,
+            update_of_address_parts_without_an_address_needs_line1,
+            update_with_a_stale_version_is_rejected,
+            delete_with_a_stale_version_is_rejected,
+            emails_are_unique_on_create,
+            email_uniqueness_ignores_case,
+            emails_are_unique_on_update,
+            an_email_is_released_when_its_customer_is_deleted,
+            an_email_is_released_when_it_changes_or_is_cleared,
+            a_customer_may_rewrite_its_own_email,
+            find_by_email_ignores_case_and_follows_changes,
+            a_full_walk_returns_every_customer_exactly_once,
+            a_corrupt_cursor_is_rejected,
+            an_empty_store_lists_one_empty_page,
+            put_many_writes_all_and_reports_conflicts,
+            concurrent_updates_with_one_expected_version_have_one_winner,
+            concurrent_creates_with_one_email_have_one_winner,
+            concurrent_creates_of_one_id_have_one_winner,
+            concurrent_unconditional_updates_lose_no_change,
+        );
+    };
+    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::testkit::run(async {
+                    let repository = ($factory)().await;
+                    $crate::testkit::$case(repository).await;
+                });
+            }
+        )*
+    };
+}
+
+type Repo = Arc<dyn CustomerRepository>;
+
+fn t0() -> Timestamp {
+    Timestamp::parse("2026-01-01T00:00:00.000Z").expect("a valid time")
+}
+
+fn t1() -> Timestamp {
+    Timestamp::parse("2026-01-02T00:00:00.000Z").expect("a valid time")
+}
+
+/// A customer made the way the service makes one, from a JSON input.
+fn customer(value: &Value) -> Customer {
+    let input = NewCustomer::from_json(value).expect("a valid customer in the contract suite");
+    Customer::create(input, CustomerId::generate(), t0())
+}
+
+fn named(id: &str) -> Customer {
+    customer(&json!({"id": id, "firstName": "Ada", "lastName": "Lovelace"}))
+}
+
+fn with_email(id: &str, email: &str) -> Customer {
+    customer(&json!({"id": id, "firstName": "Ada", "lastName": "Lovelace", "email": email}))
+}
+
+fn patch(value: &Value) -> CustomerPatch {
+    CustomerPatch::from_json(value).expect("a valid patch in the contract suite")
+}
+
+fn id(s: &str) -> CustomerId {
+    CustomerId::parse(s).expect("a valid id")
+}
+
+fn email(s: &str) -> Email {
+    Email::parse(s).expect("a valid email")
+}
+
+async fn create(repo: &Repo, c: &Customer) {
+    repo.create(c).await.expect("create succeeds");
+}
+
+async fn stored(repo: &Repo, s: &str) -> Option<Customer> {
+    repo.get(&id(s)).await.expect("get succeeds")
+}
+
+/// A customer can be read back exactly as it was written.
+pub async fn creates_and_reads_back_a_customer(repo: Repo) {
+    let c = customer(&json!({
+        "id": "c-1", "firstName": "Ada", "lastName": "Lovelace", "email": "Ada@Example.com",
+        "phone": "+441234567890",
+        "address": {"line1": "12 St James's Square", "line2": "Flat 1", "city": "London",
+                    "region": "Greater London", "postalCode": "SW1Y 4JH", "country": "GB"}
+    }));
+    create(&repo, &c).await;
+    assert_eq!(stored(&repo, "c-1").await, Some(c));
+}
+
+/// A create with an id in use fails and leaves the stored customer as it was.
+pub async fn create_never_overwrites_an_existing_id(repo: Repo) {
+    let first = with_email("same", "first@example.com");
+    create(&repo, &first).await;
+    let second = customer(&json!({"id": "same", "firstName": "Grace", "lastName": "Hopper"}));
+    assert!(matches!(
+        repo.create(&second).await,
+        Err(RepositoryError::AlreadyExists)
+    ));
+    assert_eq!(stored(&repo, "same").await, Some(first));
+}
+
+/// Reading an id nobody has is `None`, not an error.
+pub async fn get_of_an_unknown_id_is_none(repo: Repo) {
+    assert_eq!(stored(&repo, "nobody").await, None);
+}
+
+/// Patching an id nobody has fails and creates nothing.
+pub async fn update_of_an_unknown_id_is_not_found(repo: Repo) {
+    let p = patch(&json!({"firstName": "Grace"}));
+    for expected in [None, Some(Version::FIRST)] {
+        let result = repo.update(&id("nobody"), &p, expected, t1()).await;
+        assert!(
+            matches!(result, Err(RepositoryError::NotFound)),
+            "{result:?}"
+        );
+    }
+    let email_patch = patch(&json!({"email": "ghost@example.com"}));
+    let result = repo.update(&id("nobody"), &email_patch, None, t1()).await;
+    assert!(
+        matches!(result, Err(RepositoryError::NotFound)),
+        "{result:?}"
+    );
+    assert_eq!(stored(&repo, "nobody").await, None);
+    // The email of the failed patch was not claimed.
+    create(&repo, &with_email("real", "ghost@example.com")).await;
+}
+
+/// Deleting an id nobody has fails.
+pub async fn delete_of_an_unknown_id_is_not_found(repo: Repo) {
+    for expected in [None, Some(Version::FIRST)] {
+        let result = repo.delete(&id("nobody"), expected).await;
+        assert!(
+            matches!(result, Err(RepositoryError::NotFound)),
+            "{result:?}"
+        );
+    }
+}
+
+/// A deleted customer is gone from reads and listings, and a second delete is `NotFound`.
+pub async fn delete_removes_the_customer(repo: Repo) {
+    create(&repo, &with_email("gone", "gone@example.com")).await;
+    create(&repo, &named("kept")).await;
+    repo.delete(&id("gone"), None)
+        .await
+        .expect("delete succeeds");
+    assert_eq!(stored(&repo, "gone").await, None);
+    let page = repo
+        .list(PageLimit::MAX, None)
+        .await
+        .expect("list succeeds");
+    let ids: Vec<&str> = page.items.iter().map(|c| c.id().as_str()).collect();
+    assert_eq!(ids, ["kept"]);
+    assert!(matches!(
+        repo.delete(&id("gone"), None).await,
+        Err(RepositoryError::NotFound)
+    ));
+    assert_eq!(
+        repo.find_by_email(&email("gone@example.com"))
+            .await
+            .expect("find"),
+        None
+    );
+}
+
+/// A patch changes the fields it names, bumps the version by one, sets `updatedAt`, keeps the rest.
+pub async fn update_sets_fields_bumps_the_version_and_keeps_the_rest(repo: Repo) {
+    let c = customer(&json!({
+        "id": "c", "firstName": "Ada", "lastName": "Lovelace", "email": "ada@example.com",
+        "address": {"line1": "1 Main St", "country": "GB"}
+    }));
+    create(&repo, &c).await;
+    let updated = repo
+        .update(
+            &id("c"),
+            &patch(&json!({"firstName": "Augusta", "phone": "+441234567890"})),
+            None,
+            t1(),
+        )
+        .await
+        .expect("update succeeds");
+    assert_eq!(updated.first_name().as_str(), "Augusta");
+    assert_eq!(
+        updated.phone().map(crate::Phone::as_str),
+        Some("+441234567890")
+    );
+    assert_eq!(updated.last_name(), c.last_name());
+    assert_eq!(updated.email(), c.email());
+    assert_eq!(updated.address(), c.address());
+    assert_eq!(updated.version(), Version::FIRST.next());
+    assert_eq!(updated.created_at(), c.created_at());
+    assert_eq!(updated.updated_at(), t1());
+    assert_eq!(stored(&repo, "c").await, Some(updated));
+}
+
+/// `null` removes an optional field.
+pub async fn update_with_null_clears_optional_fields(repo: Repo) {
+    create(
+        &repo,
+        &customer(&json!({
+            "id": "c", "firstName": "Ada", "lastName": "Lovelace", "email": "ada@example.com",
+            "phone": "+441234567890", "address": {"line1": "1 Main St"}
+        })),
+    )
+    .await;
+    let updated = repo
+        .update(
+            &id("c"),
+            &patch(&json!({"email": null, "phone": null, "address": null})),
+            None,
+            t1(),
+        )
+        .await
+        .expect("update succeeds");
+    assert_eq!(
+        (updated.email(), updated.phone(), updated.address()),
+        (None, None, None)
+    );
+    assert_eq!(stored(&repo, "c").await, Some(updated));
+}
+
+/// An address patch merges into the stored address (RFC 7396).
+pub async fn update_merges_address_parts(repo: Repo) {
+    create(
+        &repo,
+        &customer(&json!({
+            "id": "c", "firstName": "Ada", "lastName": "Lovelace",
+            "address": {"line1": "1 Main St", "city": "Springfield", "country": "US"}
+        })),
+    )
+    .await;
+    let updated = repo
+        .update(
+            &id("c"),
+            &patch(&json!({"address": {"city": null, "postalCode": "12345", "line2": "Suite 9"}})),
+            None,
+            t1(),
+        )
+        .await
+        .expect("update succeeds");
+    let expected =
+        json!({"line1": "1 Main St", "line2": "Suite 9", "postalCode": "12345", "country": "US"});
+    assert_eq!(
+        serde_json::to_value(updated.address()).expect("json"),
+        expected
+    );
+    assert_eq!(stored(&repo, "c").await, Some(updated));
+}
+
+/// Address parts cannot start an address without its first line; with it they can.
+pub async fn update_of_address_parts_without_an_address_needs_line1(repo: Repo) {
+    let c = named("c");
+    create(&repo, &c).await;
+    let result = repo
+        .update(
+            &id("c"),
+            &patch(&json!({"address": {"city": "Springfield"}})),
+            None,
+            t1(),
+        )
+        .await;
+    match result {
+        Err(RepositoryError::InvalidPatch(errors)) => assert!(errors.has_field("address.line1")),
+        other => panic!("expected InvalidPatch, got {other:?}"),
+    }
+    assert_eq!(stored(&repo, "c").await, Some(c));
+    let updated = repo
+        .update(
+            &id("c"),
+            &patch(&json!({"address": {"line1": "1 Main St", "city": "Springfield"}})),
+            None,
+            t1(),
+        )
+        .await
+        .expect("update succeeds");
+    let expected = json!({"line1": "1 Main St", "city": "Springfield"});
+    assert_eq!(
+        serde_json::to_value(updated.address()).expect("json"),
+        expected
+    );
+}
+
+/// A patch at a stale version is a `VersionConflict` naming the current version, and writes nothing.
+pub async fn update_with_a_stale_version_is_rejected(repo: Repo) {
+    let c = named("c");
+    create(&repo, &c).await;
+    let p = patch(&json!({"lastName": "Byron"}));
+    let v1 = Version::FIRST;
+    let v2 = v1.next();
+    let result = repo.update(&id("c"), &p, Some(v2), t1()).await;
+    assert!(
+        matches!(result, Err(RepositoryError::VersionConflict { current }) if current == v1),
+        "{result:?}"
+    );
+    assert_eq!(stored(&repo, "c").await, Some(c));
+    let updated = repo
+        .update(&id("c"), &p, Some(v1), t1())
+        .await
+        .expect("update at v1");
+    assert_eq!(updated.version(), v2);
+    let result = repo.update(&id("c"), &p, Some(v1), t1()).await;
+    assert!(
+        matches!(result, Err(RepositoryError::VersionConflict { current }) if current == v2),
+        "{result:?}"
+    );
+    // A stale email change claims nothing.
+    let result = repo
+        .update(
+            &id("c"),
+            &patch(&json!({"email": "c@example.com"})),
+            Some(v1),
+            t1(),
+        )
+        .await;
+    assert!(
+        matches!(result, Err(RepositoryError::VersionConflict { .. })),
+        "{result:?}"
+    );
+    create(&repo, &with_email("other", "c@example.com")).await;
+}
+
+/// A delete at a stale version is a `VersionConflict` and keeps the customer.
+pub async fn delete_with_a_stale_version_is_rejected(repo: Repo) {
+    create(&repo, &named("c")).await;
+    let stale = Version::FIRST.next();
+    let result = repo.delete(&id("c"), Some(stale)).await;
+    assert!(
+        matches!(result, Err(RepositoryError::VersionConflict { current }) if current == Version::FIRST),
+        "{result:?}"
+    );
+    assert!(stored(&repo, "c").await.is_some());
+    repo.delete(&id("c"), Some(Version::FIRST))
+        .await
+        .expect("delete at the current version");
+    assert_eq!(stored(&repo, "c").await, None);
+}
+
+/// Two customers cannot be created with one email; the loser is not stored.
+pub async fn emails_are_unique_on_create(repo: Repo) {
+    create(&repo, &with_email("a", "shared@example.com")).await;
+    let result = repo.create(&with_email("b", "shared@example.com")).await;
+    assert!(
+        matches!(result, Err(RepositoryError::EmailTaken)),
+        "{result:?}"
+    );
+    assert_eq!(stored(&repo, "b").await, None);
+}
+
+/// Uniqueness compares emails without regard to case.
+pub async fn email_uniqueness_ignores_case(repo: Repo) {
+    create(&repo, &with_email("a", "Ada@Example.com")).await;
+    let result = repo.create(&with_email("b", "ada@example.COM")).await;
+    assert!(
+        matches!(result, Err(RepositoryError::EmailTaken)),
+        "{result:?}"
+    );
+}
+
+/// A patch cannot take another customer's email; the patched customer is left as it was.
+pub async fn emails_are_unique_on_update(repo: Repo) {
+    create(&repo, &with_email("a", "a@example.com")).await;
+    let b = with_email("b", "b@example.com");
+    create(&repo, &b).await;
+    let result = repo
+        .update(
+            &id("b"),
+            &patch(&json!({"email": "A@EXAMPLE.com"})),
+            None,
+            t1(),
+        )
+        .await;
+    assert!(
+        matches!(result, Err(RepositoryError::EmailTaken)),
+        "{result:?}"
+    );
+    assert_eq!(stored(&repo, "b").await, Some(b));
+    // b still owns its own email.
+    let result = repo.create(&with_email("c", "b@example.com")).await;
+    assert!(
+        matches!(result, Err(RepositoryError::EmailTaken)),
+        "{result:?}"
+    );
+}
+
+/// Deleting a customer frees its email for others.
+pub async fn an_email_is_released_when_its_customer_is_deleted(repo: Repo) {
+    create(&repo, &with_email("a", "reuse@example.com")).await;
+    repo.delete(&id("a"), None).await.expect("delete");
+    create(&repo, &with_email("b", "Reuse@example.com")).await;
+}
+
+/// Changing or clearing an email frees the old one; the new one is owned.
+pub async fn an_email_is_released_when_it_changes_or_is_cleared(repo: Repo) {
+    create(&repo, &with_email("a", "one@example.com")).await;
+    repo.update(
+        &id("a"),
+        &patch(&json!({"email": "two@example.com"})),
+        None,
+        t1(),
+    )
+    .await
+    .expect("change email");
+    create(&repo, &with_email("b", "one@example.com")).await;
+    let result = repo.create(&with_email("c", "two@example.com")).await;
+    assert!(
+        matches!(result, Err(RepositoryError::EmailTaken)),
+        "{result:?}"
+    );
+    repo.update(&id("a"), &patch(&json!({"email": null})), None, t1())
+        .await
+        .expect("clear email");
+    create(&repo, &with_email("c", "two@example.com")).await;
+    // a cannot take back the email b now owns.
+    let result = repo
+        .update(
+            &id("a"),
+            &patch(&json!({"email": "ONE@example.com"})),
+            None,
+            t1(),
+        )
+        .await;
+    assert!(
+        matches!(result, Err(RepositoryError::EmailTaken)),
+        "{result:?}"
+    );
+    // Nor can a new customer, twice over.
+    let result = repo.create(&with_email("d", "one@example.com")).await;
+    assert!(
+        matches!(result, Err(RepositoryError::EmailTaken)),
+        "{result:?}"
+    );
+}
+
+/// A customer may set its own email again, in another case.
+pub async fn a_customer_may_rewrite_its_own_email(repo: Repo) {
+    create(&repo, &with_email("a", "ada@example.com")).await;
+    let updated = repo
+        .update(
+            &id("a"),
+            &patch(&json!({"email": "ADA@example.com"})),
+            None,
+            t1(),
+        )
+        .await
+        .expect("same email, other case");
+    assert_eq!(updated.email().map(Email::as_str), Some("ADA@example.com"));
+    repo.update(
+        &id("a"),
+        &patch(&json!({"email": "ADA@example.com"})),
+        None,
+        t1(),
+    )
+    .await
+    .expect("same email again");
+    let result = repo.create(&with_email("b", "ada@example.com")).await;
+    assert!(
+        matches!(result, Err(RepositoryError::EmailTaken)),
+        "{result:?}"
+    );
+}
+
+/// Lookup by email ignores case and follows changes and deletes.
+pub async fn find_by_email_ignores_case_and_follows_changes(repo: Repo) {
+    create(&repo, &with_email("a", "Ada@Example.com")).await;
+    create(&repo, &with_email("b", "bob@example.com")).await;
+    let found = repo
+        .find_by_email(&email("ada@EXAMPLE.com"))
+        .await
+        .expect("find");
+    assert_eq!(found.map(|c| c.id().clone()), Some(id("a")));
+    repo.update(
+        &id("a"),
+        &patch(&json!({"email": "lovelace@example.com"})),
+        None,
+        t1(),
+    )
+    .await
+    .expect("change email");
+    assert_eq!(
+        repo.find_by_email(&email("ada@example.com"))
+            .await
+            .expect("find"),
+        None
+    );
+    let found = repo
+        .find_by_email(&email("Lovelace@example.com"))
+        .await
+        .expect("find");
+    assert_eq!(found.map(|c| c.version()), Some(Version::FIRST.next()));
+    repo.delete(&id("a"), None).await.expect("delete");
+    assert_eq!(
+        repo.find_by_email(&email("lovelace@example.com"))
+            .await
+            .expect("find"),
+        None
+    );
+    assert_eq!(
+        repo.find_by_email(&email("nobody@example.com"))
+            .await
+            .expect("find"),
+        None
+    );
+}
+
+/// Walking the listing page by page returns every customer exactly once, for page sizes 1, 7, 100.
+pub async fn a_full_walk_returns_every_customer_exactly_once(repo: Repo) {
+    let all: Vec<Customer> = (0..250)
+        .map(|i| {
+            if i % 2 == 0 {
+                with_email(&format!("walk-{i:03}"), &format!("walk{i}@example.com"))
+            } else {
+                named(&format!("walk-{i:03}"))
+            }
+        })
+        .collect();
+    let report = repo.put_many(&all).await.expect("put_many succeeds");
+    assert_eq!((report.created, report.rejected.len()), (250, 0));
+    let expected: HashSet<CustomerId> = all.iter().map(|c| c.id().clone()).collect();
+    for size in [1, 7, 100] {
+        let limit = PageLimit::new(size).expect("a valid limit");
+        let mut seen = HashSet::new();
+        let mut cursor: Option<Cursor> = None;
+        let mut pages = 0;
+        loop {
+            let page = repo
+                .list(limit, cursor.as_ref())
+                .await
+                .expect("list succeeds");
+            pages += 1;
+            assert!(
+                page.items.len() <= limit.get(),
+                "a page holds at most its limit"
+            );
+            for c in page.items {
+                assert!(
+                    seen.insert(c.id().clone()),
+                    "a customer came twice in a walk"
+                );
+            }
+            match page.next_cursor {
+                Some(next) => {
+                    cursor = Some(Cursor::parse(next.as_str()).expect("a cursor round-trips"));
+                }
+                None => break,
+            }
+            assert!(pages <= 1000, "the walk does not end");
+        }
+        assert_eq!(seen, expected, "page size {size}");
+    }
+}
+
+/// A cursor this repository did not issue is `InvalidCursor`, never another error.
+pub async fn a_corrupt_cursor_is_rejected(repo: Repo) {
+    create(&repo, &named("a")).await;
+    let forged = [
+        Cursor::parse("garbage").expect("well-formed base64"),
+        Cursor::encode("not a position"),
+        Cursor::encode(""),
+        Cursor::encode("CUSTOMER#"),
+        Cursor::encode("EMAIL#zz"),
+        Cursor::encode(&"x".repeat(600)),
+    ];
+    for cursor in &forged {
+        let result = repo.list(PageLimit::DEFAULT, Some(cursor)).await;
+        assert!(
+            matches!(result, Err(RepositoryError::InvalidCursor)),
+            "{cursor}: {result:?}"
+        );
+    }
+}
+
+/// An empty store lists as one empty last page.
+pub async fn an_empty_store_lists_one_empty_page(repo: Repo) {
+    let page = repo
+        .list(PageLimit::DEFAULT, None)
+        .await
+        .expect("list succeeds");
+    assert!(page.items.is_empty());
+    assert_eq!(page.next_cursor, None);
+}
+
+/// Bulk import writes what it can and reports each conflict in input order.
+pub async fn put_many_writes_all_and_reports_conflicts(repo: Repo) {
+    create(&repo, &with_email("old", "old@example.com")).await;
+    let batch = vec![
+        named("n1"),
+        named("old"),
+        with_email("n2", "OLD@example.com"),
+        with_email("n3", "n3@example.com"),
+        with_email("n4", "N3@example.com"),
+        named("n1"),
+        named("n5"),
+    ];
+    let report = repo.put_many(&batch).await.expect("put_many succeeds");
+    assert_eq!(report.created, 3);
+    assert_eq!(
+        report.rejected,
+        vec![
+            (id("old"), BulkRejection::AlreadyExists),
+            (id("n2"), BulkRejection::EmailTaken),
+            (id("n4"), BulkRejection::EmailTaken),
+            (id("n1"), BulkRejection::AlreadyExists),
+        ]
+    );
+    for created in ["n1", "n3", "n5"] {
+        assert!(stored(&repo, created).await.is_some(), "{created}");
+    }
+    for rejected in ["n2", "n4"] {
+        assert_eq!(stored(&repo, rejected).await, None, "{rejected}");
+    }
+    assert_eq!(
+        stored(&repo, "old").await.map(|c| c.email().cloned()),
+        Some(Some(email("old@example.com")))
+    );
+    let empty = repo.put_many(&[]).await.expect("an empty import");
+    assert_eq!(empty.created, 0);
+}
+
+/// 100 patches racing at one expected version: exactly one wins, the others see a conflict.
+pub async fn concurrent_updates_with_one_expected_version_have_one_winner(repo: Repo) {
+    create(&repo, &with_email("race", "race@example.com")).await;
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let repo = Arc::clone(&repo);
+            tokio::spawn(async move {
+                let p = if i % 2 == 0 {
+                    patch(&json!({"lastName": format!("Writer {i}")}))
+                } else {
+                    patch(&json!({"email": format!("race{i}@example.com")}))
+                };
+                repo.update(&id("race"), &p, Some(Version::FIRST), t1())
+                    .await
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.expect("the task ran") {
+            Ok(_) => wins += 1,
+            Err(RepositoryError::VersionConflict { .. }) => {}
+            Err(other) => panic!("a losing patch must be a VersionConflict, got {other:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    let after = stored(&repo, "race").await.expect("still there");
+    assert_eq!(after.version(), Version::FIRST.next());
+}
+
+/// 50 creates racing for one email (in varied case): exactly one wins.
+pub async fn concurrent_creates_with_one_email_have_one_winner(repo: Repo) {
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let repo = Arc::clone(&repo);
+            tokio::spawn(async move {
+                let address = if i % 2 == 0 {
+                    "Hot@Example.com"
+                } else {
+                    "hot@example.COM"
+                };
+                repo.create(&with_email(&format!("racer-{i}"), address))
+                    .await
+                    .map(|()| i)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.expect("the task ran") {
+            Ok(i) => winners.push(i),
+            Err(RepositoryError::EmailTaken) => {}
+            Err(other) => panic!("a losing create must be EmailTaken, got {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    let owner = repo
+        .find_by_email(&email("hot@example.com"))
+        .await
+        .expect("find");
+    assert_eq!(
+        owner.map(|c| c.id().clone()),
+        Some(id(&format!("racer-{}", winners[0])))
+    );
+    let page = repo.list(PageLimit::MAX, None).await.expect("list");
+    assert_eq!(page.items.len(), 1, "losers leave nothing behind");
+}
+
+/// 20 creates racing for one id: exactly one wins.
+pub async fn concurrent_creates_of_one_id_have_one_winner(repo: Repo) {
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let repo = Arc::clone(&repo);
+            tokio::spawn(async move {
+                let c = with_email("contested", &format!("contender{i}@example.com"));
+                repo.create(&c).await
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.expect("the task ran") {
+            Ok(()) => wins += 1,
+            Err(RepositoryError::AlreadyExists) => {}
+            Err(other) => panic!("a losing create must be AlreadyExists, got {other:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    // Only the winner's email is claimed.
+    let winner = stored(&repo, "contested").await.expect("the winner");
+    let winner_email = winner.email().expect("an email").as_str().to_owned();
+    for i in 0..20 {
+        let address = format!("contender{i}@example.com");
+        if address != winner_email {
+            create(&repo, &with_email(&format!("free-{i}"), &address)).await;
+        }
+    }
+}
+
+/// Patches without a precondition, racing: none is lost, each is applied to its own version.
+pub async fn concurrent_unconditional_updates_lose_no_change(repo: Repo) {
+    create(&repo, &named("busy")).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let repo = Arc::clone(&repo);
+            tokio::spawn(async move {
+                let p = patch(&json!({"firstName": format!("Writer {i}")}));
+                repo.update(&id("busy"), &p, None, t1()).await
+            })
+        })
+        .collect();
+    let mut versions = HashSet::new();
+    for task in tasks {
+        let updated = task
+            .await
+            .expect("the task ran")
+            .expect("an unconditional patch succeeds");
+        assert!(
+            versions.insert(updated.version()),
+            "two patches produced one version"
+        );
+    }
+    let after = stored(&repo, "busy").await.expect("still there");
+    assert_eq!(after.version().get(), 21);
+}

@@ -1,0 +1,10 @@
+//! The repository contract suite, run against the in-memory repository.
+
+use std::sync::Arc;
+
+use crm_domain::CustomerRepository;
+use crm_memory::InMemoryCustomerRepository;
+
+crm_domain::repository_contract_tests!(|| async {
+    Arc::new(InMemoryCustomerRepository::new()) as Arc<dyn CustomerRepository>
+});

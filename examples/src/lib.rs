@@ -1,0 +1,1 @@
+//! Examples of crm; see the `[[example]]` targets.
