@@ -48,6 +48,50 @@ impl Customer {
         }
     }
 
+    /// A customer restored from its parts: for repositories reading back what they stored.
+    ///
+    /// Every part is already a valid value; the service, not this constructor, decides ids,
+    /// timestamps and versions of new and changed customers.
+    pub fn from_parts(parts: CustomerParts) -> Self {
+        let CustomerParts {
+            id,
+            first_name,
+            last_name,
+            email,
+            phone,
+            address,
+            created_at,
+            updated_at,
+            version,
+        } = parts;
+        Self {
+            id,
+            first_name,
+            last_name,
+            email,
+            phone,
+            address,
+            created_at,
+            updated_at,
+            version,
+        }
+    }
+
+    /// The customer taken apart, e.g. to be written to storage.
+    pub fn into_parts(self) -> CustomerParts {
+        CustomerParts {
+            id: self.id,
+            first_name: self.first_name,
+            last_name: self.last_name,
+            email: self.email,
+            phone: self.phone,
+            address: self.address,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            version: self.version,
+        }
+    }
+
     /// The customer's id.
     pub fn id(&self) -> &CustomerId {
         &self.id
@@ -108,9 +152,32 @@ impl Customer {
             }
         }
         next.version = self.version.next();
-        next.updated_at = now.max(self.created_at);
+        next.updated_at = now;
         Ok(next)
     }
+}
+
+/// The parts of a [`Customer`], each already valid: what a repository stores and reads back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerParts {
+    /// The id.
+    pub id: CustomerId,
+    /// First name.
+    pub first_name: PersonName,
+    /// Last name.
+    pub last_name: PersonName,
+    /// Email address.
+    pub email: Option<Email>,
+    /// Phone number.
+    pub phone: Option<Phone>,
+    /// Postal address.
+    pub address: Option<Address>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Time of the last change.
+    pub updated_at: Timestamp,
+    /// Version.
+    pub version: Version,
 }
 
 /// What a client gives to create a customer. Every field is already valid.

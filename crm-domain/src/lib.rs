@@ -41,7 +41,7 @@ mod validation;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use customer::{AddressPatch, Customer, CustomerPatch, NewCustomer, Patch};
+pub use customer::{AddressPatch, Customer, CustomerParts, CustomerPatch, NewCustomer, Patch};
 pub use fields::{
     Address, AddressText, CountryCode, CustomerId, Email, InvalidValue, PersonName, Phone,
     Timestamp, Version,
@@ -49,6 +49,8 @@ pub use fields::{
 pub use page::{Cursor, Page, PageLimit};
 #[cfg(any(test, feature = "mock"))]
 pub use repository::MockCustomerRepository;
-pub use repository::{BoxError, BulkRejection, BulkReport, CustomerRepository, RepositoryError};
+pub use repository::{
+    BoxError, BulkRejection, BulkReport, CustomerRepository, RepositoryError, batch_repeats,
+};
 pub use service::{Clock, CustomerService, FixedClock, SystemClock};
 pub use validation::{FieldError, ValidationErrors};

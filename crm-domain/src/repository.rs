@@ -6,6 +6,7 @@
 // mockall's generated mock takes `&Option<&Cursor>`, which clippy would rather not see.
 #![cfg_attr(any(test, feature = "mock"), allow(clippy::ref_option_ref))]
 
+use std::collections::HashSet;
 use std::error::Error as StdError;
 use std::time::Duration;
 
@@ -92,6 +93,28 @@ pub struct BulkReport {
     pub created: usize,
     /// The customers not written, each with its reason, in input order.
     pub rejected: Vec<(CustomerId, BulkRejection)>,
+}
+
+/// The customers of a batch that repeat the id or the email (case-insensitively) of an earlier
+/// customer of the same batch: `Some(reason)` at their index, `None` elsewhere.
+///
+/// Every repository rejects these before looking at the store, so that a batch is judged alike
+/// everywhere: the first occurrence is written if the store allows, the repeats never are.
+pub fn batch_repeats(customers: &[Customer]) -> Vec<Option<BulkRejection>> {
+    let mut ids = HashSet::new();
+    let mut emails = HashSet::new();
+    customers
+        .iter()
+        .map(|c| {
+            if !ids.insert(c.id()) {
+                Some(BulkRejection::AlreadyExists)
+            } else if c.email().is_some_and(|e| !emails.insert(e.normalized())) {
+                Some(BulkRejection::EmailTaken)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// A store of customers.

@@ -25,7 +25,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use async_trait::async_trait;
 use crm_domain::{
     BulkRejection, BulkReport, Cursor, Customer, CustomerId, CustomerPatch, CustomerRepository,
-    Email, Page, PageLimit, RepositoryError, Timestamp, Version,
+    Email, Page, PageLimit, RepositoryError, Timestamp, Version, batch_repeats,
 };
 
 /// Customers in memory; see the [crate docs](crate).
@@ -204,20 +204,20 @@ impl CustomerRepository for InMemoryCustomerRepository {
     }
 
     async fn put_many(&self, customers: &[Customer]) -> Result<BulkReport, RepositoryError> {
+        let repeats = batch_repeats(customers);
         let mut state = self.write();
         let mut report = BulkReport::default();
-        for customer in customers {
-            match state.create_conflict(customer) {
+        for (customer, repeat) in customers.iter().zip(repeats) {
+            let rejection = repeat.or_else(|| match state.create_conflict(customer)? {
+                RepositoryError::EmailTaken => Some(BulkRejection::EmailTaken),
+                _ => Some(BulkRejection::AlreadyExists),
+            });
+            match rejection {
                 None => {
                     state.insert(customer.clone());
                     report.created += 1;
                 }
-                Some(RepositoryError::EmailTaken) => report
-                    .rejected
-                    .push((customer.id().clone(), BulkRejection::EmailTaken)),
-                Some(_) => report
-                    .rejected
-                    .push((customer.id().clone(), BulkRejection::AlreadyExists)),
+                Some(reason) => report.rejected.push((customer.id().clone(), reason)),
             }
         }
         Ok(report)

@@ -1,0 +1,287 @@
+//! Item shapes: how a customer and an email claim are written to the table.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use crm_domain::{
+    Address, AddressText, CountryCode, Customer, CustomerId, CustomerParts, Email, PersonName,
+    Phone, RepositoryError, Timestamp, Version,
+};
+use serde::{Deserialize, Serialize};
+
+/// A DynamoDB item.
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+pub(crate) const PK: &str = "pk";
+const CUSTOMER_PREFIX: &str = "CUSTOMER#";
+const EMAIL_PREFIX: &str = "EMAIL#";
+pub(crate) const KIND_CUSTOMER: &str = "customer";
+const KIND_EMAIL: &str = "email";
+
+/// The key of a customer item.
+pub(crate) fn customer_pk(id: &CustomerId) -> String {
+    format!("{CUSTOMER_PREFIX}{id}")
+}
+
+/// The key of the item that claims a normalized email for one customer.
+pub(crate) fn email_pk(normalized_email: &str) -> String {
+    format!("{EMAIL_PREFIX}{normalized_email}")
+}
+
+pub(crate) fn key(pk: String) -> Item {
+    HashMap::from([(PK.to_owned(), AttributeValue::S(pk))])
+}
+
+/// True when `pk` is a key this repository writes: a listing cursor must decode to one.
+pub(crate) fn is_valid_pk(pk: &str) -> bool {
+    if let Some(id) = pk.strip_prefix(CUSTOMER_PREFIX) {
+        CustomerId::parse(id).is_ok()
+    } else if let Some(email) = pk.strip_prefix(EMAIL_PREFIX) {
+        Email::parse(email).is_ok_and(|e| e.normalized() == email)
+    } else {
+        false
+    }
+}
+
+/// A customer as stored. The address is flattened into top-level attributes so that a merge patch
+/// can set or remove each part in one `UpdateItem`, whether or not the customer has an address.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CustomerItem {
+    pk: String,
+    kind: String,
+    id: CustomerId,
+    first_name: PersonName,
+    last_name: PersonName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email: Option<Email>,
+    /// The normalized email: the key of the `byEmail` index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    phone: Option<Phone>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    address_line1: Option<AddressText>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    address_line2: Option<AddressText>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    address_city: Option<AddressText>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    address_region: Option<AddressText>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    address_postal_code: Option<AddressText>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    address_country: Option<CountryCode>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    version: Version,
+}
+
+/// Attribute names of the address parts, in the order of [`Address`]'s fields.
+pub(crate) const ADDRESS_LINE1: &str = "addressLine1";
+pub(crate) const ADDRESS_ATTRIBUTES: [&str; 6] = [
+    ADDRESS_LINE1,
+    "addressLine2",
+    "addressCity",
+    "addressRegion",
+    "addressPostalCode",
+    "addressCountry",
+];
+
+impl From<&Customer> for CustomerItem {
+    fn from(customer: &Customer) -> Self {
+        let CustomerParts {
+            id,
+            first_name,
+            last_name,
+            email,
+            phone,
+            address,
+            created_at,
+            updated_at,
+            version,
+        } = customer.clone().into_parts();
+        let address = address.map(|a| {
+            (
+                Some(a.line1),
+                a.line2,
+                a.city,
+                a.region,
+                a.postal_code,
+                a.country,
+            )
+        });
+        let (
+            address_line1,
+            address_line2,
+            address_city,
+            address_region,
+            address_postal_code,
+            address_country,
+        ) = address.unwrap_or_default();
+        Self {
+            pk: customer_pk(&id),
+            kind: KIND_CUSTOMER.to_owned(),
+            email_key: email.as_ref().map(Email::normalized),
+            id,
+            first_name,
+            last_name,
+            email,
+            phone,
+            address_line1,
+            address_line2,
+            address_city,
+            address_region,
+            address_postal_code,
+            address_country,
+            created_at,
+            updated_at,
+            version,
+        }
+    }
+}
+
+impl CustomerItem {
+    fn into_customer(self) -> Customer {
+        let address = self.address_line1.map(|line1| Address {
+            line1,
+            line2: self.address_line2,
+            city: self.address_city,
+            region: self.address_region,
+            postal_code: self.address_postal_code,
+            country: self.address_country,
+        });
+        Customer::from_parts(CustomerParts {
+            id: self.id,
+            first_name: self.first_name,
+            last_name: self.last_name,
+            email: self.email,
+            phone: self.phone,
+            address,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            version: self.version,
+        })
+    }
+}
+
+/// Why a stored item could not be read as a customer. It names no value: values are customer data.
+#[derive(Debug, thiserror::Error)]
+#[error("a stored customer item does not decode: {0}")]
+pub(crate) struct CorruptItem(String);
+
+/// The item of `customer`.
+pub(crate) fn customer_item(customer: &Customer) -> Result<Item, RepositoryError> {
+    serde_dynamo::to_item(CustomerItem::from(customer))
+        .map_err(|e| RepositoryError::unexpected(CorruptItem(e.to_string())))
+}
+
+/// Reads a customer item back.
+pub(crate) fn customer_from_item(item: Item) -> Result<Customer, RepositoryError> {
+    serde_dynamo::from_item::<_, CustomerItem>(item)
+        .map(CustomerItem::into_customer)
+        .map_err(|e| {
+            // serde's messages may quote the value that failed; keep only the first words.
+            let reason = e
+                .to_string()
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            RepositoryError::unexpected(CorruptItem(reason))
+        })
+}
+
+/// The version attribute of a stored customer item, if readable.
+pub(crate) fn item_version(item: &Item) -> Option<Version> {
+    match item.get("version") {
+        Some(AttributeValue::N(n)) => n
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| Version::try_from(n).ok()),
+        _ => None,
+    }
+}
+
+/// The normalized email a stored customer item claims, if any.
+pub(crate) fn item_email_key(item: &Item) -> Option<&str> {
+    match item.get("emailKey") {
+        Some(AttributeValue::S(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// True when the stored customer item has an address.
+pub(crate) fn item_has_address(item: &Item) -> bool {
+    item.contains_key(ADDRESS_LINE1)
+}
+
+/// The item that claims `normalized_email` for `id`.
+pub(crate) fn claim_item(normalized_email: &str, id: &CustomerId) -> Item {
+    HashMap::from([
+        (PK.to_owned(), AttributeValue::S(email_pk(normalized_email))),
+        ("kind".to_owned(), AttributeValue::S(KIND_EMAIL.to_owned())),
+        ("customerId".to_owned(), AttributeValue::S(id.to_string())),
+    ])
+}
+
+/// The string value of an attribute.
+pub(crate) fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+/// The numeric value of a version.
+pub(crate) fn n(version: Version) -> AttributeValue {
+    AttributeValue::N(version.get().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn customer() -> Customer {
+        let input = crm_domain::NewCustomer::from_json(&serde_json::json!({
+            "id": "c1", "firstName": "Ada", "lastName": "Lovelace", "email": "Ada@Example.com",
+            "address": {"line1": "1 Main St", "country": "GB"}
+        }))
+        .unwrap();
+        Customer::create(input, CustomerId::generate(), Timestamp::now())
+    }
+
+    #[test]
+    fn a_customer_round_trips_through_its_item() {
+        let c = customer();
+        let item = customer_item(&c).unwrap();
+        assert_eq!(item.get("pk"), Some(&s("CUSTOMER#c1")));
+        assert_eq!(item.get("emailKey"), Some(&s("ada@example.com")));
+        assert_eq!(item.get("addressCountry"), Some(&s("GB")));
+        assert_eq!(item.get("version"), Some(&AttributeValue::N("1".into())));
+        assert!(!item.contains_key("address"));
+        assert_eq!(customer_from_item(item).unwrap(), c);
+    }
+
+    #[test]
+    fn a_corrupt_item_is_an_error_that_quotes_no_value() {
+        let mut item = customer_item(&customer()).unwrap();
+        item.insert("email".into(), s("secret-not-an-email"));
+        let err = customer_from_item(item).unwrap_err();
+        let chain = format!("{err} {:?}", std::error::Error::source(&err));
+        assert!(!chain.contains("secret"), "{chain}");
+    }
+
+    #[test]
+    fn only_keys_this_repository_writes_are_valid_positions() {
+        assert!(is_valid_pk("CUSTOMER#abc"));
+        assert!(is_valid_pk("EMAIL#ada@example.com"));
+        for bad in [
+            "CUSTOMER#",
+            "CUSTOMER#a b",
+            "EMAIL#Ada@example.com",
+            "EMAIL#zz",
+            "x",
+            "",
+        ] {
+            assert!(!is_valid_pk(bad), "{bad}");
+        }
+    }
+}

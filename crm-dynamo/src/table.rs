@@ -1,0 +1,127 @@
+//! The table layout, as one value that the repository, its table-creation helper and the
+//! CloudFormation template are all checked against.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use crm_domain::RepositoryError;
+
+use crate::error::classify;
+
+/// A global secondary index of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexDefinition {
+    /// The index name.
+    pub name: &'static str,
+    /// Its partition key (a string attribute); the index has no sort key.
+    pub partition_key: &'static str,
+}
+
+/// What the repository needs of its table: keys, indexes, and the IAM actions it calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableDefinition {
+    /// The partition key (a string attribute); the table has no sort key.
+    pub partition_key: &'static str,
+    /// Global secondary indexes, all projecting every attribute.
+    pub indexes: &'static [IndexDefinition],
+    /// The DynamoDB actions the repository calls on the table itself.
+    pub table_actions: &'static [&'static str],
+    /// The DynamoDB actions the repository calls on the indexes.
+    pub index_actions: &'static [&'static str],
+}
+
+/// The customers table.
+pub const TABLE: TableDefinition = TableDefinition {
+    partition_key: "pk",
+    indexes: &[IndexDefinition {
+        name: EMAIL_INDEX,
+        partition_key: "emailKey",
+    }],
+    // TransactWriteItems is not an IAM action: a transaction needs the action of each item it holds.
+    table_actions: &[
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:Scan",
+    ],
+    index_actions: &["dynamodb:Query"],
+};
+
+/// The index that finds a customer by normalized email.
+pub const EMAIL_INDEX: &str = "byEmail";
+
+impl TableDefinition {
+    /// Creates a table of this layout named `name`, billed on demand, and waits until it is active.
+    /// For local use and tests: in AWS the CloudFormation template creates the table.
+    ///
+    /// # Errors
+    /// When DynamoDB refuses (the table exists, the endpoint is down).
+    pub async fn create(&self, client: &Client, name: &str) -> Result<(), RepositoryError> {
+        let mut attributes = vec![string_attribute(self.partition_key)?];
+        let mut indexes = Vec::new();
+        for index in self.indexes {
+            attributes.push(string_attribute(index.partition_key)?);
+            indexes.push(
+                GlobalSecondaryIndex::builder()
+                    .index_name(index.name)
+                    .key_schema(hash_key(index.partition_key)?)
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
+                            .build(),
+                    )
+                    .build()
+                    .map_err(RepositoryError::unexpected)?,
+            );
+        }
+        client
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .set_attribute_definitions(Some(attributes))
+            .key_schema(hash_key(self.partition_key)?)
+            .set_global_secondary_indexes(Some(indexes))
+            .send()
+            .await
+            .map_err(|e| classify("CreateTable", e))?;
+        for _ in 0..100 {
+            let table = client
+                .describe_table()
+                .table_name(name)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeTable", e))?;
+            let active = table
+                .table()
+                .and_then(|t| t.table_status())
+                .map(|s| s.as_str())
+                == Some("ACTIVE");
+            if active {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Err(RepositoryError::unavailable(
+            "the table did not become active in 10 s",
+        ))
+    }
+}
+
+fn string_attribute(name: &str) -> Result<AttributeDefinition, RepositoryError> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(RepositoryError::unexpected)
+}
+
+fn hash_key(name: &str) -> Result<KeySchemaElement, RepositoryError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(KeyType::Hash)
+        .build()
+        .map_err(RepositoryError::unexpected)
+}
