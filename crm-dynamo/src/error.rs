@@ -59,12 +59,12 @@ pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Maps an SDK error that no condition explains: timeouts, connection failures and throttling
 /// become [`RepositoryError::Unavailable`], anything else [`RepositoryError::Unexpected`].
-pub(crate) fn classify<E, R>(operation: &'static str, error: SdkError<E, R>) -> RepositoryError
+pub(crate) fn classify<E, R>(operation: &'static str, error: &SdkError<E, R>) -> RepositoryError
 where
     E: ProvideErrorMetadata,
 {
     let code = error.code();
-    let (kind, transient) = match &error {
+    let (kind, transient) = match error {
         SdkError::TimeoutError(_) => ("timed out", true),
         SdkError::DispatchFailure(_) => ("could not reach the endpoint", true),
         SdkError::ResponseError(_) => ("unreadable response", true),

@@ -46,6 +46,9 @@
 //!
 //! Races add attempts (bounded, with backoff); they never lose an update: every write is conditional.
 //!
+//! With the `testcontainers` feature, [`docker::DynamoDbLocalContainer`] starts DynamoDB Local in
+//! Docker for the same tests (`cargo test -p crm-dynamo --features testcontainers --test docker`).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use crm_dynamo::{DynamoCustomerRepository, DynamoSettings};
@@ -56,6 +59,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "testcontainers")]
+pub mod docker;
 mod error;
 mod item;
 mod repository;

@@ -105,7 +105,7 @@ impl DynamoCustomerRepository {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| classify("GetItem", e))?;
+            .map_err(|e| classify("GetItem", &e))?;
         Ok(output.item)
     }
 
@@ -179,7 +179,7 @@ impl DynamoCustomerRepository {
                         .collect(),
                 ))
             }
-            Err(e) => Err(classify("TransactWriteItems", e)),
+            Err(e) => Err(classify("TransactWriteItems", &e)),
         }
     }
 
@@ -196,7 +196,7 @@ impl DynamoCustomerRepository {
         match result {
             Ok(_) => Ok(()),
             Err(e) if is_condition_failure(&e) => Err(RepositoryError::AlreadyExists),
-            Err(e) => Err(classify("PutItem", e)),
+            Err(e) => Err(classify("PutItem", &e)),
         }
     }
 
@@ -295,7 +295,7 @@ impl DynamoCustomerRepository {
                     needs_address,
                 ))
             }
-            Err(e) => Err(classify("UpdateItem", e)),
+            Err(e) => Err(classify("UpdateItem", &e)),
         }
     }
 
@@ -355,7 +355,7 @@ impl DynamoCustomerRepository {
                         (Some(current), Some(_)) => {
                             return Err(RepositoryError::VersionConflict { current });
                         }
-                        (Some(_), None) => continue,
+                        (Some(_), None) => {}
                     }
                 }
                 _ if new_email.is_some()
@@ -420,7 +420,7 @@ impl DynamoCustomerRepository {
             .set_exclusive_start_key(start.map(key))
             .send()
             .await
-            .map_err(|e| classify("Scan", e))?;
+            .map_err(|e| classify("Scan", &e))?;
         let last = output.last_evaluated_key.and_then(|k| match k.get(PK) {
             Some(AttributeValue::S(pk)) => Some(pk.clone()),
             _ => None,
@@ -532,7 +532,7 @@ impl CustomerRepository for DynamoCustomerRepository {
             .limit(1)
             .send()
             .await
-            .map_err(|e| classify("Query", e))?;
+            .map_err(|e| classify("Query", &e))?;
         output
             .items
             .unwrap_or_default()
@@ -592,7 +592,7 @@ impl CustomerRepository for DynamoCustomerRepository {
                         _ => None,
                     }
                 }
-                Err(e) => return Err(classify("DeleteItem", e)),
+                Err(e) => return Err(classify("DeleteItem", &e)),
             };
             let Some(old) = old else {
                 return Err(RepositoryError::NotFound);

@@ -86,18 +86,18 @@ impl TableDefinition {
             .set_global_secondary_indexes(Some(indexes))
             .send()
             .await
-            .map_err(|e| classify("CreateTable", e))?;
+            .map_err(|e| classify("CreateTable", &e))?;
         for _ in 0..100 {
             let table = client
                 .describe_table()
                 .table_name(name)
                 .send()
                 .await
-                .map_err(|e| classify("DescribeTable", e))?;
+                .map_err(|e| classify("DescribeTable", &e))?;
             let active = table
                 .table()
                 .and_then(|t| t.table_status())
-                .map(|s| s.as_str())
+                .map(aws_sdk_dynamodb::types::TableStatus::as_str)
                 == Some("ACTIVE");
             if active {
                 return Ok(());
