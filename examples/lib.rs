@@ -1,0 +1,1 @@
+//! Runnable examples of crm: `cargo run --example quickstart`, `cargo run --example dynamodb`.

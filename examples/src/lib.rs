@@ -1,1 +1,0 @@
-//! Examples of crm; see the `[[example]]` targets.
