@@ -10,7 +10,7 @@ use crm_domain::{
 use serde::{Deserialize, Serialize};
 
 /// A DynamoDB item.
-pub(crate) type Item = HashMap<String, AttributeValue>;
+pub type Item = HashMap<String, AttributeValue>;
 
 pub(crate) const PK: &str = "pk";
 const CUSTOMER_PREFIX: &str = "CUSTOMER#";
@@ -171,13 +171,19 @@ impl CustomerItem {
 pub(crate) struct CorruptItem(String);
 
 /// The item of `customer`.
-pub(crate) fn customer_item(customer: &Customer) -> Result<Item, RepositoryError> {
+///
+/// # Errors
+/// Never for a valid customer; kept fallible because serialization is.
+pub fn customer_item(customer: &Customer) -> Result<Item, RepositoryError> {
     serde_dynamo::to_item(CustomerItem::from(customer))
         .map_err(|e| RepositoryError::unexpected(CorruptItem(e.to_string())))
 }
 
 /// Reads a customer item back.
-pub(crate) fn customer_from_item(item: Item) -> Result<Customer, RepositoryError> {
+///
+/// # Errors
+/// [`RepositoryError::Unexpected`] when the item is not a customer this crate wrote.
+pub fn customer_from_item(item: Item) -> Result<Customer, RepositoryError> {
     serde_dynamo::from_item::<_, CustomerItem>(item)
         .map(CustomerItem::into_customer)
         .map_err(|e| {

@@ -68,5 +68,11 @@ mod settings;
 mod table;
 
 pub use repository::DynamoCustomerRepository;
+
+/// Customer ⇄ item conversion, for tools that read or write the table directly (exports,
+/// migrations) and for benchmarks. The layout is the one in the [crate docs](crate).
+pub mod items {
+    pub use crate::item::{Item, customer_from_item as from_item, customer_item as to_item};
+}
 pub use settings::{DynamoSettings, SettingsError};
 pub use table::{EMAIL_INDEX, IndexDefinition, TABLE, TableDefinition};
