@@ -1,0 +1,74 @@
+//! What every handler shares: the service and the few settings the edge needs.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crm_domain::CustomerService;
+
+use crate::config::{Config, CorsOrigins};
+
+/// The state of the router: built once per cold start, cloned cheaply into every request.
+#[derive(Clone)]
+pub struct AppState {
+    service: CustomerService,
+    settings: Arc<Settings>,
+}
+
+struct Settings {
+    table_label: String,
+    request_deadline: Duration,
+    compat_list_cap: usize,
+    cors_origins: CorsOrigins,
+}
+
+impl AppState {
+    /// State over `service`, with the edge settings of `config` (deadline, CORS, the envelope's table
+    /// name, the `/Customers` cap).
+    pub fn new(service: CustomerService, config: &Config) -> Self {
+        Self {
+            service,
+            settings: Arc::new(Settings {
+                table_label: config.table_label().to_owned(),
+                request_deadline: config.request_deadline(),
+                compat_list_cap: config.compat_list_cap(),
+                cors_origins: config.cors_origins().clone(),
+            }),
+        }
+    }
+
+    /// The customer service.
+    pub fn service(&self) -> &CustomerService {
+        &self.service
+    }
+
+    /// The only `tableName` the `DynamoDBManager` envelope accepts.
+    pub fn table_label(&self) -> &str {
+        &self.settings.table_label
+    }
+
+    /// How long one request may take.
+    pub fn request_deadline(&self) -> Duration {
+        self.settings.request_deadline
+    }
+
+    /// How many customers `GET /Customers` returns at most.
+    pub fn compat_list_cap(&self) -> usize {
+        self.settings.compat_list_cap
+    }
+
+    /// The origins CORS allows.
+    pub fn cors_origins(&self) -> &CorsOrigins {
+        &self.settings.cors_origins
+    }
+}
+
+impl fmt::Debug for AppState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppState")
+            .field("table_label", &self.settings.table_label)
+            .field("request_deadline", &self.settings.request_deadline)
+            .field("compat_list_cap", &self.settings.compat_list_cap)
+            .finish_non_exhaustive()
+    }
+}

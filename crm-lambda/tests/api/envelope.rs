@@ -1,0 +1,405 @@
+//! `POST /DynamoDBManager` and the same envelope as a direct Lambda invocation.
+
+use std::sync::Arc;
+
+use crm_lambda::envelope;
+use crm_memory::InMemoryCustomerRepository;
+use http::StatusCode;
+use lambda_runtime::{Context, Diagnostic, LambdaEvent};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, named, spawn_app, spawn_app_with};
+
+fn item(id: &str) -> Value {
+    json!({"id": id, "firstName": "Bob", "lastName": "Builder", "address": "1 Yard Rd"})
+}
+
+async fn ok(app: &TestApp, body: Value) -> Value {
+    let response = app.envelope(body).await;
+    assert_eq!(
+        response.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    response.json()
+}
+
+#[tokio::test]
+async fn ping_is_pong_and_echo_returns_the_payload() {
+    let app = spawn_app();
+    assert_eq!(ok(&app, json!({"operation": "ping"})).await, json!("pong"));
+    let payload = json!({"somekey1": "somevalue1", "somekey2": "somevalue2"});
+    assert_eq!(
+        ok(&app, json!({"operation": "echo", "payload": payload})).await,
+        payload
+    );
+    assert_eq!(ok(&app, json!({"operation": "echo"})).await, Value::Null);
+}
+
+#[tokio::test]
+async fn create_then_read_returns_the_item() {
+    let app = spawn_app();
+    let created = ok(
+        &app,
+        json!({"operation": "create", "tableName": "customers", "payload": {"Item": item("1")}}),
+    )
+    .await;
+    assert_eq!(created["Item"]["id"], "1");
+    assert_eq!(created["Item"]["address"], json!({"line1": "1 Yard Rd"}));
+    let read = ok(
+        &app,
+        json!({"operation": "read", "payload": {"Key": {"id": "1"}}}),
+    )
+    .await;
+    assert_eq!(read, created);
+}
+
+#[tokio::test]
+async fn reading_a_missing_item_returns_an_empty_object() {
+    let app = spawn_app();
+    for id in ["nobody", "not a valid id"] {
+        assert_eq!(
+            ok(
+                &app,
+                json!({"operation": "read", "payload": {"Key": {"id": id}}})
+            )
+            .await,
+            json!({})
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_duplicate_create_is_a_409() {
+    let app = spawn_app();
+    let create = json!({"operation": "create", "payload": {"Item": item("1")}});
+    ok(&app, create.clone()).await;
+    app.envelope(create).await.problem(409);
+}
+
+#[tokio::test]
+async fn an_invalid_item_is_a_422() {
+    let app = spawn_app();
+    let response = app
+        .envelope(json!({"operation": "create", "payload": {"Item": {"id": "1", "name": "Bob"}}}))
+        .await;
+    assert_eq!(response.invalid_fields(), ["name", "firstName", "lastName"]);
+}
+
+#[tokio::test]
+async fn update_applies_set_assignments_and_returns_the_new_item() {
+    let app = spawn_app();
+    ok(
+        &app,
+        json!({"operation": "create", "payload": {"Item": item("1")}}),
+    )
+    .await;
+    let updated = ok(
+        &app,
+        json!({"operation": "update", "payload": {
+            "Key": {"id": "1"},
+            "UpdateExpression": "SET #f = :f, email = :e, address = :a",
+            "ExpressionAttributeNames": {"#f": "firstName"},
+            "ExpressionAttributeValues": {":f": "Robert", ":e": "bob@example.com", ":a": "2 Site Ave"},
+            "ReturnValues": "ALL_NEW"
+        }}),
+    )
+    .await;
+    let customer = &updated["Attributes"];
+    assert_eq!(customer["firstName"], "Robert");
+    assert_eq!(customer["email"], "bob@example.com");
+    assert_eq!(customer["address"], json!({"line1": "2 Site Ave"}));
+    assert_eq!(customer["version"], 2);
+}
+
+#[tokio::test]
+async fn an_update_with_null_clears_an_optional_field() {
+    let app = spawn_app();
+    ok(
+        &app,
+        json!({"operation": "create", "payload": {"Item": item("1")}}),
+    )
+    .await;
+    let updated = ok(
+        &app,
+        json!({"operation": "update", "payload": {"Key": {"id": "1"},
+            "UpdateExpression": "SET address = :none", "ExpressionAttributeValues": {":none": null}}}),
+    )
+    .await;
+    assert!(updated["Attributes"].get("address").is_none());
+}
+
+#[tokio::test]
+async fn an_unsupported_update_expression_is_a_400_saying_what_is_supported() {
+    let app = spawn_app();
+    ok(
+        &app,
+        json!({"operation": "create", "payload": {"Item": item("1")}}),
+    )
+    .await;
+    let problem = app
+        .envelope(
+            json!({"operation": "update", "payload": {"Key": {"id": "1"},
+            "UpdateExpression": "REMOVE address", "ExpressionAttributeValues": {}}}),
+        )
+        .await
+        .problem(400);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("SET <field> = :<value>"),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn an_update_of_an_unknown_field_or_the_id_is_a_422() {
+    let app = spawn_app();
+    ok(
+        &app,
+        json!({"operation": "create", "payload": {"Item": item("1")}}),
+    )
+    .await;
+    let response = app
+        .envelope(
+            json!({"operation": "update", "payload": {"Key": {"id": "1"},
+            "UpdateExpression": "SET id = :i, number = :n",
+            "ExpressionAttributeValues": {":i": "2", ":n": 5}}}),
+        )
+        .await;
+    assert_eq!(response.invalid_fields(), ["id", "number"]);
+}
+
+#[tokio::test]
+async fn update_and_delete_of_an_unknown_id_are_404() {
+    let app = spawn_app();
+    app.envelope(
+        json!({"operation": "update", "payload": {"Key": {"id": "ghost"},
+        "UpdateExpression": "SET firstName = :f", "ExpressionAttributeValues": {":f": "Boo"}}}),
+    )
+    .await
+    .problem(404);
+    app.envelope(json!({"operation": "delete", "payload": {"Key": {"id": "ghost"}}}))
+        .await
+        .problem(404);
+    assert_eq!(
+        ok(
+            &app,
+            json!({"operation": "read", "payload": {"Key": {"id": "ghost"}}})
+        )
+        .await,
+        json!({})
+    );
+}
+
+#[tokio::test]
+async fn delete_removes_the_item() {
+    let app = spawn_app();
+    ok(
+        &app,
+        json!({"operation": "create", "payload": {"Item": item("1")}}),
+    )
+    .await;
+    assert_eq!(
+        ok(
+            &app,
+            json!({"operation": "delete", "payload": {"Key": {"id": "1"}}})
+        )
+        .await,
+        json!({})
+    );
+    assert_eq!(
+        ok(
+            &app,
+            json!({"operation": "read", "payload": {"Key": {"id": "1"}}})
+        )
+        .await,
+        json!({})
+    );
+}
+
+#[tokio::test]
+async fn list_pages_through_every_item_with_last_evaluated_key() {
+    let app = spawn_app();
+    for i in 0..5 {
+        app.create(named(&format!("c{i}"))).await;
+    }
+    let mut seen = Vec::new();
+    let mut payload = json!({"Limit": 2});
+    loop {
+        let page = ok(
+            &app,
+            json!({"operation": "list", "payload": payload.clone()}),
+        )
+        .await;
+        let items = page["Items"].as_array().unwrap();
+        assert_eq!(page["Count"], items.len());
+        seen.extend(items.iter().map(|i| i["id"].as_str().unwrap().to_owned()));
+        match page.get("LastEvaluatedKey") {
+            Some(key) => payload = json!({"Limit": 2, "ExclusiveStartKey": key}),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["c0", "c1", "c2", "c3", "c4"]);
+    let all = ok(&app, json!({"operation": "list", "payload": {}})).await;
+    assert_eq!(all["Count"], 5);
+    let big = ok(
+        &app,
+        json!({"operation": "list", "payload": {"Limit": 5000}}),
+    )
+    .await;
+    assert_eq!(big["Count"], 5, "a Limit over 100 is served as 100");
+    assert_eq!(ok(&app, json!({"operation": "list"})).await["Count"], 5);
+}
+
+#[tokio::test]
+async fn list_arguments_out_of_shape_are_400() {
+    let app = spawn_app();
+    for payload in [
+        json!({"Limit": 0}),
+        json!({"Limit": "10"}),
+        json!({"ExclusiveStartKey": {"id": "c1"}}),
+        json!({"ExclusiveStartKey": {"cursor": "forged!"}}),
+        json!({"ExclusiveStartKey": {"cursor": "Zm9yZ2Vk"}}),
+        json!({"FilterExpression": "x"}),
+    ] {
+        app.envelope(json!({"operation": "list", "payload": payload.clone()}))
+            .await
+            .problem(400);
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_or_missing_operation_is_a_400() {
+    let app = spawn_app();
+    for body in [
+        json!({"operation": "scan"}),
+        json!({"operation": "CREATE"}),
+        json!({"operation": 1}),
+        json!({"payload": {}}),
+        json!({"operation": "ping", "table": "x"}),
+        json!([]),
+    ] {
+        let problem = app.envelope(body.clone()).await.problem(400);
+        assert_eq!(problem["type"], "urn:problem:crm:bad-request", "{body}");
+    }
+    let problem = app
+        .envelope(json!({"operation": "drop"}))
+        .await
+        .problem(400);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("create, read, update, delete, list, echo, ping")
+    );
+}
+
+#[tokio::test]
+async fn malformed_payloads_are_400() {
+    let app = spawn_app();
+    for body in [
+        json!({"operation": "create"}),
+        json!({"operation": "create", "payload": {"Item": item("1"), "ConditionExpression": "x"}}),
+        json!({"operation": "read", "payload": {"Key": "1"}}),
+        json!({"operation": "read", "payload": {"Key": {"id": "1", "sk": "x"}}}),
+        json!({"operation": "read", "payload": {"Key": {"id": 1}}}),
+        json!({"operation": "delete", "payload": {}}),
+        json!({"operation": "update", "payload": {"Key": {"id": "1"}}}),
+    ] {
+        app.envelope(body.clone()).await.problem(400);
+    }
+}
+
+#[tokio::test]
+async fn another_table_is_a_403_the_caller_never_picks_the_table() {
+    let app = spawn_app();
+    for operation in ["ping", "list", "create"] {
+        let problem = app
+            .envelope(json!({"operation": operation, "tableName": "lambda-apigateway", "payload": {"Item": item("1")}}))
+            .await
+            .problem(403);
+        assert_eq!(problem["type"], "urn:problem:crm:forbidden-table");
+    }
+    app.envelope(json!({"operation": "ping", "tableName": 7}))
+        .await
+        .problem(400);
+}
+
+#[tokio::test]
+async fn the_configured_table_name_is_the_one_accepted() {
+    let app = spawn_app_with(
+        &[("CRM_TABLE_NAME", "crm-prod-customers")],
+        Arc::new(InMemoryCustomerRepository::new()),
+    );
+    assert_eq!(
+        ok(
+            &app,
+            json!({"operation": "ping", "tableName": "crm-prod-customers"})
+        )
+        .await,
+        json!("pong")
+    );
+    app.envelope(json!({"operation": "ping", "tableName": "customers"}))
+        .await
+        .problem(403);
+}
+
+fn event(payload: Value) -> LambdaEvent<Value> {
+    let mut context = Context::default();
+    "direct-1".clone_into(&mut context.request_id);
+    LambdaEvent::new(payload, context)
+}
+
+#[tokio::test]
+async fn a_direct_invocation_runs_the_same_envelope() {
+    let app = spawn_app();
+    let created = envelope::invoke_direct(
+        &app.state,
+        event(json!({"operation": "create", "payload": {"Item": item("d1")}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created["Item"]["id"], "d1");
+    // The HTTP route sees what the direct invocation wrote: one service, one store.
+    assert_eq!(app.get("/customers/d1").await.status, StatusCode::OK);
+    assert_eq!(
+        envelope::invoke_direct(&app.state, event(json!({"operation": "ping"})))
+            .await
+            .unwrap(),
+        json!("pong")
+    );
+}
+
+#[tokio::test]
+async fn a_failed_direct_invocation_is_a_lambda_error_with_the_problem_code() {
+    let app = spawn_app();
+    let duplicate = json!({"operation": "create", "payload": {"Item": item("d1")}});
+    envelope::invoke_direct(&app.state, event(duplicate.clone()))
+        .await
+        .unwrap();
+    let error = envelope::invoke_direct(&app.state, event(duplicate))
+        .await
+        .unwrap_err();
+    let diagnostic = Diagnostic::from(error);
+    assert_eq!(diagnostic.error_type, "id-taken");
+    assert_eq!(
+        diagnostic.error_message,
+        "a customer with this id already exists"
+    );
+
+    let invalid = envelope::invoke_direct(
+        &app.state,
+        event(json!({"operation": "create", "payload": {"Item": {"firstName": ""}}})),
+    )
+    .await
+    .unwrap_err();
+    let diagnostic = Diagnostic::from(invalid);
+    assert_eq!(diagnostic.error_type, "validation-failed");
+    assert!(
+        diagnostic.error_message.contains("lastName: is required"),
+        "{diagnostic:?}"
+    );
+}

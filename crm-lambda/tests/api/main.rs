@@ -1,0 +1,14 @@
+//! Router tests without a socket: every row of DESIGN.md's HTTP API, the compatibility routes, the
+//! Lambda event shapes, the logs and the OpenAPI document. One binary, so the crate links once.
+
+// Helpers outside `#[test]` functions fail loudly too: that is what a test harness is for.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod compat;
+mod customers;
+mod envelope;
+mod helpers;
+mod lambda_events;
+mod logs;
+mod openapi;
+mod resilience;
