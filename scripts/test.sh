@@ -27,3 +27,6 @@ fi
 
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc
+
+# The HTTP API against its OpenAPI document, with generated and stateful cases.
+scripts/schemathesis.sh

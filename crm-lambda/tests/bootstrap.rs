@@ -1,0 +1,306 @@
+//! The built binaries run as AWS Lambda runs them: a fake Lambda Runtime API on loopback hands
+//! them events through the documented `/2018-06-01/runtime/invocation/next` loop, and the tests read
+//! what they post back. Inside Lambda the binaries need DynamoDB, so each test makes a table on
+//! DynamoDB Local (`scripts/dynamodb-local.sh start`; the tests fail, never skip, without it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "support/fake_runtime.rs"]
+mod fake_runtime;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine as _;
+use crm_dynamo::{DynamoCustomerRepository, DynamoSettings};
+use fake_runtime::{FakeRuntime, Outcome};
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt as _;
+use tokio::process::{Child, Command};
+
+fn endpoint() -> String {
+    std::env::var("CRM_TEST_DYNAMODB_ENDPOINT")
+        .unwrap_or_else(|_| "http://127.0.0.1:8000".to_owned())
+}
+
+/// A new table on DynamoDB Local, or a failure that says how to start it.
+async fn fresh_table() -> String {
+    let table = format!("crm-bootstrap-{}", crm_domain::CustomerId::generate());
+    let settings = DynamoSettings::new(&table, "us-east-1")
+        .unwrap()
+        .with_endpoint(endpoint())
+        .with_local_credentials();
+    let repository = DynamoCustomerRepository::connect(&settings).await.unwrap();
+    repository.create_table().await.unwrap_or_else(|e| {
+        panic!(
+            "DynamoDB Local must run at {} (scripts/dynamodb-local.sh start): {e:?}",
+            endpoint()
+        )
+    });
+    table
+}
+
+/// Starts `binary` as Lambda would: a clean environment holding what the service sets.
+fn launch(binary: &str, runtime: &FakeRuntime, table: &str) -> Child {
+    Command::new(binary)
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.address())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "crm-test")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/crm-test")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/22/[$LATEST]0")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("AWS_SESSION_TOKEN", "local")
+        .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint())
+        .env("CRM_TABLE_NAME", table)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts")
+}
+
+/// Stops the function and returns everything it printed.
+async fn stop(mut child: Child) -> String {
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let mut printed = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut printed).await;
+    }
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut printed).await;
+    }
+    printed
+}
+
+/// An API Gateway HTTP API (payload 2.0) event.
+fn http_event(method: &str, path: &str, headers: &[(&str, &str)], body: Option<&Value>) -> Value {
+    let mut header_map = serde_json::Map::new();
+    header_map.insert("host".into(), "api.example.test".into());
+    for (name, value) in headers {
+        header_map.insert((*name).into(), (*value).into());
+    }
+    json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": header_map,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "api",
+            "domainName": "api.example.test",
+            "domainPrefix": "api",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
+            "requestId": "request-1",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "22/Nov/2026:04:00:00 +0000",
+            "timeEpoch": 1_795_320_000_000_u64
+        },
+        "body": body.map(|b| base64::engine::general_purpose::STANDARD.encode(b.to_string())),
+        "isBase64Encoded": true
+    })
+}
+
+/// The status, headers and JSON body of an API Gateway v2 response document.
+fn read_response(outcome: Outcome) -> (u64, Value, Value) {
+    let response = outcome.response();
+    let status = response["statusCode"].as_u64().expect("a statusCode");
+    let raw = response["body"].as_str().unwrap_or_default();
+    let text = if response["isBase64Encoded"].as_bool() == Some(true) {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(raw)
+                .unwrap(),
+        )
+        .unwrap()
+    } else {
+        raw.to_owned()
+    };
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (status, response["headers"].clone(), body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_http_bootstrap_serves_api_gateway_events_through_the_runtime_api() {
+    let table = fresh_table().await;
+    let runtime = FakeRuntime::start().await;
+    let function = launch(env!("CARGO_BIN_EXE_crm-http"), &runtime, &table);
+
+    let create = json!({"id": "boot-1", "firstName": "Ada", "lastName": "Lovelace", "email": "ada@example.com"});
+    let (status, headers, body) = read_response(
+        runtime
+            .invoke(http_event(
+                "POST",
+                "/customers",
+                &[("content-type", "application/json")],
+                Some(&create),
+            ))
+            .await,
+    );
+    assert!(runtime.first_poll().is_some());
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(headers["etag"], "\"1\"");
+    assert_eq!(body["firstName"], "Ada");
+
+    let (status, _, body) = read_response(
+        runtime
+            .invoke(http_event("GET", "/customers/boot-1", &[], None))
+            .await,
+    );
+    assert_eq!((status, body["version"].as_u64()), (200, Some(1)));
+
+    let patch = json!({"lastName": "Byron"});
+    let headers = [
+        ("content-type", "application/merge-patch+json"),
+        ("if-match", "\"1\""),
+    ];
+    let (status, headers_out, body) = read_response(
+        runtime
+            .invoke(http_event(
+                "PATCH",
+                "/customers/boot-1",
+                &headers,
+                Some(&patch),
+            ))
+            .await,
+    );
+    assert_eq!((status, body["lastName"].as_str()), (200, Some("Byron")));
+    assert_eq!(headers_out["etag"], "\"2\"");
+
+    let (status, _, _) = read_response(
+        runtime
+            .invoke(http_event(
+                "PATCH",
+                "/customers/boot-1",
+                &headers,
+                Some(&patch),
+            ))
+            .await,
+    );
+    assert_eq!(status, 412, "a stale If-Match");
+
+    let (status, _, body) = read_response(
+        runtime
+            .invoke(http_event(
+                "POST",
+                "/customers",
+                &[("content-type", "application/json")],
+                Some(&json!({"firstName": ""})),
+            ))
+            .await,
+    );
+    assert_eq!(status, 422);
+    assert!(
+        body["errors"].as_array().is_some_and(|e| e.len() == 2),
+        "{body}"
+    );
+
+    let (status, _, _) = read_response(
+        runtime
+            .invoke(http_event("DELETE", "/customers/boot-1", &[], None))
+            .await,
+    );
+    assert_eq!(status, 204);
+    let (status, _, _) = read_response(
+        runtime
+            .invoke(http_event("GET", "/customers/boot-1", &[], None))
+            .await,
+    );
+    assert_eq!(status, 404);
+
+    let printed = stop(function).await;
+    assert!(runtime.init_error().is_none(), "{printed}");
+    for secret in ["Ada", "Lovelace", "Byron", "ada@example.com"] {
+        assert!(
+            !printed.contains(secret),
+            "the logs hold customer data: {printed}"
+        );
+    }
+    assert!(
+        printed.contains("request-1") || printed.contains("00000000-0000-4000-8000"),
+        "one line per request: {printed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_envelope_bootstrap_answers_direct_invocations() {
+    let table = fresh_table().await;
+    let runtime = FakeRuntime::start().await;
+    let function = launch(env!("CARGO_BIN_EXE_crm-envelope"), &runtime, &table);
+
+    let pong = runtime
+        .invoke(json!({"operation": "ping"}))
+        .await
+        .response();
+    assert_eq!(pong, json!("pong"));
+
+    let item = json!({"id": "env-1", "firstName": "Grace", "lastName": "Hopper"});
+    runtime
+        .invoke(json!({"operation": "create", "tableName": table, "payload": {"Item": item}}))
+        .await
+        .response();
+    let read = runtime
+        .invoke(json!({"operation": "read", "payload": {"Key": {"id": "env-1"}}}))
+        .await
+        .response();
+    assert_eq!(read["Item"]["lastName"], "Hopper");
+
+    match runtime
+        .invoke(json!({"operation": "create", "payload": {"Item": item}}))
+        .await
+    {
+        Outcome::Error(error) => assert_eq!(error["errorType"], "id-taken", "{error}"),
+        Outcome::Response(r) => panic!("a duplicate create succeeded: {r}"),
+    }
+    match runtime.invoke(json!({"operation": "read", "tableName": "someone-elses-table", "payload": {"Key": {"id": "env-1"}}})).await {
+        Outcome::Error(error) => assert!(error["errorType"].as_str().is_some(), "{error}"),
+        Outcome::Response(r) => panic!("another table was read: {r}"),
+    }
+    match runtime.invoke(json!({"operation": "drop-table"})).await {
+        Outcome::Error(error) => assert!(error["errorType"].as_str().is_some(), "{error}"),
+        Outcome::Response(r) => panic!("an unknown operation succeeded: {r}"),
+    }
+
+    let printed = stop(function).await;
+    assert!(
+        !printed.contains("Hopper"),
+        "the logs hold customer data: {printed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inside_lambda_a_missing_table_name_fails_the_init_with_one_clear_line() {
+    let runtime = FakeRuntime::start().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crm-http"))
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.address())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "crm-test")
+        .env("AWS_REGION", "us-east-1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("it exits")
+        .unwrap();
+    assert!(!status.success());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(stderr.contains("CRM_TABLE_NAME"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
