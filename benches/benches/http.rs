@@ -1,0 +1,128 @@
+//! One full request through the HTTP application, in process (no socket), over the memory store
+//! holding 10,000 customers: what the router, validation, the service and the store cost together.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use criterion::{Criterion, criterion_group, criterion_main};
+use crm_benches::full_customer;
+use crm_domain::{Customer, CustomerRepository, CustomerService};
+use crm_lambda::{AppState, Config, app};
+use crm_memory::InMemoryCustomerRepository;
+use http::Request;
+use tower::ServiceExt as _;
+
+fn router(runtime: &tokio::runtime::Runtime) -> (Router, Vec<Customer>) {
+    let repository = Arc::new(InMemoryCustomerRepository::new());
+    let customers: Vec<Customer> = (0..10_000).map(full_customer).collect();
+    runtime.block_on(async {
+        repository
+            .put_many(&customers)
+            .await
+            .map(|_| ())
+            .unwrap_or_default()
+    });
+    let config =
+        Config::from_vars(std::iter::empty::<(String, String)>()).unwrap_or_else(|e| panic!("{e}"));
+    (
+        app(AppState::new(CustomerService::new(repository), &config)),
+        customers,
+    )
+}
+
+async fn send(router: &Router, request: Request<Body>) -> u16 {
+    match router.clone().oneshot(request).await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            // Read the body, as a client would.
+            let _ = axum::body::to_bytes(response.into_body(), usize::MAX).await;
+            status
+        }
+        Err(never) => match never {},
+    }
+}
+
+fn requests(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (router, customers) = router(&runtime);
+    let id = customers[5_000].id().to_string();
+    // A bench of the wrong answer would measure nothing: check each request once first.
+    runtime.block_on(async {
+        let get = Request::get(format!("/customers/{id}"))
+            .body(Body::empty())
+            .unwrap_or_default();
+        let list = Request::get("/customers?limit=25")
+            .body(Body::empty())
+            .unwrap_or_default();
+        assert_eq!(
+            (send(&router, get).await, send(&router, list).await),
+            (200, 200)
+        );
+    });
+    let mut group = c.benchmark_group("http request in process");
+
+    group.bench_function("GET /customers/{id}", |b| {
+        b.to_async(&runtime).iter(|| {
+            send(
+                &router,
+                Request::get(format!("/customers/{id}"))
+                    .body(Body::empty())
+                    .unwrap_or_default(),
+            )
+        });
+    });
+    let create =
+        serde_json::json!({"firstName": "Ada", "lastName": "Lovelace", "phone": "+442071234567",
+        "address": {"line1": "12 St James's Square", "city": "London", "country": "GB"}})
+        .to_string();
+    group.bench_function("POST /customers", |b| {
+        b.to_async(&runtime).iter(|| {
+            let request = Request::post("/customers")
+                .header("content-type", "application/json")
+                .body(Body::from(create.clone()))
+                .unwrap_or_default();
+            send(&router, black_box(request))
+        });
+    });
+    let patch = r#"{"firstName": "Augusta", "address": {"city": null}}"#;
+    runtime.block_on(async {
+        let request = Request::patch(format!("/customers/{id}"))
+            .header("content-type", "application/merge-patch+json")
+            .body(Body::from(patch))
+            .unwrap_or_default();
+        assert_eq!(send(&router, request).await, 200);
+        let request = Request::post("/customers")
+            .header("content-type", "application/json")
+            .body(Body::from(create.clone()))
+            .unwrap_or_default();
+        assert_eq!(send(&router, request).await, 201);
+    });
+    group.bench_function("PATCH /customers/{id}", |b| {
+        b.to_async(&runtime).iter(|| {
+            let request = Request::patch(format!("/customers/{id}"))
+                .header("content-type", "application/merge-patch+json")
+                .body(Body::from(patch))
+                .unwrap_or_default();
+            send(&router, request)
+        });
+    });
+    group.bench_function("GET /customers?limit=25", |b| {
+        b.to_async(&runtime).iter(|| {
+            send(
+                &router,
+                Request::get("/customers?limit=25")
+                    .body(Body::empty())
+                    .unwrap_or_default(),
+            )
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, requests);
+criterion_main!(benches);
