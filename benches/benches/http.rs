@@ -18,11 +18,8 @@ fn router(runtime: &tokio::runtime::Runtime) -> (Router, Vec<Customer>) {
     let repository = Arc::new(InMemoryCustomerRepository::new());
     let customers: Vec<Customer> = (0..10_000).map(full_customer).collect();
     runtime.block_on(async {
-        repository
-            .put_many(&customers)
-            .await
-            .map(|_| ())
-            .unwrap_or_default()
+        let report = repository.put_many(&customers).await;
+        assert!(report.is_ok_and(|r| r.created == customers.len()));
     });
     let config =
         Config::from_vars(std::iter::empty::<(String, String)>()).unwrap_or_else(|e| panic!("{e}"));

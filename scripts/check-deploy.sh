@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Usage: scripts/check-deploy.sh [--no-build]
+#
+# The deploy/ checks, as CI runs them (.ci/run):
+#   1. scripts/python-tools.sh: the project venv with the pinned cfn-lint and checkov;
+#   2. shellcheck on the deploy scripts (when shellcheck is installed);
+#   3. for every template in deploy/ and its "every optional resource on" variant (written by
+#      scripts/cfn_variants.py into a temporary directory - checkov only scans resources whose
+#      Condition is true with the parameter defaults): cfn-lint with no error or warning, and
+#      checkov with no failed check and no parse error (a skip must sit in the template's
+#      Metadata with a reason; cfn_variants.py refuses a skip without one);
+#   4. deploy/build.sh --builder host: the x86_64 release bootstraps, with their glibc and size
+#      checks (skipped with --no-build).
+# The template-vs-code test is a cargo test (crm-dynamo/tests/template.rs), run with the suite.
+# Exits non-zero when anything fails; every step runs, so one run shows every failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=1
+case "${1:-}" in
+  "") ;;
+  --no-build) build=0 ;;
+  *) echo "usage: scripts/check-deploy.sh [--no-build]" >&2; exit 2 ;;
+esac
+
+step() { printf '\n== check-deploy: %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+failures=()
+fail() { failures+=("$1"); echo "check-deploy: FAIL $1" >&2; }
+
+step "python tools"
+scripts/python-tools.sh
+VENV=.venv/bin
+# checkov: no update check against PyPI, and a file it cannot parse is a failure, not a pass.
+export CKV_SKIP_PACKAGE_UPDATE_CHECK=true CKV_PARSE_ERROR_FAIL=true
+
+if command -v shellcheck >/dev/null 2>&1; then
+  step "shellcheck"
+  shellcheck deploy/build.sh scripts/check-deploy.sh || fail "shellcheck"
+fi
+
+templates=(deploy/*.yaml)
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+
+step "variants with every optional resource on"
+# It prints each variant it wrote, and fails (after writing what it can) on a condition it cannot
+# switch on or on a checkov skip without a reason.
+variants=$("$VENV/python" scripts/cfn_variants.py "$scratch" "${templates[@]}") || fail "cfn_variants.py"
+variant_files=()
+[[ -n "$variants" ]] && mapfile -t variant_files <<<"$variants"
+printf '%s\n' "${variant_files[@]}"
+files=("${templates[@]}" "${variant_files[@]}")
+
+step "cfn-lint"
+# One run for all files (its start-up dominates). Exit status bits: 2 error, 4 warning,
+# 8 informational; only the last is tolerated. Each finding is printed with its file and line.
+status=0
+"$VENV/cfn-lint" "${files[@]}" || status=$?
+if ((status & ~8)); then
+  fail "cfn-lint (exit $status)"
+else
+  printf 'cfn-lint: %s: no errors or warnings\n' "${files[@]}"
+fi
+
+step "checkov"
+status=0
+checkov_args=()
+for file in "${files[@]}"; do checkov_args+=(-f "$file"); done
+"$VENV/checkov" "${checkov_args[@]}" --framework cloudformation --skip-download -o json \
+  >"$scratch/checkov.json" 2>"$scratch/checkov.log" || status=$?
+# checkov exits 1 on failed checks; the report says which, per file.
+if ! "$VENV/python" - "$scratch/checkov.json" "${files[@]}" <<'PY'; then
+import json, os, sys
+report_path, files = sys.argv[1], sys.argv[2:]
+try:
+    report = json.load(open(report_path))
+except ValueError:
+    sys.exit("checkov wrote no JSON report")
+reports = report if isinstance(report, list) else [report]
+counts = {os.path.realpath(f): {"passed": 0, "failed": 0, "skipped": 0} for f in files}
+bad = False
+for r in reports:
+    results = r.get("results", {})
+    for kind in ("passed", "failed", "skipped"):
+        for check in results.get(f"{kind}_checks", []):
+            path = os.path.realpath(check["file_abs_path"])
+            counts.setdefault(path, {"passed": 0, "failed": 0, "skipped": 0})[kind] += 1
+            if kind == "failed":
+                bad = True
+                print(f"FAILED {check['check_id']} {check['resource']} in {check['file_path']}: {check['check_name']}")
+    for error in results.get("parsing_errors", []):
+        bad = True
+        print(f"PARSE ERROR {error}")
+for f in files:
+    c = counts[os.path.realpath(f)]
+    print(f"checkov: {f}: passed {c['passed']}, failed {c['failed']}, skipped {c['skipped']}")
+    if c["passed"] == 0:
+        bad = True
+        print(f"checkov: {f}: no check ran - not parsed as CloudFormation?")
+sys.exit(1 if bad else 0)
+PY
+  fail "checkov"
+fi
+if ((status != 0 && status != 1)); then
+  cat "$scratch/checkov.log" >&2
+  fail "checkov crashed (exit $status)"
+fi
+
+if ((build)); then
+  step "x86_64 bootstraps (deploy/build.sh --builder host)"
+  deploy/build.sh --builder host || fail "deploy/build.sh"
+fi
+
+step "summary"
+if ((${#failures[@]})); then
+  printf 'check-deploy: FAILED: %s\n' "${failures[@]}" >&2
+  exit 1
+fi
+echo "check-deploy: ok (${#templates[@]} templates, ${#variant_files[@]} variants)"
