@@ -207,9 +207,47 @@ impl DynamoSettings {
         if let Some(endpoint) = &self.endpoint_url {
             builder = builder.endpoint_url(endpoint);
         }
+        if let Some(client) = self.lean_http_client() {
+            builder = builder.http_client(client);
+        }
         builder.build()
     }
 }
+
+impl DynamoSettings {
+    /// An HTTP client that trusts only Amazon Trust Services' roots, for the AWS endpoint and for
+    /// plain `http://` endpoints (DynamoDB Local, which needs no trust store at all); `None` for a
+    /// custom `https://` endpoint, which keeps the platform's roots.
+    ///
+    /// Why: the SDK's default client reads and parses every certificate of the platform store when
+    /// the client is built — about 5 ms of a cold start here (see BENCHMARKS.md) — to talk to one
+    /// service whose certificates chain to these five roots.
+    fn lean_http_client(&self) -> Option<aws_sdk_dynamodb::config::SharedHttpClient> {
+        use aws_smithy_http_client::tls::{
+            self, TlsContext, TrustStore, rustls_provider::CryptoMode,
+        };
+        if self
+            .endpoint_url
+            .as_deref()
+            .is_some_and(|e| e.starts_with("https://"))
+        {
+            return None;
+        }
+        let trust = TrustStore::empty()
+            .with_native_roots(false)
+            .with_pem_certificate(AMAZON_ROOTS.as_bytes());
+        let context = TlsContext::builder().with_trust_store(trust).build().ok()?;
+        Some(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+                .tls_context(context)
+                .build_https(),
+        )
+    }
+}
+
+/// The roots of Amazon Trust Services and the Starfield root that cross-signs them.
+const AMAZON_ROOTS: &str = include_str!("../certs/amazon-roots.pem");
 
 /// Checks DynamoDB's table naming rule: 3–255 characters of `a-z A-Z 0-9 _ - .`.
 fn parse_table_name(name: &str) -> Result<String, SettingsError> {

@@ -23,6 +23,7 @@ const VARIABLES: &[&str] = &[
     "CRM_CORS_ORIGINS",
     "CRM_REQUEST_DEADLINE_MS",
     "CRM_COMPAT_LIST_CAP",
+    "CRM_WARM_UP",
     "RUST_LOG",
     "AWS_LAMBDA_RUNTIME_API",
 ];
@@ -82,6 +83,7 @@ pub struct Config {
     cors_origins: CorsOrigins,
     request_deadline: Duration,
     compat_list_cap: usize,
+    warm_up: bool,
     log_filter: String,
 }
 
@@ -170,6 +172,17 @@ impl Config {
             .map_or(Self::DEFAULT_COMPAT_LIST_CAP, |n| {
                 usize::try_from(n).unwrap_or(Self::MAX_COMPAT_LIST_CAP)
             });
+        let warm_up = match get("CRM_WARM_UP").map(str::trim) {
+            Some("true" | "1") => true,
+            None | Some("" | "false" | "0") => false,
+            Some(other) => {
+                return Err(ConfigError::value(
+                    "CRM_WARM_UP",
+                    other,
+                    "must be true or false",
+                ));
+            }
+        };
         let log_filter = get("RUST_LOG")
             .filter(|v| !v.trim().is_empty())
             .unwrap_or(Self::DEFAULT_LOG_FILTER)
@@ -188,6 +201,7 @@ impl Config {
             cors_origins,
             request_deadline,
             compat_list_cap,
+            warm_up,
             log_filter,
         })
     }
@@ -201,6 +215,13 @@ impl Config {
     /// [`MEMORY_TABLE_LABEL`] for the in-memory store.
     pub fn table_label(&self) -> &str {
         self.table_name().unwrap_or(MEMORY_TABLE_LABEL)
+    }
+
+    /// Whether the DynamoDB connection is opened during a Lambda cold start's init phase, so that
+    /// the first request does not pay for TCP and TLS set-up (`CRM_WARM_UP`, default false: the
+    /// cold-start harness measured it slower to the first response, see BENCHMARKS.md).
+    pub fn warm_up(&self) -> bool {
+        self.warm_up
     }
 
     /// True when running inside AWS Lambda (`AWS_LAMBDA_RUNTIME_API` is set).
@@ -244,6 +265,7 @@ impl Default for Config {
             cors_origins: CorsOrigins::Disabled,
             request_deadline: Self::DEFAULT_DEADLINE,
             compat_list_cap: Self::DEFAULT_COMPAT_LIST_CAP,
+            warm_up: false,
             log_filter: Self::DEFAULT_LOG_FILTER.to_owned(),
         }
     }
@@ -455,5 +477,13 @@ mod tests {
             line,
             "invalid configuration: CRM_REQUEST_DEADLINE_MS=\"soon\" must be an integer from 1 to 900000"
         );
+    }
+
+    #[test]
+    fn the_init_warm_up_is_off_unless_asked_for() {
+        assert!(!config(&[]).unwrap().warm_up());
+        assert!(config(&[("CRM_WARM_UP", "true")]).unwrap().warm_up());
+        assert!(!config(&[("CRM_WARM_UP", "0")]).unwrap().warm_up());
+        assert_eq!(fails_on(&[("CRM_WARM_UP", "yes")]), "CRM_WARM_UP");
     }
 }

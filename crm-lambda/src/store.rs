@@ -54,7 +54,7 @@ pub async fn connect(
         problem: "was not readable by the DynamoDB settings".to_owned(),
     })?;
     let repository = DynamoCustomerRepository::connect(&settings).await?;
-    if config.in_lambda() {
+    if config.in_lambda() && config.warm_up() {
         repository.warm_up().await;
     }
     let kind = StoreKind::DynamoDb(repository.table_name().to_owned());
