@@ -46,7 +46,7 @@
 //!
 //! Races add attempts (bounded, with backoff); they never lose an update: every write is conditional.
 //!
-//! With the `testcontainers` feature, [`docker::DynamoDbLocalContainer`] starts DynamoDB Local in
+//! With the `testcontainers` feature, `docker::DynamoDbLocalContainer` starts DynamoDB Local in
 //! Docker for the same tests (`cargo test -p crm-dynamo --features testcontainers --test docker`).
 //!
 //! ```no_run
