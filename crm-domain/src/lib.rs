@@ -27,7 +27,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Features: `testkit` exposes the repository contract suite ([`testkit`]), `mock` a mockall
+//! Features: `testkit` exposes the repository contract suite (`crm_domain::testkit`), `mock` a mockall
 //! `MockCustomerRepository`.
 
 mod customer;

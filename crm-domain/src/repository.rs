@@ -1,7 +1,7 @@
 //! The storage port: what any customer store MUST do, stated once.
 //!
 //! Two adapters implement it (`crm-memory`, `crm-dynamo`) and the contract suite in
-//! [`testkit`](crate::testkit) proves that they behave alike.
+//! `testkit` proves that they behave alike.
 
 // mockall's generated mock takes `&Option<&Cursor>`, which clippy would rather not see.
 #![cfg_attr(any(test, feature = "mock"), allow(clippy::ref_option_ref))]
@@ -120,7 +120,7 @@ pub fn batch_repeats(customers: &[Customer]) -> Vec<Option<BulkRejection>> {
 /// A store of customers.
 ///
 /// Implementations MUST be safe to share between tasks (`Arc<dyn CustomerRepository>`) and MUST keep
-/// every rule below under concurrent use. The contract suite in [`testkit`](crate::testkit) checks each.
+/// every rule below under concurrent use. The contract suite in `testkit` checks each.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait CustomerRepository: Send + Sync {
