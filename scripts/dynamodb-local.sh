@@ -6,7 +6,8 @@
 #             start it in the background and wait until it answers ListTables; a no-op when
 #             it already runs. Fails when the port is taken by something else.
 #   stop      stop the instance this script started (the PID in the PID file); no-op if none.
-#   status    print whether it is running (always exits 0).
+#   status    print whether it is running; exits 0 when it runs and answers, 1 when it runs
+#             but does not answer (yet), 3 when it is not running (the LSB init-script codes).
 #   endpoint  print its URL, e.g. http://127.0.0.1:8000
 #
 # Env: CRM_DYNAMODB_LOCAL_PORT (default 8000), CRM_DYNAMODB_LOCAL_TIMEOUT (seconds, default 30).
@@ -28,7 +29,7 @@ TIMEOUT=${CRM_DYNAMODB_LOCAL_TIMEOUT:-30}
 URL="http://127.0.0.1:$PORT"
 
 die() { echo "dynamodb-local: $*" >&2; exit 1; }
-usage() { sed -n '2,10s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+usage() { sed -n '2,12s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 
 if ! [[ "$PORT" =~ ^[0-9]+$ ]] || ((10#$PORT < 1 || 10#$PORT > 65535)); then
   die "CRM_DYNAMODB_LOCAL_PORT must be a port number, got '$PORT'"
@@ -173,12 +174,13 @@ cmd_status() {
   if pid=$(running_pid); then
     if answers; then
       echo "DynamoDB Local is running (PID $pid) on $URL"
-    else
-      echo "DynamoDB Local is running (PID $pid) but not answering on $URL yet"
+      return 0
     fi
-  else
-    echo "DynamoDB Local is not running"
+    echo "DynamoDB Local is running (PID $pid) but not answering on $URL yet"
+    return 1
   fi
+  echo "DynamoDB Local is not running"
+  return 3
 }
 
 case "${1:-}" in
