@@ -428,7 +428,10 @@ impl Timestamp {
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
         OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
             .ok()
-            .filter(|t| (1..=9999).contains(&t.to_offset(time::UtcOffset::UTC).year()))
+            // `checked_`: a time just inside year 9999 at a negative offset is in year 10000 in
+            // UTC, which `to_offset` would panic on.
+            .and_then(|t| t.checked_to_offset(time::UtcOffset::UTC))
+            .filter(|t| (1..=9999).contains(&t.year()))
             .map(Self::truncated)
             .ok_or_else(|| InvalidValue::new("must be an RFC 3339 date-time"))
     }
@@ -641,6 +644,16 @@ mod tests {
         assert_eq!(Timestamp::parse(&t.to_string()), Ok(t));
         assert_eq!(Timestamp::from_unix_millis(t.unix_millis()), Ok(t));
         assert!(Timestamp::parse("yesterday").is_err());
+    }
+
+    #[test]
+    fn times_outside_the_years_1_to_9999_in_utc_are_refused_not_a_panic() {
+        // Inside year 9999 at their own offset, outside it in UTC.
+        assert!(Timestamp::parse("9999-12-31T23:30:00-01:00").is_err());
+        assert!(Timestamp::parse("0001-01-01T00:30:00+01:00").is_err());
+        assert!(Timestamp::parse("0000-06-01T00:00:00Z").is_err());
+        assert!(Timestamp::parse("9999-12-31T23:59:59.999Z").is_ok());
+        assert!(Timestamp::parse("0001-01-01T00:00:00Z").is_ok());
     }
 
     #[test]

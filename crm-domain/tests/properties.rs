@@ -108,6 +108,13 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
+    fn no_rfc3339_shaped_time_makes_the_parser_panic(
+        s in "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+    ) {
+        let _ = Timestamp::parse(&s);
+    }
+
+    #[test]
     fn no_string_makes_a_field_parser_panic(s in "\\PC*|.*") {
         let _ = CustomerId::parse(&s);
         let _ = PersonName::parse(&s);
