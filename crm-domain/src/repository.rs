@@ -143,6 +143,12 @@ pub trait CustomerRepository: Send + Sync {
 
     /// The customer whose email equals `email` case-insensitively, or `None`. MUST NOT scan the store.
     ///
+    /// Unlike [`get`](Self::get), this lookup MAY lag the writes before it by a moment: a store may
+    /// answer it from an eventually consistent index (DynamoDB's global secondary indexes typically
+    /// catch up within a second). It MUST never return a customer whose stored email differs from
+    /// `email` except during that moment, and uniqueness itself never lags: it is enforced by
+    /// [`create`](Self::create) and [`update`](Self::update), not by this lookup.
+    ///
     /// # Errors
     /// [`Unavailable`](RepositoryError::Unavailable) or [`Unexpected`](RepositoryError::Unexpected).
     async fn find_by_email(&self, email: &Email) -> Result<Option<Customer>, RepositoryError>;

@@ -21,6 +21,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -75,6 +76,10 @@ macro_rules! repository_contract_tests {
             concurrent_creates_with_one_email_have_one_winner,
             concurrent_creates_of_one_id_have_one_winner,
             concurrent_unconditional_updates_lose_no_change,
+            a_refused_create_claims_no_email,
+            a_refused_delete_keeps_the_email_claimed,
+            a_cursor_outlives_the_customer_it_points_at,
+            concurrent_email_changes_to_one_address_have_one_winner,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -132,6 +137,37 @@ async fn create(repo: &Repo, c: &Customer) {
 
 async fn stored(repo: &Repo, s: &str) -> Option<Customer> {
     repo.get(&id(s)).await.expect("get succeeds")
+}
+
+/// The customer found by `address`, once the lookup names the owner `expected` (or none).
+///
+/// Lookup by email may read an index that lags the writes before it (DynamoDB's global secondary
+/// indexes are eventually consistent; the port allows it), so the suite gives it two seconds to
+/// agree. A repository that never agrees still fails.
+async fn found_by_email(repo: &Repo, address: &str, expected: Option<&str>) -> Option<Customer> {
+    let want = expected.map(id);
+    let mut found = None;
+    for _ in 0..40 {
+        found = repo
+            .find_by_email(&email(address))
+            .await
+            .expect("find_by_email succeeds");
+        if found.as_ref().map(|c| c.id().clone()) == want {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "find_by_email({address}) found {:?}, expected {want:?}",
+        found.map(|c| c.id().clone())
+    );
+}
+
+fn assert_email_taken<T: std::fmt::Debug>(result: &Result<T, RepositoryError>) {
+    assert!(
+        matches!(result, Err(RepositoryError::EmailTaken)),
+        "{result:?}"
+    );
 }
 
 /// A customer can be read back exactly as it was written.
@@ -521,11 +557,7 @@ pub async fn a_customer_may_rewrite_its_own_email(repo: Repo) {
 pub async fn find_by_email_ignores_case_and_follows_changes(repo: Repo) {
     create(&repo, &with_email("a", "Ada@Example.com")).await;
     create(&repo, &with_email("b", "bob@example.com")).await;
-    let found = repo
-        .find_by_email(&email("ada@EXAMPLE.com"))
-        .await
-        .expect("find");
-    assert_eq!(found.map(|c| c.id().clone()), Some(id("a")));
+    found_by_email(&repo, "ada@EXAMPLE.com", Some("a")).await;
     repo.update(
         &id("a"),
         &patch(&json!({"email": "lovelace@example.com"})),
@@ -534,30 +566,13 @@ pub async fn find_by_email_ignores_case_and_follows_changes(repo: Repo) {
     )
     .await
     .expect("change email");
-    assert_eq!(
-        repo.find_by_email(&email("ada@example.com"))
-            .await
-            .expect("find"),
-        None
-    );
-    let found = repo
-        .find_by_email(&email("Lovelace@example.com"))
-        .await
-        .expect("find");
+    found_by_email(&repo, "ada@example.com", None).await;
+    let found = found_by_email(&repo, "Lovelace@example.com", Some("a")).await;
     assert_eq!(found.map(|c| c.version()), Some(Version::FIRST.next()));
     repo.delete(&id("a"), None).await.expect("delete");
-    assert_eq!(
-        repo.find_by_email(&email("lovelace@example.com"))
-            .await
-            .expect("find"),
-        None
-    );
-    assert_eq!(
-        repo.find_by_email(&email("nobody@example.com"))
-            .await
-            .expect("find"),
-        None
-    );
+    found_by_email(&repo, "lovelace@example.com", None).await;
+    found_by_email(&repo, "nobody@example.com", None).await;
+    found_by_email(&repo, "BOB@example.com", Some("b")).await;
 }
 
 /// Walking the listing page by page returns every customer exactly once, for page sizes 1, 7, 100.
@@ -702,6 +717,19 @@ pub async fn concurrent_updates_with_one_expected_version_have_one_winner(repo: 
     assert_eq!(wins, 1);
     let after = stored(&repo, "race").await.expect("still there");
     assert_eq!(after.version(), Version::FIRST.next());
+    // Only the stored email is claimed: a winning email change released the old address, and no
+    // losing patch claimed its address.
+    let owned = after.email().expect("an email").as_str().to_owned();
+    assert_email_taken(&repo.create(&with_email("probe", &owned)).await);
+    for i in (1..100).step_by(2) {
+        let address = format!("race{i}@example.com");
+        if address != owned {
+            create(&repo, &with_email(&format!("free-{i}"), &address)).await;
+        }
+    }
+    if owned != "race@example.com" {
+        create(&repo, &with_email("released", "race@example.com")).await;
+    }
 }
 
 /// 50 creates racing for one email (in varied case): exactly one wins.
@@ -730,14 +758,12 @@ pub async fn concurrent_creates_with_one_email_have_one_winner(repo: Repo) {
         }
     }
     assert_eq!(winners.len(), 1);
-    let owner = repo
-        .find_by_email(&email("hot@example.com"))
-        .await
-        .expect("find");
-    assert_eq!(
-        owner.map(|c| c.id().clone()),
-        Some(id(&format!("racer-{}", winners[0])))
-    );
+    found_by_email(
+        &repo,
+        "hot@example.com",
+        Some(&format!("racer-{}", winners[0])),
+    )
+    .await;
     let page = repo.list(PageLimit::MAX, None).await.expect("list");
     assert_eq!(page.items.len(), 1, "losers leave nothing behind");
 }
@@ -798,4 +824,115 @@ pub async fn concurrent_unconditional_updates_lose_no_change(repo: Repo) {
     }
     let after = stored(&repo, "busy").await.expect("still there");
     assert_eq!(after.version().get(), 21);
+}
+
+/// A create refused for its id claims nothing: its email stays free for others.
+pub async fn a_refused_create_claims_no_email(repo: Repo) {
+    create(&repo, &named("taken")).await;
+    let result = repo.create(&with_email("taken", "new@example.com")).await;
+    assert!(
+        matches!(result, Err(RepositoryError::AlreadyExists)),
+        "{result:?}"
+    );
+    assert_eq!(
+        stored(&repo, "taken")
+            .await
+            .and_then(|c| c.email().cloned()),
+        None
+    );
+    create(&repo, &with_email("other", "NEW@example.com")).await;
+}
+
+/// A delete refused for a stale version leaves the customer and its email claim in place.
+pub async fn a_refused_delete_keeps_the_email_claimed(repo: Repo) {
+    create(&repo, &with_email("kept", "kept@example.com")).await;
+    repo.update(&id("kept"), &patch(&json!({"lastName": "B"})), None, t1())
+        .await
+        .expect("update");
+    let result = repo.delete(&id("kept"), Some(Version::FIRST)).await;
+    assert!(
+        matches!(result, Err(RepositoryError::VersionConflict { .. })),
+        "{result:?}"
+    );
+    assert!(stored(&repo, "kept").await.is_some());
+    assert_email_taken(&repo.create(&with_email("thief", "Kept@example.com")).await);
+}
+
+/// A cursor stays a valid position after the customer it was issued at is deleted: the walk goes
+/// on with the customers after it.
+pub async fn a_cursor_outlives_the_customer_it_points_at(repo: Repo) {
+    for i in 0..5 {
+        create(&repo, &named(&format!("c{i}"))).await;
+    }
+    let limit = PageLimit::new(2).expect("a valid limit");
+    let first = repo.list(limit, None).await.expect("first page");
+    let cursor = first.next_cursor.expect("more pages");
+    let last_seen = first.items.last().expect("two customers").id().clone();
+    repo.delete(&last_seen, None).await.expect("delete");
+
+    let mut seen: HashSet<CustomerId> = first.items.iter().map(|c| c.id().clone()).collect();
+    let mut cursor = Some(cursor);
+    while let Some(position) = cursor {
+        let page = repo
+            .list(limit, Some(&position))
+            .await
+            .expect("a cursor at a deleted customer is still valid");
+        for c in page.items {
+            assert!(seen.insert(c.id().clone()), "seen twice");
+        }
+        cursor = page.next_cursor;
+    }
+    assert_eq!(
+        seen.len(),
+        5,
+        "every customer once, the deleted one included"
+    );
+}
+
+/// Customers racing to change their emails to one address: exactly one gets it; the others keep
+/// their own addresses, still claimed.
+pub async fn concurrent_email_changes_to_one_address_have_one_winner(repo: Repo) {
+    for i in 0..20 {
+        create(
+            &repo,
+            &with_email(&format!("m{i}"), &format!("m{i}@example.com")),
+        )
+        .await;
+    }
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let repo = Arc::clone(&repo);
+            tokio::spawn(async move {
+                let p = patch(&json!({"email": "Wanted@example.com"}));
+                repo.update(&id(&format!("m{i}")), &p, None, t1())
+                    .await
+                    .map(|_| i)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.expect("the task ran") {
+            Ok(i) => winners.push(i),
+            Err(RepositoryError::EmailTaken) => {}
+            Err(other) => panic!("a losing email change must be EmailTaken, got {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let winner = winners[0];
+    assert_email_taken(&repo.create(&with_email("late", "wanted@EXAMPLE.com")).await);
+    for i in 0..20 {
+        let own = format!("m{i}@example.com");
+        if i == winner {
+            create(&repo, &with_email("reuser", &own)).await;
+        } else {
+            assert_eq!(
+                stored(&repo, &format!("m{i}"))
+                    .await
+                    .and_then(|c| c.email().cloned()),
+                Some(email(&own))
+            );
+            assert_email_taken(&repo.create(&with_email(&format!("t{i}"), &own)).await);
+        }
+    }
 }
