@@ -39,19 +39,76 @@ impl DynamoFailure {
     }
 }
 
-/// Error codes that mean "not now": throttling, an overloaded or failing service.
+/// Error codes that mean "not now": throttling, an overloaded or failing service, or a write that
+/// met an item another transaction holds. Both spellings occur: operations fail with
+/// `…Exception` codes, a cancelled transaction names each item's reason without the suffix.
 fn is_transient(code: &str) -> bool {
     matches!(
         code,
         "ThrottlingException"
+            | "ThrottlingError"
             | "ProvisionedThroughputExceededException"
+            | "ProvisionedThroughputExceeded"
             | "RequestLimitExceeded"
             | "InternalServerError"
             | "ServiceUnavailable"
+            | "RequestTimeout"
+            | "RequestTimeoutException"
             | "TransactionInProgressException"
+            | "TransactionConflictException"
             | "TransactionConflict"
-            | "ThrottlingError"
+            | "ReplicatedWriteConflictException"
     )
+}
+
+/// Tells the SDK to retry a single-item write that failed with `TransactionConflictException`.
+///
+/// DynamoDB refuses a `PutItem`, `UpdateItem` or `DeleteItem` on an item that a transaction is
+/// writing at that moment. The SDK's own classifier does not count that code as retryable, so a
+/// plain patch racing a transactional one (an email change of the same customer) would fail
+/// outright; it is a race, and the retry (with the SDK's backoff and attempt limit) settles it
+/// like any other: every write is conditional, so retrying loses nothing.
+#[derive(Debug, Default)]
+pub(crate) struct TransactionConflictRetry;
+
+impl aws_sdk_dynamodb::config::retry::ClassifyRetry for TransactionConflictRetry {
+    fn classify_retry(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::InterceptorContext,
+    ) -> aws_sdk_dynamodb::config::retry::RetryAction {
+        use aws_sdk_dynamodb::config::retry::RetryAction;
+        use aws_sdk_dynamodb::operation::{
+            delete_item::DeleteItemError, put_item::PutItemError, update_item::UpdateItemError,
+        };
+        let Some(Err(error)) = context.output_or_error() else {
+            return RetryAction::NoActionIndicated;
+        };
+        let Some(error) = error.as_operation_error() else {
+            return RetryAction::NoActionIndicated;
+        };
+        let code = error
+            .downcast_ref::<UpdateItemError>()
+            .and_then(ProvideErrorMetadata::code)
+            .or_else(|| {
+                error
+                    .downcast_ref::<PutItemError>()
+                    .and_then(ProvideErrorMetadata::code)
+            })
+            .or_else(|| {
+                error
+                    .downcast_ref::<DeleteItemError>()
+                    .and_then(ProvideErrorMetadata::code)
+            });
+        if code == Some("TransactionConflictException") {
+            RetryAction::transient_error()
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "crm: retry single-item writes that met a transaction"
+    }
 }
 
 /// How long a client should wait before retrying after the store said "not now".
@@ -103,6 +160,48 @@ impl ItemOutcome {
             Some("ConditionalCheckFailed") => Self::ConditionFailed,
             Some(code) if is_transient(code) => Self::Retry,
             Some(_) => Self::Other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cancellation_reason_dynamodb_documents_has_its_outcome() {
+        for (code, outcome) in [
+            (None, ItemOutcome::Fine),
+            (Some("None"), ItemOutcome::Fine),
+            (Some("ConditionalCheckFailed"), ItemOutcome::ConditionFailed),
+            (Some("TransactionConflict"), ItemOutcome::Retry),
+            (Some("ProvisionedThroughputExceeded"), ItemOutcome::Retry),
+            (Some("ThrottlingError"), ItemOutcome::Retry),
+            (Some("ItemCollectionSizeLimitExceeded"), ItemOutcome::Other),
+            (Some("ValidationError"), ItemOutcome::Other),
+        ] {
+            assert_eq!(ItemOutcome::from_code(code), outcome, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn throttling_timeouts_and_conflicts_are_transient_and_validation_is_not() {
+        for code in [
+            "ThrottlingException",
+            "ProvisionedThroughputExceededException",
+            "RequestLimitExceeded",
+            "InternalServerError",
+            "RequestTimeout",
+            "TransactionConflictException",
+        ] {
+            assert!(is_transient(code), "{code}");
+        }
+        for code in [
+            "ValidationException",
+            "ResourceNotFoundException",
+            "AccessDeniedException",
+        ] {
+            assert!(!is_transient(code), "{code}");
         }
     }
 }

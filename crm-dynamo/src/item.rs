@@ -23,9 +23,20 @@ pub(crate) fn customer_pk(id: &CustomerId) -> String {
     format!("{CUSTOMER_PREFIX}{id}")
 }
 
-/// The key of the item that claims a normalized email for one customer.
+/// The key of the item that claims a normalized email for one customer: the SHA-256 of the email,
+/// in hex. The claim only has to be unique per email, so it need not hold the address itself: the
+/// one copy of an email stays on its customer's item, and a listing cursor (which may be the key of
+/// a claim) never carries an address into a URL.
 pub(crate) fn email_pk(normalized_email: &str) -> String {
-    format!("{EMAIL_PREFIX}{normalized_email}")
+    use sha2::{Digest as _, Sha256};
+    use std::fmt::Write as _;
+    let digest = Sha256::digest(normalized_email.as_bytes());
+    let mut pk = String::with_capacity(EMAIL_PREFIX.len() + 2 * digest.len());
+    pk.push_str(EMAIL_PREFIX);
+    for byte in digest {
+        let _ = write!(pk, "{byte:02x}");
+    }
+    pk
 }
 
 pub(crate) fn key(pk: String) -> Item {
@@ -36,8 +47,11 @@ pub(crate) fn key(pk: String) -> Item {
 pub(crate) fn is_valid_pk(pk: &str) -> bool {
     if let Some(id) = pk.strip_prefix(CUSTOMER_PREFIX) {
         CustomerId::parse(id).is_ok()
-    } else if let Some(email) = pk.strip_prefix(EMAIL_PREFIX) {
-        Email::parse(email).is_ok_and(|e| e.normalized() == email)
+    } else if let Some(digest) = pk.strip_prefix(EMAIL_PREFIX) {
+        digest.len() == 64
+            && digest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     } else {
         false
     }
@@ -267,6 +281,19 @@ mod tests {
     }
 
     #[test]
+    fn an_email_claim_holds_no_address() {
+        let claim = claim_item("ada@example.com", &CustomerId::parse("c1").unwrap());
+        let pk = email_pk("ada@example.com");
+        assert_eq!(claim.get("pk"), Some(&s(&pk)));
+        // The SHA-256 of "ada@example.com".
+        assert_eq!(
+            pk,
+            "EMAIL#b5fc85e55755f9e0d030a10ab4429b6b2944855f9a0d60077fe832becbc41d72"
+        );
+        assert!(!format!("{claim:?}").contains("ada@"));
+    }
+
+    #[test]
     fn a_corrupt_item_is_an_error_that_quotes_no_value() {
         let mut item = customer_item(&customer()).unwrap();
         item.insert("email".into(), s("secret-not-an-email"));
@@ -278,11 +305,13 @@ mod tests {
     #[test]
     fn only_keys_this_repository_writes_are_valid_positions() {
         assert!(is_valid_pk("CUSTOMER#abc"));
-        assert!(is_valid_pk("EMAIL#ada@example.com"));
+        assert!(is_valid_pk(&email_pk("ada@example.com")));
         for bad in [
             "CUSTOMER#",
             "CUSTOMER#a b",
-            "EMAIL#Ada@example.com",
+            "EMAIL#ada@example.com",
+            &email_pk("ada@example.com").to_uppercase(),
+            &format!("{}0", email_pk("ada@example.com")),
             "EMAIL#zz",
             "x",
             "",

@@ -13,18 +13,20 @@
 //! | item | `pk` | attributes |
 //! | --- | --- | --- |
 //! | customer | `CUSTOMER#<id>` | `kind = "customer"`, `id`, `firstName`, `lastName`, `email`, `emailKey` (lower-cased email), `phone`, `addressLine1` … `addressCountry`, `createdAt`, `updatedAt`, `version` (number) |
-//! | email claim | `EMAIL#<lower-cased email>` | `kind = "email"`, `customerId` |
+//! | email claim | `EMAIL#<SHA-256 of the lower-cased email, hex>` | `kind = "email"`, `customerId` |
 //!
 //! Why this shape:
 //! - **Uniqueness of emails** cannot be a condition on a GSI, so every email is claimed by an item of
 //!   its own, written in the same transaction as the customer (`attribute_not_exists(pk)` on both).
-//!   The claim is deleted in the transaction that deletes the customer or changes its email, so no
-//!   copy of an address outlives its customer.
+//!   The claim is deleted in the transaction that deletes the customer or changes its email. It is
+//!   keyed by a digest of the address, not the address: uniqueness needs only equality, so the one
+//!   copy of an email stays on its customer's item, and a listing cursor (the key of the last item
+//!   read, which may be a claim) never carries an address into a URL or an access log.
 //! - **The address is flattened** into top-level attributes so that a merge patch sets and removes
 //!   parts in one `UpdateItem`, whether or not the customer had an address.
 //! - **Lookup by email** is one `Query` on the sparse `byEmail` index (only customer items carry
 //!   `emailKey`). Like every GSI read it is eventually consistent: a lookup right after a write may
-//!   briefly miss it.
+//!   briefly miss it, which the port allows. Uniqueness never depends on it (the claims do that).
 //! - **Listing** is a consistent `Scan` filtered to customers, with `Limit` so that no call reads the
 //!   whole table; a page that email claims or DynamoDB's 1 MB cut leave short is topped up by further
 //!   calls (at most 8). The cursor is the key of the last customer returned, base64-wrapped
@@ -45,6 +47,34 @@
 //! | bulk put | 1 `TransactWriteItems` per 50 customers, plus retries |
 //!
 //! Races add attempts (bounded, with backoff); they never lose an update: every write is conditional.
+//! `tests/requests.rs` counts the requests of each row on DynamoDB Local and fails on any other
+//! number.
+//!
+//! DESIGN.md asks for one round trip per single-customer operation. Two rows take two, because
+//! DynamoDB cannot do them in one:
+//! - **A patch that sets or clears the email** must release the old claim, whose key is the old
+//!   email, in the same transaction that writes the customer and claims the new one; and it must
+//!   answer the customer as stored. `TransactWriteItems` returns no item, and an `UpdateItem`
+//!   (which could return it) cannot be conditioned on another item. Without the read, the old email
+//!   is unknown and the answer would be a second read anyway.
+//! - **Deleting a customer that has an email** must delete its claim in the same transaction, and
+//!   the claim's key is, again, the email. The first `DeleteItem` is the whole delete for a customer
+//!   without email; for one with email its failed condition returns the item, which names the
+//!   claim. (Leaving claims behind to be cleaned lazily would make this one request, at the price of
+//!   keeping a trace of every deleted customer's email: we chose erasure.)
+//!
+//! Neither read is a read-modify-write race: the write that follows is conditioned on the version
+//! read, so a change in between makes it retry, never overwrite.
+//!
+//! # Time and errors
+//!
+//! Each request is bounded by the SDK's timeouts and its standard retry (3 attempts, backoff from
+//! 50 ms); each operation as a whole by the repository's deadline
+//! ([`DynamoCustomerRepository::with_deadline`], `CRM_DYNAMODB_TIMEOUT_MS`), past which it is
+//! `Unavailable`. Throttling, timeouts, unreachable endpoints and write conflicts become
+//! `Unavailable` with a retry hint; a single-item write that meets a running transaction
+//! (`TransactionConflictException`) is retried first. Validation and permission errors are
+//! `Unexpected`: a bug or a misconfiguration, not something to retry.
 //!
 //! With the `testcontainers` feature, `docker::DynamoDbLocalContainer` starts DynamoDB Local in
 //! Docker for the same tests (`cargo test -p crm-dynamo --features testcontainers --test docker`).

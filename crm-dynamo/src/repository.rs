@@ -37,11 +37,17 @@ const MAX_SCANS_PER_PAGE: usize = 8;
 /// transaction may hold.
 const BULK_CHUNK: usize = 50;
 
+/// The deadline of one repository operation when the caller sets none.
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(3);
+
 /// Customers in one DynamoDB table; see the [crate docs](crate) for the layout.
 #[derive(Debug, Clone)]
 pub struct DynamoCustomerRepository {
     client: Client,
     table: String,
+    /// The most one operation may take, all its requests and retries included (for a bulk import:
+    /// each chunk of it).
+    deadline: Duration,
 }
 
 impl DynamoCustomerRepository {
@@ -52,18 +58,50 @@ impl DynamoCustomerRepository {
     /// None today; the signature keeps room for settings that can only be checked when connecting.
     pub async fn connect(settings: &DynamoSettings) -> Result<Self, SettingsError> {
         let config = settings.sdk_config().await;
-        Ok(Self::from_client(
-            Client::from_conf(config),
-            settings.table_name(),
-        ))
+        Ok(
+            Self::from_client(Client::from_conf(config), settings.table_name())
+                .with_deadline(settings.operation_timeout()),
+        )
     }
 
-    /// A repository on `table` through an SDK client the caller configured.
+    /// A repository on `table` through an SDK client the caller configured, with a deadline of 3 s
+    /// per operation. The caller's client should carry the timeouts and retry rules of
+    /// [`DynamoSettings::sdk_config`], which [`connect`](Self::connect) uses.
     pub fn from_client(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
             table: table.into(),
+            deadline: DEFAULT_DEADLINE,
         }
+    }
+
+    /// The same repository with another deadline for one operation, every request and retry
+    /// included; past it the operation is [`Unavailable`](RepositoryError::Unavailable).
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Runs one operation within the deadline. The SDK's own timeouts bound each request; this
+    /// bounds the whole, which may take several requests (races retried, pages topped up).
+    async fn within<T>(
+        &self,
+        operation: &'static str,
+        work: impl Future<Output = Result<T, RepositoryError>>,
+    ) -> Result<T, RepositoryError> {
+        tokio::time::timeout(self.deadline, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(RepositoryError::Unavailable {
+                    retry_after: Some(RETRY_AFTER),
+                    source: Box::new(DynamoFailure::new(
+                        operation,
+                        "gave up at the operation deadline",
+                        None,
+                    )),
+                })
+            })
     }
 
     /// The table name.
@@ -148,10 +186,22 @@ impl DynamoCustomerRepository {
         &self,
         actions: Vec<TransactWriteItem>,
     ) -> Result<Option<Vec<(ItemOutcome, Option<Item>)>>, RepositoryError> {
+        self.transact_idempotent(actions, None).await
+    }
+
+    /// [`transact`](Self::transact) with a client request token: DynamoDB applies a transaction
+    /// sent again with the same token (within ten minutes) at most once, and answers it as it
+    /// answered the first.
+    async fn transact_idempotent(
+        &self,
+        actions: Vec<TransactWriteItem>,
+        token: Option<&str>,
+    ) -> Result<Option<Vec<(ItemOutcome, Option<Item>)>>, RepositoryError> {
         match self
             .client
             .transact_write_items()
             .set_transact_items(Some(actions))
+            .set_client_request_token(token.map(str::to_owned))
             .send()
             .await
         {
@@ -437,6 +487,9 @@ impl DynamoCustomerRepository {
     ) -> Result<usize, RepositoryError> {
         let mut remaining: Vec<(usize, &Customer)> = chunk.to_vec();
         let mut attempt = 0;
+        // One token per set of customers: a retry after a lost answer (a timeout) must not be
+        // applied twice, or the customers it wrote would come back as conflicts with themselves.
+        let mut token = uuid::Uuid::now_v7().to_string();
         while !remaining.is_empty() {
             let mut actions = Vec::new();
             // For each action, the position in `remaining` of its customer and whether it is the claim.
@@ -457,7 +510,7 @@ impl DynamoCustomerRepository {
                     owners.push((position, true));
                 }
             }
-            let reasons = match self.transact(actions).await {
+            let reasons = match self.transact_idempotent(actions, Some(&token)).await {
                 Ok(None) => return Ok(remaining.len()),
                 Ok(Some(reasons)) => reasons,
                 Err(RepositoryError::Unavailable { .. }) if attempt + 1 < MAX_ATTEMPTS => {
@@ -486,13 +539,16 @@ impl DynamoCustomerRepository {
                 }
             }
             if failed.is_empty() {
-                if !reasons.iter().any(|(o, _)| *o == ItemOutcome::Retry)
-                    || attempt + 1 >= MAX_ATTEMPTS
-                {
+                if !reasons.iter().any(|(o, _)| *o == ItemOutcome::Retry) {
+                    return Err(cancelled_unexpectedly("bulk import"));
+                }
+                if attempt + 1 >= MAX_ATTEMPTS {
                     return Err(contended("bulk import"));
                 }
                 backoff(attempt).await;
                 attempt += 1;
+                // The same customers again, but DynamoDB answered (it refused): a new request.
+                token = uuid::Uuid::now_v7().to_string();
                 continue;
             }
             let mut kept = Vec::new();
@@ -503,25 +559,29 @@ impl DynamoCustomerRepository {
                 }
             }
             remaining = kept;
+            token = uuid::Uuid::now_v7().to_string();
         }
         Ok(0)
     }
 }
 
-#[async_trait]
-impl CustomerRepository for DynamoCustomerRepository {
-    async fn create(&self, customer: &Customer) -> Result<(), RepositoryError> {
+/// The operations of the port, each unbounded in time; the trait impl puts each within the deadline.
+impl DynamoCustomerRepository {
+    async fn create_unbounded(&self, customer: &Customer) -> Result<(), RepositoryError> {
         match customer.email() {
             None => self.create_without_email(customer).await,
             Some(email) => self.create_with_email(customer, email).await,
         }
     }
 
-    async fn get(&self, id: &CustomerId) -> Result<Option<Customer>, RepositoryError> {
+    async fn get_unbounded(&self, id: &CustomerId) -> Result<Option<Customer>, RepositoryError> {
         self.get_item(id).await?.map(customer_from_item).transpose()
     }
 
-    async fn find_by_email(&self, email: &Email) -> Result<Option<Customer>, RepositoryError> {
+    async fn find_by_email_unbounded(
+        &self,
+        email: &Email,
+    ) -> Result<Option<Customer>, RepositoryError> {
         let output = self
             .client
             .query()
@@ -542,7 +602,7 @@ impl CustomerRepository for DynamoCustomerRepository {
             .transpose()
     }
 
-    async fn update(
+    async fn update_unbounded(
         &self,
         id: &CustomerId,
         patch: &CustomerPatch,
@@ -556,7 +616,7 @@ impl CustomerRepository for DynamoCustomerRepository {
         }
     }
 
-    async fn delete(
+    async fn delete_unbounded(
         &self,
         id: &CustomerId,
         expected: Option<Version>,
@@ -621,10 +681,10 @@ impl CustomerRepository for DynamoCustomerRepository {
         Err(contended("delete"))
     }
 
-    async fn list<'c>(
+    async fn list_unbounded(
         &self,
         limit: PageLimit,
-        cursor: Option<&'c Cursor>,
+        cursor: Option<&Cursor>,
     ) -> Result<Page<Customer>, RepositoryError> {
         let mut start = match cursor {
             None => None,
@@ -670,7 +730,10 @@ impl CustomerRepository for DynamoCustomerRepository {
         Ok(Page { items, next_cursor })
     }
 
-    async fn put_many(&self, customers: &[Customer]) -> Result<BulkReport, RepositoryError> {
+    async fn put_many_unbounded(
+        &self,
+        customers: &[Customer],
+    ) -> Result<BulkReport, RepositoryError> {
         let repeats = batch_repeats(customers);
         let mut rejected: Vec<(usize, BulkRejection)> = Vec::new();
         let mut pending = Vec::new();
@@ -682,7 +745,9 @@ impl CustomerRepository for DynamoCustomerRepository {
         }
         let mut created = 0;
         for chunk in pending.chunks(BULK_CHUNK) {
-            created += self.put_chunk(chunk, &mut rejected).await?;
+            created += self
+                .within("bulk import", self.put_chunk(chunk, &mut rejected))
+                .await?;
         }
         rejected.sort_by_key(|(index, _)| *index);
         Ok(BulkReport {
@@ -692,6 +757,57 @@ impl CustomerRepository for DynamoCustomerRepository {
                 .map(|(index, reason)| (customers[index].id().clone(), reason))
                 .collect(),
         })
+    }
+}
+
+#[async_trait]
+impl CustomerRepository for DynamoCustomerRepository {
+    async fn create(&self, customer: &Customer) -> Result<(), RepositoryError> {
+        self.within("create", self.create_unbounded(customer)).await
+    }
+
+    async fn get(&self, id: &CustomerId) -> Result<Option<Customer>, RepositoryError> {
+        self.within("get", self.get_unbounded(id)).await
+    }
+
+    async fn find_by_email(&self, email: &Email) -> Result<Option<Customer>, RepositoryError> {
+        self.within("find by email", self.find_by_email_unbounded(email))
+            .await
+    }
+
+    async fn update(
+        &self,
+        id: &CustomerId,
+        patch: &CustomerPatch,
+        expected: Option<Version>,
+        now: Timestamp,
+    ) -> Result<Customer, RepositoryError> {
+        self.within("update", self.update_unbounded(id, patch, expected, now))
+            .await
+    }
+
+    async fn delete(
+        &self,
+        id: &CustomerId,
+        expected: Option<Version>,
+    ) -> Result<(), RepositoryError> {
+        self.within("delete", self.delete_unbounded(id, expected))
+            .await
+    }
+
+    async fn list<'c>(
+        &self,
+        limit: PageLimit,
+        cursor: Option<&'c Cursor>,
+    ) -> Result<Page<Customer>, RepositoryError> {
+        self.within("list", self.list_unbounded(limit, cursor))
+            .await
+    }
+
+    /// Bulk imports are bounded per chunk of 50 customers, not as a whole: an import of thousands
+    /// takes as long as it takes, but no chunk hangs.
+    async fn put_many(&self, customers: &[Customer]) -> Result<BulkReport, RepositoryError> {
+        self.put_many_unbounded(customers).await
     }
 }
 

@@ -178,7 +178,15 @@ impl DynamoSettings {
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(self.region.clone()))
             .timeout_config(timeouts)
-            .retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts));
+            // DynamoDB answers in milliseconds, and a request must fit its deadline (3 s by
+            // default): back off from 50 ms (DynamoDB's own SDKs used 25–50 ms), not the
+            // generic 1 s, which would spend a third of the deadline on one wait.
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(self.max_attempts)
+                    .with_initial_backoff(Duration::from_millis(50)),
+            )
+            .retry_classifier(crate::error::TransactionConflictRetry);
         let credentials = if self.local_credentials {
             SharedCredentialsProvider::new(Credentials::new(
                 "local",

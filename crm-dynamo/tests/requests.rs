@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
@@ -17,14 +18,48 @@ use crm_domain::{
 use crm_dynamo::DynamoCustomerRepository;
 use serde_json::json;
 
-/// Records the DynamoDB operation of every request put on the wire.
+/// Records the DynamoDB operation of every request put on the wire, and the IAM action each needs
+/// (a transaction needs the action of every item it holds).
 #[derive(Debug, Clone, Default)]
-struct RequestLog(Arc<Mutex<Vec<String>>>);
+struct RequestLog {
+    operations: Arc<Mutex<Vec<String>>>,
+    actions: Arc<Mutex<BTreeSet<String>>>,
+}
 
 impl RequestLog {
     fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+        std::mem::take(
+            &mut *self
+                .operations
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
+
+    fn actions(&self) -> BTreeSet<String> {
+        self.actions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The IAM actions a request of `operation` with `body` needs.
+fn iam_actions(operation: &str, body: &[u8]) -> Vec<String> {
+    if operation != "TransactWriteItems" {
+        return vec![format!("dynamodb:{operation}")];
+    }
+    let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+    body["TransactItems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|item| item.as_object().unwrap().keys())
+        .map(|kind| match kind.as_str() {
+            "ConditionCheck" => "dynamodb:ConditionCheckItem".to_owned(),
+            other => format!("dynamodb:{other}Item"),
+        })
+        .collect()
 }
 
 impl Intercept for RequestLog {
@@ -44,7 +79,12 @@ impl Intercept for RequestLog {
             .get("x-amz-target")
             .unwrap_or("unknown");
         let operation = target.rsplit('.').next().unwrap_or(target).to_owned();
-        self.0
+        let body = context.request().body().bytes().unwrap_or_default();
+        self.actions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(iam_actions(&operation, body));
+        self.operations
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(operation);
@@ -167,7 +207,11 @@ async fn every_single_customer_operation_takes_the_documented_round_trips() {
 
     repo.list(PageLimit::DEFAULT, None).await.unwrap();
     assert_eq!(log.take(), ["Scan"], "a page of a small table");
+}
 
+#[tokio::test]
+async fn bulk_imports_take_a_transaction_per_chunk_and_walks_a_scan_per_page() {
+    let (repo, log) = counted_repository().await;
     let batch: Vec<Customer> = (0..120)
         .map(|i| customer(json!({"id": format!("bulk{i}"), "firstName": "A", "lastName": "B", "email": format!("bulk{i}@example.com")})))
         .collect();
@@ -178,4 +222,180 @@ async fn every_single_customer_operation_takes_the_documented_round_trips() {
         ["TransactWriteItems"; 3],
         "120 customers in chunks of 50"
     );
+
+    // A chunk with conflicts: one cancelled transaction, then one for the rest.
+    let mixed = vec![
+        customer(json!({"id": "bulk0", "firstName": "A", "lastName": "B"})),
+        customer(
+            json!({"id": "fresh", "firstName": "A", "lastName": "B", "email": "bulk1@example.com"}),
+        ),
+        customer(
+            json!({"id": "fresh2", "firstName": "A", "lastName": "B", "email": "fresh2@example.com"}),
+        ),
+    ];
+    let report = repo.put_many(&mixed).await.unwrap();
+    assert_eq!((report.created, report.rejected.len()), (1, 2));
+    assert_eq!(
+        log.take(),
+        ["TransactWriteItems"; 2],
+        "a bulk chunk with conflicts"
+    );
+
+    // Walking 121 customers (and their claims) in pages of 50.
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = repo
+            .list(PageLimit::new(50).unwrap(), cursor.as_ref())
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(pages < 10, "the walk does not end");
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let scans = log.take();
+    assert!(scans.iter().all(|op| op == "Scan"), "{scans:?}");
+    // A page is one Scan, plus a top-up when the email claims it read leave it short.
+    assert!(
+        (pages..=3 * pages).contains(&scans.len()),
+        "{} Scans for {pages} pages",
+        scans.len()
+    );
+}
+
+#[tokio::test]
+async fn conditional_and_clearing_operations_take_the_documented_round_trips() {
+    let (repo, log) = counted_repository().await;
+    let id = |s: &str| CustomerId::parse(s).unwrap();
+    let now = Timestamp::now();
+    repo.create(&customer(
+        json!({"id": "m", "firstName": "A", "lastName": "B", "email": "m@example.com"}),
+    ))
+    .await
+    .unwrap();
+    log.take();
+
+    repo.update(
+        &id("m"),
+        &patch(json!({"email": "n@example.com"})),
+        Some(Version::FIRST),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        log.take(),
+        ["GetItem", "TransactWriteItems"],
+        "a conditional patch of the email"
+    );
+
+    let stale = repo
+        .update(
+            &id("m"),
+            &patch(json!({"email": "o@example.com"})),
+            Some(Version::FIRST),
+            now,
+        )
+        .await;
+    assert!(stale.is_err());
+    assert_eq!(
+        log.take(),
+        ["GetItem"],
+        "a stale email patch stops at the read"
+    );
+
+    repo.update(&id("m"), &patch(json!({"email": null})), None, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        log.take(),
+        ["GetItem", "TransactWriteItems"],
+        "clearing the email"
+    );
+
+    let without_address = repo
+        .update(
+            &id("m"),
+            &patch(json!({"address": {"city": "X"}})),
+            None,
+            now,
+        )
+        .await;
+    assert!(without_address.is_err());
+    assert_eq!(
+        log.take(),
+        ["UpdateItem"],
+        "address parts without an address"
+    );
+
+    let stale = repo.delete(&id("m"), Some(Version::FIRST)).await;
+    assert!(stale.is_err());
+    assert_eq!(log.take(), ["DeleteItem"], "a stale delete");
+
+    repo.delete(&id("m"), Some(Version::FIRST.next().next()))
+        .await
+        .unwrap();
+    assert_eq!(log.take(), ["DeleteItem"], "a conditional delete, no email");
+}
+
+/// Every IAM action the repository's requests need is one `TABLE` lists, so the CloudFormation
+/// templates (checked against `TABLE` by `tests/template.rs`) grant what the code really calls.
+#[tokio::test]
+async fn the_requests_need_only_the_iam_actions_the_table_definition_lists() {
+    let (repo, log) = counted_repository().await;
+    let id = |s: &str| CustomerId::parse(s).unwrap();
+    let now = Timestamp::now();
+    let with_email = |i: &str, e: &str| {
+        customer(json!({"id": i, "firstName": "A", "lastName": "B", "email": e}))
+    };
+    repo.create(&with_email("a", "a@example.com"))
+        .await
+        .unwrap();
+    repo.create(&customer(
+        json!({"id": "b", "firstName": "A", "lastName": "B"}),
+    ))
+    .await
+    .unwrap();
+    repo.get(&id("a")).await.unwrap();
+    repo.find_by_email(&Email::parse("a@example.com").unwrap())
+        .await
+        .unwrap();
+    repo.update(&id("a"), &patch(json!({"lastName": "C"})), None, now)
+        .await
+        .unwrap();
+    repo.update(
+        &id("a"),
+        &patch(json!({"email": "z@example.com"})),
+        None,
+        now,
+    )
+    .await
+    .unwrap();
+    repo.list(PageLimit::DEFAULT, None).await.unwrap();
+    repo.put_many(&[
+        with_email("c", "c@example.com"),
+        with_email("d", "z@example.com"),
+    ])
+    .await
+    .unwrap();
+    repo.delete(&id("a"), None).await.unwrap();
+    repo.delete(&id("b"), None).await.unwrap();
+
+    let granted: BTreeSet<String> = crm_dynamo::TABLE
+        .table_actions
+        .iter()
+        .chain(crm_dynamo::TABLE.index_actions)
+        .map(|a| (*a).to_owned())
+        .collect();
+    let needed = log.actions();
+    assert!(
+        needed.is_subset(&granted),
+        "the code needs {:?}, which TABLE does not list",
+        needed.difference(&granted).collect::<Vec<_>>()
+    );
+    // And TABLE lists nothing the code does not need.
+    assert_eq!(needed, granted);
 }

@@ -534,9 +534,16 @@ fn every_template_keeps_the_table_on_demand_recoverable_encrypted_and_retained()
 }
 
 /// The check itself: each edit below makes a template disagree with the code, and each must be
-/// reported. (An edit whose text is not found fails too, so the list cannot silently go stale.)
+/// reported, in every template (both carry the same table and IAM sections). An edit whose text is
+/// not found fails too, so the list cannot silently go stale.
 #[test]
 fn drift_in_a_template_is_reported() {
+    for name in TEMPLATES {
+        drift_is_reported(name);
+    }
+}
+
+fn drift_is_reported(name: &str) {
     let table_statement = "            Action:\n              - dynamodb:GetItem\n";
     let mutations: &[(&str, &str, &str)] = &[
         (
@@ -616,17 +623,17 @@ fn drift_in_a_template_is_reported() {
             "          CRM_TABLE_NAME: customers\n",
         ),
     ];
-    let original = template_text("template.yaml");
-    assert_agrees("template.yaml", &disagreements(&original));
+    let original = template_text(name);
+    assert_agrees(name, &disagreements(&original));
     for (what, from, to) in mutations {
         assert!(
             original.contains(from),
-            "mutation \"{what}\": deploy/template.yaml no longer contains {from:?}; update the test"
+            "mutation \"{what}\": deploy/{name} no longer contains {from:?}; update the test"
         );
         let drifted = original.replacen(from, to, 1);
         assert!(
             !disagreements(&drifted).is_empty(),
-            "mutation \"{what}\" was not reported"
+            "mutation \"{what}\" was not reported in deploy/{name}"
         );
     }
 
@@ -649,11 +656,11 @@ fn drift_in_a_template_is_reported() {
     ] {
         assert!(
             original.contains(from),
-            "mutation \"{what}\": text not found"
+            "mutation \"{what}\": deploy/{name} no longer contains {from:?}; update the test"
         );
         assert!(
             !design_disagreements(&original.replacen(from, to, 1)).is_empty(),
-            "mutation \"{what}\" was not reported"
+            "mutation \"{what}\" was not reported in deploy/{name}"
         );
     }
 }
