@@ -3,11 +3,15 @@
 #
 # Builds the two Lambda bootstraps of crm-lambda (binaries crm-http and crm-envelope) for
 # provided.al2023 with the `lambda` cargo profile (opt-level z, fat LTO, panic abort, stripped) into
-#   target/lambda/crm-http/bootstrap.zip
-#   target/lambda/crm-envelope/bootstrap.zip
-# (the CodeUri paths of deploy/template.yaml and deploy/rest-api.yaml), then checks each zip:
+#   <repo>/target/lambda/crm-http/bootstrap.zip
+#   <repo>/target/lambda/crm-envelope/bootstrap.zip
+# (the CodeUri paths of deploy/template.yaml and deploy/rest-api.yaml, relative to deploy/). These
+# two paths are fixed: with CARGO_TARGET_DIR pointing elsewhere, cargo builds there and the zips are
+# still written (copied) to <repo>/target/lambda, where `aws cloudformation package` and `sam deploy`
+# look for them. Then it checks each zip:
 # one executable entry named bootstrap, an ELF for the requested architecture, no GLIBC_x.y symbol
-# version newer than 2.34 (Amazon Linux 2023 ships glibc 2.34), and at most CRM_LAMBDA_MAX_ZIP_BYTES.
+# version newer than 2.34 (Amazon Linux 2023 ships glibc 2.34), and at most CRM_LAMBDA_MAX_ZIP_BYTES
+# (4 MiB: the bootstraps measure about 2.8 and 2.5 MiB, so a build that lost strip or LTO fails).
 # Prints the size and glibc floor of each. Safe to rerun: cargo rebuilds only what changed, and the
 # zips are byte-for-byte reproducible (fixed timestamp), so an unchanged binary gives an unchanged zip
 # and `aws cloudformation package` uploads nothing new.
@@ -25,8 +29,8 @@
 # --arch defaults to arm64 for cargo-lambda and zigbuild, x86_64 for host. The templates default to
 # arm64: deploy an x86_64 build with the parameter Architecture=x86_64.
 #
-# Env: CRM_LAMBDA_MAX_ZIP_BYTES (default 8388608 = 8 MiB), CRM_LAMBDA_MAX_GLIBC (default 2.34),
-#      CARGO_TARGET_DIR (honoured).
+# Env: CRM_LAMBDA_MAX_ZIP_BYTES (default 4194304 = 4 MiB), CRM_LAMBDA_MAX_GLIBC (default 2.34),
+#      CARGO_TARGET_DIR (honoured for the build; the zips still land in <repo>/target/lambda).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,7 +39,7 @@ cd "$ROOT"
 PACKAGE=crm-lambda
 BINS=(crm-http crm-envelope)
 PROFILE=lambda
-MAX_ZIP_BYTES=${CRM_LAMBDA_MAX_ZIP_BYTES:-8388608}
+MAX_ZIP_BYTES=${CRM_LAMBDA_MAX_ZIP_BYTES:-4194304}
 MAX_GLIBC=${CRM_LAMBDA_MAX_GLIBC:-2.34}
 
 die() { echo "build.sh: $*" >&2; exit 1; }
@@ -78,7 +82,8 @@ command -v readelf >/dev/null 2>&1 || die "readelf (binutils) is needed for the 
 
 target_dir=$(cargo metadata --format-version 1 --no-deps \
   | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-out_dir="$target_dir/lambda"
+# Where the templates' CodeUri points, whatever CARGO_TARGET_DIR says.
+out_dir="$ROOT/target/lambda"
 
 bin_args=()
 for bin in "${BINS[@]}"; do bin_args+=(--bin "$bin"); done
@@ -107,6 +112,15 @@ case "$builder" in
     [[ "$arch" == x86_64 ]] && arch_flag=--x86-64
     (set -x; cargo lambda build --profile "$PROFILE" "$arch_flag" --output-format zip \
       -p "$PACKAGE" "${bin_args[@]}")
+    # cargo-lambda writes <target dir>/lambda/<bin>/bootstrap.zip; with another target dir, copy.
+    for bin in "${BINS[@]}"; do
+      built="$target_dir/lambda/$bin/bootstrap.zip"
+      [[ -f "$built" ]] || die "cargo lambda did not produce $built"
+      if [[ "$(realpath "$built")" != "$(realpath -m "$out_dir/$bin/bootstrap.zip")" ]]; then
+        mkdir -p "$out_dir/$bin"
+        cp "$built" "$out_dir/$bin/bootstrap.zip"
+      fi
+    done
     ;;
   host | zigbuild)
     if [[ "$builder" == host ]]; then

@@ -1,15 +1,23 @@
-"""Writes the "every optional resource on" variant of CloudFormation templates, for the linters.
+"""Writes the "every optional resource on" variants of CloudFormation templates, for the linters.
 
 Usage: .venv/bin/python scripts/cfn_variants.py OUT_DIR TEMPLATE...
 
 checkov (and, for some rules, cfn-lint) only looks at resources whose `Condition` is true with the
-parameter defaults, so a resource that is off by default (the envelope function, the REST OPTIONS
-methods, the API Gateway account role, ...) would never be scanned. For each TEMPLATE this writes
+parameter defaults, so a resource that is off by default (the envelope function, the HTTP API's
+OPTIONS routes, the JWT authorizer, ...) would never be scanned. For each TEMPLATE this writes
 OUT_DIR/<name>.all-on.json: the same template (read with cfn-lint's YAML loader, so short-form tags
-become their long form) with parameter defaults overridden from ALL_ON so that every condition is
-true. It fails when a condition stays false (add a value to ALL_ON, or a second variant), when an
-override breaks the parameter's AllowedValues/AllowedPattern, or when a checkov skip in the template
-carries no reason (still writing every variant it can). Prints one line per variant written: its path.
+become their long form) with parameter defaults overridden from ALL_ON.
+
+Some conditions are complements of others and can never be true together (rest-api.yaml has one
+stage deployment per AuthMode and CORS combination, each under its own condition). For those, the
+override sets of EXTRA_VARIANTS, each applied on top of ALL_ON, are tried in order, and each one that
+makes a condition true that no earlier variant did is written as OUT_DIR/<name>.<variant>.json.
+Together the variants of a template must make every one of its conditions true at least once.
+
+It fails when a condition stays false in every variant (add a value to ALL_ON or a variant to
+EXTRA_VARIANTS), when an override breaks the parameter's AllowedValues/AllowedPattern, or when a
+checkov skip in the template carries no reason (still writing every variant it can). Prints one line
+per variant written: its path.
 """
 
 from __future__ import annotations
@@ -36,6 +44,14 @@ ALL_ON = {
     "AlarmEmail": "oncall@example.com",
     "CreateApiGatewayAccountRole": "true",
     "EnableKnownBadInputsRule": "true",
+}
+
+# Further variants, each applied on top of ALL_ON, for conditions that ALL_ON cannot make true
+# because they are the complement of one it does (written only where they add a true condition).
+EXTRA_VARIANTS = {
+    "auth-none": {"AuthMode": "NONE"},
+    "cors-off": {"CorsAllowedOrigins": ""},
+    "auth-none-cors-off": {"AuthMode": "NONE", "CorsAllowedOrigins": ""},
 }
 
 MIN_REASON = 20  # characters: "because" is not a reason
@@ -91,10 +107,11 @@ def skips_without_reason(path: Path, template: dict) -> list[str]:
     return problems
 
 
-def all_on(path: Path, out_dir: Path) -> Path:
-    template = cfn_yaml.load(str(path))
-    parameters = template.get("Parameters") or {}
-    for name, value in ALL_ON.items():
+def with_overrides(path: Path, template: dict, overrides: dict[str, str]) -> tuple[dict, set[str]]:
+    """A copy of the template with the parameter defaults overridden, and its true conditions."""
+    variant = json.loads(json.dumps(template))
+    parameters = variant.get("Parameters") or {}
+    for name, value in overrides.items():
         if name not in parameters:
             continue
         spec = parameters[name]
@@ -103,19 +120,35 @@ def all_on(path: Path, out_dir: Path) -> Path:
             continue  # e.g. AuthMode=JWT where the template has no JWT: its default stays
         pattern = spec.get("AllowedPattern")
         if pattern is not None and not re.fullmatch(pattern, value):
-            raise VariantError(f"{path}: ALL_ON[{name}]={value!r} does not match {pattern}")
+            raise VariantError(f"{path}: override {name}={value!r} does not match {pattern}")
         spec["Default"] = value
     defaults = {name: as_text(spec["Default"]) for name, spec in parameters.items() if "Default" in spec}
-    off = [
+    true = {
         name
-        for name, expr in (template.get("Conditions") or {}).items()
-        if evaluate(expr, name, template, defaults) is not True
-    ]
+        for name, expr in (variant.get("Conditions") or {}).items()
+        if evaluate(expr, name, variant, defaults) is True
+    }
+    return variant, true
+
+
+def variants(path: Path, out_dir: Path, written: list[Path]) -> None:
+    """Writes the all-on variant and the extra variants that switch on a condition it leaves off,
+    appending each file to `written`; raises VariantError (after writing) when a condition stays off."""
+    template = cfn_yaml.load(str(path))
+    conditions = set(template.get("Conditions") or {})
+    covered: set[str] = set()
+    candidates = [("all-on", {})] + list(EXTRA_VARIANTS.items())
+    for suffix, extra in candidates:
+        variant, true = with_overrides(path, template, {**ALL_ON, **extra})
+        if suffix != "all-on" and true <= covered:
+            continue
+        covered |= true
+        out = out_dir / f"{path.stem}.{suffix}.json"
+        out.write_text(json.dumps(variant, indent=1) + "\n")
+        written.append(out)
+    off = sorted(conditions - covered)
     if off:
-        raise VariantError(f"{path}: conditions still false with ALL_ON: {', '.join(off)}")
-    out = out_dir / f"{path.stem}.all-on.json"
-    out.write_text(json.dumps(template, indent=1) + "\n")
-    return out
+        raise VariantError(f"{path}: conditions false in every variant: {', '.join(off)}")
 
 
 def main(argv: list[str]) -> int:
@@ -128,10 +161,13 @@ def main(argv: list[str]) -> int:
     for name in argv[2:]:
         path = Path(name)
         problems += skips_without_reason(path, cfn_yaml.load(str(path)))
+        written: list[Path] = []
         try:
-            print(all_on(path, out_dir))
+            variants(path, out_dir, written)
         except VariantError as error:
             problems.append(str(error))
+        for out in written:
+            print(out)
     for problem in problems:
         print(f"cfn_variants: {problem}", file=sys.stderr)
     return 1 if problems else 0

