@@ -249,7 +249,10 @@ impl Config {
         self.compat_list_cap
     }
 
-    /// The `tracing` filter (`RUST_LOG`, `info` by default); already checked.
+    /// The `tracing` filter (`RUST_LOG`, `info` by default); already checked. It is the user's
+    /// filter as given: [`telemetry::subscriber`](crate::telemetry::subscriber) holds the runtime and
+    /// AWS SDK crates at `info` on top of it, whatever it says, since below that they log request
+    /// bodies.
     pub fn log_filter(&self) -> &str {
         &self.log_filter
     }

@@ -60,10 +60,11 @@ pub(crate) async fn list(
 pub(crate) async fn update(
     State(state): State<AppState>,
     IdPath(id): IdPath,
-    IfMatch(expected): IfMatch,
+    if_match: IfMatch,
     PatchJson(body): PatchJson,
 ) -> Result<Response, ApiError> {
     let patch = CustomerPatch::from_json(&body)?;
+    let expected = if_match.expected_version(state.service(), &id).await?;
     let customer = state.service().update(&id, &patch, expected).await?;
     Ok(with_etag(StatusCode::OK, &customer))
 }
@@ -72,8 +73,9 @@ pub(crate) async fn update(
 pub(crate) async fn delete(
     State(state): State<AppState>,
     IdPath(id): IdPath,
-    IfMatch(expected): IfMatch,
+    if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
+    let expected = if_match.expected_version(state.service(), &id).await?;
     state.service().delete(&id, expected).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,16 +10,20 @@
 //! | --- | --- | --- |
 //! | `create` | `Item`: a customer, in the `/Customers` spellings | `{"Item": customer}`; 409 if the id or email is taken |
 //! | `read` | `Key`: `{"id"}` | `{"Item": customer}`, or `{}` when there is none |
-//! | `update` | `Key`, `UpdateExpression` `SET a = :x, #b = :y`, `ExpressionAttributeValues`, optional `ExpressionAttributeNames`, optional `ReturnValues` (ignored) | `{"Attributes": customer}` (always the new customer); 404 for an unknown id |
+//! | `update` | `Key`, `UpdateExpression` `SET a = :x, #b = :y` over `firstName`, `lastName`, `email`, `phone` and `address` (or `Address`), `ExpressionAttributeValues`, optional `ExpressionAttributeNames`, optional `ReturnValues` (ignored) | `{"Attributes": customer}` (always the new customer); 404 for an unknown id |
 //! | `delete` | `Key` | `{}`; 404 for an unknown id |
 //! | `list` | optional `Limit` (≥ 1; above 100 it is served as 100, as DynamoDB may return fewer items than `Limit`), optional `ExclusiveStartKey` | `{"Items", "Count", "ScannedCount", "LastEvaluatedKey"}`; `LastEvaluatedKey` is `{"cursor": "<opaque>"}`, absent on the last page |
 //! | `echo` | anything | the payload |
 //! | `ping` | — | `"pong"` |
 //!
 //! Values in `ExpressionAttributeValues` are plain JSON as the seed's boto3 `Table` resource sent them
-//! (not DynamoDB's `{"S": …}` form); `null` clears an optional field, as in a merge patch. An unknown or
-//! missing operation, an unknown member, or an update expression other than `SET` assignments of
-//! placeholders is a 400 that says what is supported.
+//! (not DynamoDB's `{"S": …}` form); `null` clears an optional field, as in a merge patch. As in
+//! DynamoDB, `SET address = :a` replaces the whole address (a string is its one line, an object its
+//! parts, `line1` required): parts not given are cleared, never kept from the old address. An unknown
+//! or missing operation, an unknown member, an update expression other than `SET` assignments of
+//! placeholders, or one that sets anything but the fields above (`id`, `version`, `createdAt`, an
+//! unknown name) is a 400 that says what is supported; a value that is not valid for its field is a
+//! 422, as on the REST routes.
 //!
 //! The same [`invoke`] serves `POST /DynamoDBManager` and, through [`invoke_direct`], a direct
 //! Lambda invocation (the `crm-envelope` binary), where a failure is a Lambda function error whose
@@ -30,7 +34,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
-use crm_domain::{Cursor, Customer, CustomerId, PageLimit, RepositoryError};
+use crm_domain::{Cursor, Customer, CustomerId, FieldError, PageLimit, RepositoryError};
 use lambda_runtime::LambdaEvent;
 use serde_json::{Map, Value, json};
 use tracing::Instrument as _;
@@ -43,6 +47,21 @@ use crate::state::AppState;
 const ENVELOPE_MEMBERS: &[&str] = &["operation", "tableName", "payload"];
 
 const UPDATE_HELP: &str = "UpdateExpression must be `SET <field> = :<value>, …` over firstName, lastName, email, phone and address, where a field may be a #name from ExpressionAttributeNames; REMOVE, ADD, DELETE, functions and arithmetic are not supported";
+
+/// The fields an update may `SET`: the customer fields a client changes (`Address` is the seed
+/// systems' spelling of `address`).
+const SETTABLE_FIELDS: &[&str] = &[
+    "firstName",
+    "lastName",
+    "email",
+    "phone",
+    "address",
+    "Address",
+];
+
+/// The parts of an address besides `line1`, which `SET address = :a` clears when `:a` leaves them
+/// out.
+const OTHER_ADDRESS_PARTS: &[&str] = &["line2", "city", "region", "postalCode", "country"];
 
 /// The operations of the envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,13 +122,13 @@ pub async fn invoke(state: &AppState, envelope: Value) -> Result<Value, ApiError
         Operation::Echo => Ok(payload.unwrap_or(Value::Null)),
         Operation::Create => {
             let payload = members(payload, operation, &["Item"], &["Item"])?;
-            let input = compat::new_customer(&payload["Item"])?;
+            let input = compat::new_customer(member(&payload, operation, "Item")?)?;
             let customer = service.create(input).await?;
             Ok(json!({ "Item": item(&customer)? }))
         }
         Operation::Read => {
             let payload = members(payload, operation, &["Key"], &["Key"])?;
-            let Some(id) = key(&payload["Key"])? else {
+            let Some(id) = key(member(&payload, operation, "Key")?)? else {
                 return Ok(json!({}));
             };
             match service.get(&id).await {
@@ -131,14 +150,14 @@ pub async fn invoke(state: &AppState, envelope: Value) -> Result<Value, ApiError
                 ],
                 &["Key", "UpdateExpression", "ExpressionAttributeValues"],
             )?;
-            let id = key(&payload["Key"])?.ok_or(RepositoryError::NotFound)?;
-            let patch = compat::patch(update_document(&payload)?)?;
+            let id = key(member(&payload, operation, "Key")?)?.ok_or(RepositoryError::NotFound)?;
+            let patch = update_patch(update_document(&payload)?)?;
             let customer = service.update(&id, &patch, None).await?;
             Ok(json!({ "Attributes": item(&customer)? }))
         }
         Operation::Delete => {
             let payload = members(payload, operation, &["Key"], &["Key"])?;
-            let id = key(&payload["Key"])?.ok_or(RepositoryError::NotFound)?;
+            let id = key(member(&payload, operation, "Key")?)?.ok_or(RepositoryError::NotFound)?;
             service.delete(&id, None).await?;
             Ok(json!({}))
         }
@@ -289,6 +308,21 @@ fn members(
     Ok(payload)
 }
 
+/// The member `name` of a payload that [`members`] checked; still a 400 rather than a panic if it is
+/// missing, so that no request can panic here whatever the checks before it become.
+fn member<'p>(
+    payload: &'p Map<String, Value>,
+    operation: Operation,
+    name: &str,
+) -> Result<&'p Value, ApiError> {
+    payload.get(name).ok_or_else(|| {
+        bad(format!(
+            "the payload of `{}` needs `{name}`",
+            operation.name()
+        ))
+    })
+}
+
 /// The customer id of a `Key` (`{"id": "<id>"}`); `None` when the id is not well-formed, since such an
 /// id names no customer.
 fn key(key: &Value) -> Result<Option<CustomerId>, ApiError> {
@@ -378,11 +412,13 @@ fn parse_set(expression: &str) -> Result<Vec<Assignment<'_>>, ApiError> {
 /// The merge patch an update payload describes: `{field: value, …}`. Every name and value
 /// placeholder must be defined and used, as DynamoDB itself requires, and no field set twice.
 fn update_document(payload: &Map<String, Value>) -> Result<Value, ApiError> {
-    let expression = payload["UpdateExpression"]
-        .as_str()
+    let expression = payload
+        .get("UpdateExpression")
+        .and_then(Value::as_str)
         .ok_or_else(|| bad("UpdateExpression must be a string"))?;
-    let values = payload["ExpressionAttributeValues"]
-        .as_object()
+    let values = payload
+        .get("ExpressionAttributeValues")
+        .and_then(Value::as_object)
         .ok_or_else(|| bad("ExpressionAttributeValues must be an object of :placeholders"))?;
     let names: BTreeMap<&str, &str> = match payload.get("ExpressionAttributeNames") {
         None | Some(Value::Null) => BTreeMap::new(),
@@ -398,6 +434,7 @@ fn update_document(payload: &Map<String, Value>) -> Result<Value, ApiError> {
     };
     let mut document = Map::new();
     let (mut names_used, mut values_used) = (BTreeSet::new(), BTreeSet::new());
+    let mut unsettable = Vec::new();
     for Assignment { target, value } in parse_set(expression)? {
         let field = if target.starts_with('#') {
             names_used.insert(target);
@@ -409,6 +446,9 @@ fn update_document(payload: &Map<String, Value>) -> Result<Value, ApiError> {
         } else {
             target
         };
+        if !SETTABLE_FIELDS.contains(&field) {
+            unsettable.push(format!("`{field}`"));
+        }
         let value_json = values.get(value).ok_or_else(|| {
             bad(format!(
                 "{value} is not defined in ExpressionAttributeValues"
@@ -422,6 +462,12 @@ fn update_document(payload: &Map<String, Value>) -> Result<Value, ApiError> {
             return Err(bad(format!("`{field}` is set more than once")));
         }
     }
+    if !unsettable.is_empty() {
+        return Err(bad(format!(
+            "UpdateExpression can SET firstName, lastName, email, phone and address only, not {}",
+            unsettable.join(", ")
+        )));
+    }
     if let Some(unused) = names.keys().find(|n| !names_used.contains(*n)) {
         return Err(bad(format!(
             "{unused} in ExpressionAttributeNames is not used"
@@ -433,6 +479,37 @@ fn update_document(payload: &Map<String, Value>) -> Result<Value, ApiError> {
         )));
     }
     Ok(Value::Object(document))
+}
+
+/// The patch an update document makes. `SET address = :a` replaces the whole address, as `SET` of
+/// a map does in DynamoDB: the parts `:a` leaves out are cleared, and it must give `line1` (a string
+/// `:a` is one line, which [`compat::patch`] already turns into a whole address).
+fn update_patch(mut document: Value) -> Result<crm_domain::CustomerPatch, ApiError> {
+    let mut missing_line1 = None;
+    if let Value::Object(fields) = &mut document {
+        for key in ["address", "Address"] {
+            if let Some(Value::Object(address)) = fields.get_mut(key) {
+                for part in OTHER_ADDRESS_PARTS {
+                    address.entry(*part).or_insert(Value::Null);
+                }
+                if !address.contains_key("line1") {
+                    missing_line1 = Some(FieldError::new(
+                        format!("{key}.line1"),
+                        "is required: SET replaces the whole address",
+                    ));
+                }
+            }
+        }
+    }
+    match (compat::patch(document), missing_line1) {
+        (Ok(patch), None) => Ok(patch),
+        (Ok(_), Some(error)) => Err(ApiError::Validation(vec![error])),
+        (Err(ApiError::Validation(mut errors)), Some(error)) => {
+            errors.push(error);
+            Err(ApiError::Validation(errors))
+        }
+        (Err(error), _) => Err(error),
+    }
 }
 
 #[cfg(test)]
@@ -479,6 +556,71 @@ mod tests {
                 "{expression}"
             );
         }
+    }
+
+    #[test]
+    fn only_customer_fields_can_be_set_and_the_400_names_them() {
+        for (expression, names, named) in [
+            ("SET id = :v", json!({}), "`id`"),
+            ("SET number = :v", json!({}), "`number`"),
+            ("SET version = :v", json!({}), "`version`"),
+            ("SET #c = :v", json!({"#c": "createdAt"}), "`createdAt`"),
+            (
+                "SET #a = :v",
+                json!({"#a": "address.city"}),
+                "`address.city`",
+            ),
+        ] {
+            let result = document(&json!({
+                "UpdateExpression": expression,
+                "ExpressionAttributeValues": {":v": "x"},
+                "ExpressionAttributeNames": names,
+            }));
+            let Err(ApiError::BadRequest(message)) = &result else {
+                panic!("{expression}: {result:?}");
+            };
+            assert!(
+                message.contains("firstName, lastName, email, phone and address")
+                    && message.contains(named),
+                "{message}"
+            );
+        }
+        let both = document(&json!({
+            "UpdateExpression": "SET id = :i, firstName = :f, number = :n",
+            "ExpressionAttributeValues": {":i": "2", ":f": "A", ":n": 5}
+        }));
+        assert!(
+            matches!(&both, Err(ApiError::BadRequest(m)) if m.ends_with("not `id`, `number`")),
+            "{both:?}"
+        );
+    }
+
+    #[test]
+    fn setting_an_address_object_clears_the_parts_it_leaves_out() {
+        let patch =
+            update_patch(json!({"address": {"line1": "2 Site Ave", "city": "Leeds"}})).unwrap();
+        let address = match patch.address {
+            crm_domain::Patch::Set(address) => address,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(address.line1.unwrap().as_str(), "2 Site Ave");
+        assert_eq!(
+            address.city,
+            crm_domain::Patch::Set("Leeds".parse().unwrap())
+        );
+        assert_eq!(address.country, crm_domain::Patch::Clear);
+        assert_eq!(address.postal_code, crm_domain::Patch::Clear);
+    }
+
+    #[test]
+    fn setting_an_address_object_without_line1_is_a_422_on_line1() {
+        let Err(ApiError::Validation(errors)) =
+            update_patch(json!({"Address": {"city": "Leeds", "country": "XX"}}))
+        else {
+            panic!("accepted");
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["Address.country", "Address.line1"]);
     }
 
     #[test]

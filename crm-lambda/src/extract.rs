@@ -6,10 +6,11 @@
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use crm_domain::{
-    Cursor, CustomerId, Email, PageLimit, RepositoryError, ValidationErrors, Version,
+    Cursor, CustomerId, CustomerService, Email, PageLimit, RepositoryError, ValidationErrors,
+    Version,
 };
 use http::request::Parts;
-use http::{HeaderMap, header};
+use http::{HeaderMap, HeaderValue, header};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde_json::Value;
 
@@ -132,37 +133,143 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     }
 }
 
-/// The `If-Match` header: absent or `*` (any current version) is `None`; one entity tag
-/// `"<version>"` (or `W/"<version>"`) is that version. Anything else, including a list of tags, is
-/// a 400: this API issues one tag per customer, so a list is a client bug worth reporting.
-pub(crate) struct IfMatch(pub(crate) Option<Version>);
+/// The `If-Match` header (RFC 9110 §13.1.1), read for a strong comparison with the customer's
+/// `ETag` (`"<version>"`):
+///
+/// - absent, or `*` (any current representation): no expected version;
+/// - a list of entity tags (one header or several, comma-separated): it matches when any tag is
+///   strongly equal to the current `ETag`. A weak tag (`W/"1"`) never matches in If-Match, nor does
+///   a well-formed tag this API never issues (`"0"`, `"01"`, `"x"`), nor an empty list: they are
+///   the 412 of a precondition that fails, not a 400;
+/// - anything that is not `*` or a list of entity tags (`1`, `"1`, `"1" "2"`, `*, "1"`): 400.
+///
+/// The repository takes one expected version, checked in the same conditional write; see
+/// [`IfMatch::expected_version`] for how a list becomes one.
+pub(crate) struct IfMatch(Precondition);
+
+/// What an `If-Match` header asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Precondition {
+    /// No header, or `*`.
+    Any,
+    /// A list of entity tags; these are the versions its strong tags name (the only tags that can
+    /// match), without repeats and in the order given.
+    OneOf(Vec<Version>),
+}
+
+impl IfMatch {
+    /// The version to write at: `None` for no precondition; the one version the list names, without
+    /// a read; and when the list names none or several, the customer's current version if the list
+    /// holds it (read first, then written at that version, so a change in between is still a 412).
+    ///
+    /// # Errors
+    /// 404 when the customer does not exist (as without `If-Match`); 412 when no tag of the list
+    /// can match its current version; or the errors of the read.
+    pub(crate) async fn expected_version(
+        &self,
+        service: &CustomerService,
+        id: &CustomerId,
+    ) -> Result<Option<Version>, ApiError> {
+        match &self.0 {
+            Precondition::Any => Ok(None),
+            Precondition::OneOf(versions) if versions.len() == 1 => Ok(versions.first().copied()),
+            Precondition::OneOf(versions) => {
+                let current = service.get(id).await?.version();
+                if versions.contains(&current) {
+                    Ok(Some(current))
+                } else {
+                    Err(RepositoryError::VersionConflict { current }.into())
+                }
+            }
+        }
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let mut values = parts.headers.get_all(header::IF_MATCH).iter();
-        let (Some(value), None) = (values.next(), values.next()) else {
-            return if parts.headers.contains_key(header::IF_MATCH) {
-                Err(bad_if_match())
-            } else {
-                Ok(Self(None))
-            };
-        };
-        let text = value.to_str().map_err(|_| bad_if_match())?.trim();
-        if text == "*" {
-            return Ok(Self(None));
+        let values: Vec<&[u8]> = parts
+            .headers
+            .get_all(header::IF_MATCH)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect();
+        if values.is_empty() {
+            return Ok(Self(Precondition::Any));
         }
-        Version::from_etag(text)
-            .map(|v| Self(Some(v)))
-            .map_err(|_| bad_if_match())
+        parse_if_match(&values).map(Self).ok_or_else(|| {
+            ApiError::BadRequest(
+                "If-Match must be * or a comma-separated list of entity tags, such as \"3\" as sent in ETag"
+                    .to_owned(),
+            )
+        })
     }
 }
 
-fn bad_if_match() -> ApiError {
-    ApiError::BadRequest(
-        "If-Match must be one entity tag as sent in ETag, such as \"3\", or *".to_owned(),
-    )
+/// Reads the field lines of `If-Match`; `None` when they are not `*` or a list of entity tags.
+fn parse_if_match(values: &[&[u8]]) -> Option<Precondition> {
+    let is_ows = |b: &u8| matches!(b, b' ' | b'\t');
+    if let [value] = values
+        && value.iter().filter(|b| !is_ows(b)).eq(b"*")
+    {
+        return Some(Precondition::Any);
+    }
+    let mut versions = Vec::new();
+    for value in values {
+        let mut rest: &[u8] = value;
+        // True after a tag, until a comma: two tags need a comma between them.
+        let mut after_tag = false;
+        loop {
+            while rest.first().is_some_and(is_ows) {
+                rest = &rest[1..];
+            }
+            match rest {
+                [] => break,
+                [b',', tail @ ..] => {
+                    rest = tail;
+                    after_tag = false;
+                }
+                _ if after_tag => return None,
+                _ => {
+                    let (weak, tail) = match rest {
+                        [b'W', b'/', tail @ ..] => (true, tail),
+                        _ => (false, rest),
+                    };
+                    let (opaque, tail) = opaque_tag(tail)?;
+                    if !weak
+                        && let Some(version) = version_of(opaque)
+                        && !versions.contains(&version)
+                    {
+                        versions.push(version);
+                    }
+                    rest = tail;
+                    after_tag = true;
+                }
+            }
+        }
+    }
+    Some(Precondition::OneOf(versions))
+}
+
+/// Splits `"<etagc>*"` off the front of `bytes`: the characters between the quotes, and the rest.
+fn opaque_tag(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let inner = bytes.strip_prefix(b"\"")?;
+    let end = inner.iter().position(|b| *b == b'"')?;
+    let opaque = &inner[..end];
+    // etagc = %x21 / %x23-7E / obs-text
+    opaque
+        .iter()
+        .all(|b| *b == 0x21 || (0x23..=0x7e).contains(b) || *b >= 0x80)
+        .then(|| (opaque, &inner[end + 1..]))
+}
+
+/// The version an opaque tag names when it is exactly what this API sends in `ETag` (a positive
+/// decimal without leading zeros): strong comparison is character by character.
+fn version_of(opaque: &[u8]) -> Option<Version> {
+    let n: u64 = std::str::from_utf8(opaque).ok()?.parse().ok()?;
+    let version = Version::try_from(n).ok()?;
+    (version.get().to_string().as_bytes() == opaque).then_some(version)
 }
 
 /// The query of `GET /customers`: a page, or a lookup by email.
@@ -255,6 +362,72 @@ mod tests {
             HeaderValue::from_str(content_type).unwrap(),
         );
         h
+    }
+
+    fn if_match(values: &[&str]) -> Option<Precondition> {
+        let values: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+        parse_if_match(&values)
+    }
+
+    fn one_of(versions: &[u64]) -> Precondition {
+        Precondition::OneOf(
+            versions
+                .iter()
+                .map(|v| Version::try_from(*v).unwrap())
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn if_match_star_is_any_version() {
+        assert_eq!(if_match(&["*"]), Some(Precondition::Any));
+        assert_eq!(if_match(&[" * "]), Some(Precondition::Any));
+    }
+
+    #[test]
+    fn if_match_lists_name_the_versions_of_their_strong_tags() {
+        assert_eq!(if_match(&["\"3\""]), Some(one_of(&[3])));
+        assert_eq!(if_match(&["\"1\", \"2\""]), Some(one_of(&[1, 2])));
+        assert_eq!(if_match(&["\"1\",\"2\" ,\t\"1\""]), Some(one_of(&[1, 2])));
+        assert_eq!(if_match(&["\"1\"", "\"7\""]), Some(one_of(&[1, 7])));
+        assert_eq!(if_match(&[", \"4\",,"]), Some(one_of(&[4])));
+        // Well-formed tags that can never match: weak ones, and opaque tags this API never sends.
+        assert_eq!(if_match(&["W/\"1\", \"2\""]), Some(one_of(&[2])));
+        for never in [
+            "W/\"1\"",
+            "\"0\"",
+            "\"01\"",
+            "\"+1\"",
+            "\"x\"",
+            "\"\"",
+            "\"1,2\"",
+            "\"99999999999999999999\"",
+            "",
+            " , ",
+        ] {
+            assert_eq!(if_match(&[never]), Some(one_of(&[])), "{never:?}");
+        }
+    }
+
+    #[test]
+    fn anything_but_star_or_a_list_of_entity_tags_is_malformed() {
+        for bad in [
+            "1",
+            "\"1",
+            "1\"",
+            "\"1\" \"2\"",
+            "\"1\"x",
+            "*, \"1\"",
+            "**",
+            "w/\"1\"",
+            "W/ \"1\"",
+            "W/1",
+            "\"a b\"",
+            "\"a\\\"b\"",
+        ] {
+            assert_eq!(if_match(&[bad]), None, "{bad:?}");
+        }
+        assert_eq!(if_match(&["*", "\"1\""]), None, "* stands alone");
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub use state::AppState;
 use axum::Router;
 use axum::routing::{get, post};
 
-/// The first path segments of every route. A request whose path is `/<stage>/<one of these>/…` is
+/// The first path segments of every route. A request whose path is `/<prefix>/<one of these>/…` is
 /// served as `/<one of these>/…`; see [`app`].
 pub(crate) const ROUTE_ROOTS: &[&str] = &[
     "customers",
@@ -77,11 +77,14 @@ pub(crate) const ROUTE_ROOTS: &[&str] = &[
 /// Every request passes, outermost first: the request log line (request id, method, route template,
 /// status, latency; never a path, query or body), CORS (from [`Config`]), the panic catcher (a panic
 /// becomes a 500 problem), the per-request deadline (a 503 problem with `Retry-After`), and the stage
-/// prefix rule: a path `/<stage>/<route>` where `<stage>` is not itself a route root and is a valid API
-/// Gateway stage name (`[A-Za-z0-9_-]`, at most 128) is served as `/<route>`. That one rule covers API
-/// Gateway REST APIs (for which `lambda_http` puts the stage into the path), HTTP APIs with a named
-/// stage (whose raw path holds it), and a local server called with a stage. `Location` headers keep
-/// the prefix the client used.
+/// prefix rule: a path `/<prefix>/<route>`, where `<prefix>` is one to four segments, each a valid API
+/// Gateway stage name or custom domain base-path segment and none a route root, is served as
+/// `/<route>`. That one rule covers API Gateway REST APIs (for which `lambda_http` puts the stage
+/// into the path: `/prod/customers`, and behind a custom domain with a base path, whose client path
+/// already holds the base path, `/prod/crm/customers` or `/prod/api/v1/customers`), HTTP APIs with a
+/// named stage or a base path (whose raw path holds them), and a local server called with a stage.
+/// `Location` headers keep the prefix the client used (for a custom domain, its base path and no
+/// stage).
 pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .route("/customers", get(customers::list).post(customers::create))

@@ -57,6 +57,24 @@ pub(crate) fn wrap(inner: Router, state: AppState) -> Router {
     router.layer(from_fn(log_request))
 }
 
+/// The request headers a browser may send across origins: the API's own (`Content-Type`,
+/// `If-Match`, `x-request-id`) and those an API Gateway deployment asks for (a Cognito or Lambda
+/// authorizer's `Authorization`, a usage plan's `x-api-key`, IAM's `SigV4` headers).
+const ALLOWED_HEADERS: [HeaderName; 8] = [
+    header::CONTENT_TYPE,
+    header::IF_MATCH,
+    header::AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("x-amz-date"),
+    HeaderName::from_static("x-amz-security-token"),
+    HeaderName::from_static("x-amz-content-sha256"),
+    REQUEST_ID,
+];
+
+/// CORS from `CRM_CORS_ORIGINS`; `None` when it is off. Preflights are answered here, before
+/// routing; a preflight from an origin not allowed gets no `Access-Control-Allow-Origin`, which
+/// the browser reads as a refusal. Responses expose what a browser client needs to read: `ETag`
+/// for `If-Match`, `Location`, the request id, `Retry-After` on 503s and `Allow` on 405s.
 fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
     let allow_origin = match origins {
         CorsOrigins::Disabled => return None,
@@ -67,8 +85,14 @@ fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
         CorsLayer::new()
             .allow_origin(allow_origin)
             .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
-            .allow_headers([header::CONTENT_TYPE, header::IF_MATCH])
-            .expose_headers([header::ETAG, header::LOCATION, REQUEST_ID])
+            .allow_headers(ALLOWED_HEADERS)
+            .expose_headers([
+                header::ETAG,
+                header::LOCATION,
+                REQUEST_ID,
+                header::RETRY_AFTER,
+                header::ALLOW,
+            ])
             .max_age(std::time::Duration::from_mins(10)),
     )
 }
@@ -111,18 +135,42 @@ fn client_path(request: &Request) -> Option<&str> {
     }
 }
 
-/// The `/<stage>` prefix of `path`, when its second segment is a route root and its first is not.
+/// How many segments a prefix may have: the stage, then a base path of up to three levels.
+const MAX_PREFIX_SEGMENTS: usize = 4;
+
+/// The prefix of `path` that precedes the route: up to [`MAX_PREFIX_SEGMENTS`] leading segments,
+/// each a valid stage or base-path segment and none a route root, followed by a segment that is a
+/// route root. `/prod/customers` → `/prod`; `/prod/crm/customers` (a REST API behind a custom
+/// domain whose base path is `crm`: `lambda_http` puts the stage before the client's path, which
+/// holds the base path) → `/prod/crm`; `/prod/api/v1/customers` → `/prod/api/v1`.
 fn stage_prefix(path: &str) -> Option<&str> {
     let after = path.strip_prefix('/')?;
-    let (first, rest) = after.split_once('/')?;
-    let second = rest.split('/').next()?;
-    let is_stage = !first.is_empty()
-        && first.len() <= 128
-        && first
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    (is_stage && !ROUTE_ROOTS.contains(&first) && ROUTE_ROOTS.contains(&second))
-        .then(|| &path[..=first.len()])
+    let mut length = 0;
+    for (index, segment) in after.split('/').enumerate() {
+        if ROUTE_ROOTS.contains(&segment) {
+            return (index > 0).then(|| &path[..length]);
+        }
+        if index == MAX_PREFIX_SEGMENTS || !is_prefix_segment(segment) {
+            return None;
+        }
+        length += 1 + segment.len();
+    }
+    None
+}
+
+/// A segment that can be an API Gateway stage name (`[A-Za-z0-9_-]`, at most 128) or one level of a
+/// custom domain's base path (letters, digits and `$-_.+!*'()`, as API Gateway accepts them), but not
+/// `.` or `..`, which no client means as a base path.
+fn is_prefix_segment(segment: &str) -> bool {
+    (1..=128).contains(&segment.len())
+        && !matches!(segment, "." | "..")
+        && segment.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'_' | b'.' | b'$' | b'+' | b'!' | b'*' | b'\'' | b'(' | b')'
+                )
+        })
 }
 
 async fn enforce_deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -221,22 +269,71 @@ mod tests {
     }
 
     #[test]
+    fn a_stage_and_a_custom_domain_base_path_are_one_prefix() {
+        assert_eq!(stage_prefix("/prod/crm/customers"), Some("/prod/crm"));
+        assert_eq!(stage_prefix("/prod/crm/customers/abc"), Some("/prod/crm"));
+        assert_eq!(stage_prefix("/prod/api/v1/customers"), Some("/prod/api/v1"));
+        assert_eq!(
+            stage_prefix("/prod/a/b/c/customers"),
+            Some("/prod/a/b/c"),
+            "four segments at most"
+        );
+        assert_eq!(stage_prefix("/crm.v2/customers"), Some("/crm.v2"));
+        assert_eq!(stage_prefix("/prod/crm.api/health"), Some("/prod/crm.api"));
+        assert_eq!(stage_prefix("/p/$x_(1)!*'+/health"), Some("/p/$x_(1)!*'+"));
+    }
+
+    #[test]
     fn anything_else_is_left_alone() {
+        let long = format!("/{}/customers", "p".repeat(129));
         for path in [
             "/customers",
             "/customers/abc",
             "/customers/customers",
+            "/customers/prod/customers",
             "/prod",
             "/prod/",
             "/prod/unknown",
-            "/a/b/customers",
+            "/prod/crm/unknown/deeper",
+            "/a/b/c/d/e/customers",
+            "/prod/customers2",
             "//customers",
-            "/pr.od/customers",
+            "/prod//customers",
+            "/pr%20od/customers",
+            "/pr:od/customers",
+            "/../customers",
+            "/prod/./customers",
+            long.as_str(),
             "",
             "/",
         ] {
             assert_eq!(stage_prefix(path), None, "{path}");
         }
+    }
+
+    #[test]
+    fn a_custom_domain_location_keeps_the_base_path_the_client_used() {
+        use lambda_http::aws_lambda_events::apigw::ApiGatewayProxyRequestContext;
+        use lambda_http::request::RequestContext;
+
+        // As API Gateway sends it for `https://crm.example.com/api/v1/customers`.
+        let context: ApiGatewayProxyRequestContext = serde_json::from_value(
+            serde_json::json!({"path": "/api/v1/customers", "stage": "prod", "httpMethod": "GET"}),
+        )
+        .unwrap();
+        let mut request = Request::builder()
+            .uri("https://crm.example.com/prod/api/v1/customers")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(RequestContext::ApiGatewayV1(context));
+        let request = strip_stage(request);
+        assert_eq!(request.uri().path(), "/customers");
+        assert_eq!(
+            request.extensions().get::<StagePrefix>().unwrap().0,
+            "/api/v1"
+        );
     }
 
     #[test]

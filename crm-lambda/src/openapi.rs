@@ -2,9 +2,10 @@
 //! at `GET /openapi.json`.
 //!
 //! Tests keep it true: every documented path and method is routed and every route root documented
-//! (unit tests here and in `middleware`), and every response the router tests see has a status the
-//! document lists for its operation and a body that matches the documented schema
-//! (`tests/common/mod.rs`).
+//! (unit tests here and in `middleware`, and `tests/api/openapi.rs`), and every response the router
+//! tests see has a status the document lists for its operation, its required headers, and a body
+//! that matches the documented schema, patterns included (`TestApp::send` in
+//! `tests/api/helpers.rs`).
 
 use axum::response::IntoResponse;
 use http::header;

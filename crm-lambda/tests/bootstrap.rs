@@ -223,10 +223,51 @@ async fn the_http_bootstrap_serves_api_gateway_events_through_the_runtime_api() 
             "the logs hold customer data: {printed}"
         );
     }
-    assert!(
-        printed.contains("request-1") || printed.contains("00000000-0000-4000-8000"),
-        "one line per request: {printed}"
+    // One request line per invocation, each with the request id Lambda gave that invocation.
+    assert_one_line_per_invocation(
+        &printed,
+        "request",
+        &runtime,
+        &[201, 200, 200, 412, 422, 204, 404],
     );
+}
+
+/// Asserts that `printed` holds one `message` log line per invocation `runtime` handed out, in
+/// order, each with the request id of its own invocation and its status; returns the lines.
+fn assert_one_line_per_invocation(
+    printed: &str,
+    message: &str,
+    runtime: &FakeRuntime,
+    statuses: &[u64],
+) -> Vec<Value> {
+    let lines = log_lines(printed, message);
+    let seen: Vec<(&str, u64)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["request_id"].as_str().unwrap_or_default(),
+                l["status"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let ids = runtime.issued_ids();
+    assert_eq!(ids.len(), statuses.len(), "invocations");
+    let expected: Vec<(&str, u64)> = ids
+        .iter()
+        .map(String::as_str)
+        .zip(statuses.iter().copied())
+        .collect();
+    assert_eq!(seen, expected, "{printed}");
+    lines
+}
+
+/// The JSON log lines of `printed` whose message is `message`.
+fn log_lines(printed: &str, message: &str) -> Vec<Value> {
+    printed
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["message"] == message)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -260,11 +301,19 @@ async fn the_envelope_bootstrap_answers_direct_invocations() {
         Outcome::Response(r) => panic!("a duplicate create succeeded: {r}"),
     }
     match runtime.invoke(json!({"operation": "read", "tableName": "someone-elses-table", "payload": {"Key": {"id": "env-1"}}})).await {
-        Outcome::Error(error) => assert!(error["errorType"].as_str().is_some(), "{error}"),
+        Outcome::Error(error) => assert_eq!(error["errorType"], "forbidden-table", "{error}"),
         Outcome::Response(r) => panic!("another table was read: {r}"),
     }
     match runtime.invoke(json!({"operation": "drop-table"})).await {
-        Outcome::Error(error) => assert!(error["errorType"].as_str().is_some(), "{error}"),
+        Outcome::Error(error) => {
+            assert_eq!(error["errorType"], "bad-request", "{error}");
+            assert!(
+                error["errorMessage"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("create, read, update, delete, list, echo, ping")),
+                "{error}"
+            );
+        }
         Outcome::Response(r) => panic!("an unknown operation succeeded: {r}"),
     }
 
@@ -272,6 +321,22 @@ async fn the_envelope_bootstrap_answers_direct_invocations() {
     assert!(
         !printed.contains("Hopper"),
         "the logs hold customer data: {printed}"
+    );
+    // One invocation line per invocation, with its request id, operation and status: the metric
+    // filter of the deploy template alarms on `status >= 500` only.
+    let lines = assert_one_line_per_invocation(
+        &printed,
+        "invocation",
+        &runtime,
+        &[200, 200, 200, 409, 403, 400],
+    );
+    let operations: Vec<&str> = lines
+        .iter()
+        .map(|l| l["operation"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        operations,
+        ["ping", "create", "read", "create", "read", "unknown"]
     );
 }
 

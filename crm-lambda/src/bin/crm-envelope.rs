@@ -16,6 +16,8 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // First, so that no panic message (which could quote customer data) ever reaches stderr.
+    telemetry::install_panic_hook();
     match run().await {
         Ok(code) => code,
         Err(error) => {

@@ -14,6 +14,8 @@ use crm_lambda::{AppState, Config, app, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // First, so that no panic message (which could quote customer data) ever reaches stderr.
+    telemetry::install_panic_hook();
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

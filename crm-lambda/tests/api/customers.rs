@@ -512,7 +512,15 @@ async fn a_malformed_if_match_is_a_400() {
     let app = spawn_app();
     let id = created(&app).await;
     let uri = format!("/customers/{id}");
-    for tag in ["1", "\"x\"", "\"0\"", "\"1\", \"2\"", ""] {
+    for tag in [
+        "1",
+        "\"1",
+        "\"1\" \"2\"",
+        "*, \"1\"",
+        "W/ \"1\"",
+        "w/\"1\"",
+        "\"a b\"",
+    ] {
         let problem = app
             .patch_json(&uri, &json!({"firstName": "X"}), Some(tag))
             .await
@@ -523,6 +531,183 @@ async fn a_malformed_if_match_is_a_400() {
         );
         app.delete(&uri, Some(tag)).await.problem(400);
     }
+    assert_eq!(app.get(&uri).await.json()["firstName"], "Ada");
+}
+
+#[tokio::test]
+async fn an_if_match_that_can_never_match_is_a_412_not_a_400() {
+    let app = spawn_app();
+    let id = created(&app).await;
+    let uri = format!("/customers/{id}");
+    // Weak tags never match under If-Match's strong comparison, not even W/"1" at version 1; the
+    // others are entity tags this API never sends, and an empty list matches nothing.
+    for tag in [
+        "W/\"1\"",
+        "\"0\"",
+        "\"01\"",
+        "\"x\"",
+        "\"\"",
+        "",
+        "W/\"1\", \"x\"",
+    ] {
+        let problem = app
+            .patch_json(&uri, &json!({"firstName": "X"}), Some(tag))
+            .await
+            .problem(412);
+        assert_eq!(
+            problem["type"], "urn:problem:crm:version-mismatch",
+            "{tag:?}"
+        );
+        assert!(
+            problem["detail"].as_str().unwrap().contains("version 1"),
+            "{tag:?}: {problem}"
+        );
+        app.delete(&uri, Some(tag)).await.problem(412);
+    }
+    assert_eq!(app.get(&uri).await.header("etag"), "\"1\"");
+}
+
+#[tokio::test]
+async fn an_if_match_list_applies_when_any_tag_is_the_current_etag() {
+    let app = spawn_app();
+    let id = created(&app).await;
+    let uri = format!("/customers/{id}");
+    let response = app
+        .patch_json(
+            &uri,
+            &json!({"firstName": "Augusta"}),
+            Some("\"7\", W/\"2\", \"1\""),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.header("etag"), "\"2\"");
+    // The list no longer holds the current version.
+    let problem = app
+        .patch_json(&uri, &json!({"firstName": "Lost"}), Some("\"1\", \"3\""))
+        .await
+        .problem(412);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("version 2"),
+        "{problem}"
+    );
+    // Several If-Match lines are one list.
+    let response = app
+        .request(
+            Method::PATCH,
+            &uri,
+            &[
+                ("content-type", "application/merge-patch+json"),
+                ("if-match", "\"1\""),
+                ("if-match", "\"2\""),
+            ],
+            json!({"lastName": "King"}).to_string(),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.header("etag"), "\"3\"");
+    app.delete(&uri, Some("\"1\", \"2\"")).await.problem(412);
+    let deleted = app.delete(&uri, Some("\"2\", \"3\"")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn an_if_match_on_an_unknown_customer_is_a_404() {
+    let app = spawn_app();
+    for tag in ["*", "\"1\"", "\"1\", \"2\"", "W/\"1\""] {
+        app.patch_json("/customers/ghost", &json!({"firstName": "X"}), Some(tag))
+            .await
+            .problem(404);
+        app.delete("/customers/ghost", Some(tag)).await.problem(404);
+    }
+}
+
+#[tokio::test]
+async fn a_patch_body_over_16_kib_is_a_413() {
+    let app = spawn_app();
+    app.create(named("big")).await;
+    let body = json!({"lastName": "x".repeat(16 * 1024)}).to_string();
+    let problem = app
+        .request(
+            Method::PATCH,
+            "/customers/big",
+            &[("content-type", "application/merge-patch+json")],
+            body,
+        )
+        .await
+        .problem(413);
+    assert_eq!(problem["type"], "urn:problem:crm:body-too-large");
+    assert_eq!(app.get("/customers/big").await.json()["lastName"], "Hopper");
+}
+
+#[tokio::test]
+async fn a_patch_without_a_json_content_type_is_a_415() {
+    let app = spawn_app();
+    app.create(named("ct")).await;
+    let body = json!({"lastName": "Murray"}).to_string();
+    for content_type in [None, Some("text/plain")] {
+        let headers: Vec<(&str, &str)> = content_type
+            .map(|c| ("content-type", c))
+            .into_iter()
+            .collect();
+        let problem = app
+            .request(Method::PATCH, "/customers/ct", &headers, body.clone())
+            .await
+            .problem(415);
+        assert_eq!(
+            problem["type"], "urn:problem:crm:unsupported-media-type",
+            "{content_type:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_patch_with_an_unknown_field_is_a_422_with_a_suggestion() {
+    let app = spawn_app();
+    app.create(named("u")).await;
+    let problem = app
+        .patch_json(
+            "/customers/u",
+            &json!({"lastname": "Murray", "Address": {"line1": "1 Main St"}}),
+            None,
+        )
+        .await
+        .problem(422);
+    let errors = problem["errors"].as_array().unwrap();
+    let message_of = |field: &str| {
+        errors
+            .iter()
+            .find(|e| e["field"] == field)
+            .and_then(|e| e["message"].as_str())
+            .unwrap_or_else(|| panic!("no error on {field}: {problem}"))
+            .to_owned()
+    };
+    assert_eq!(
+        message_of("Address"),
+        "unknown field `Address`; did you mean `address`?"
+    );
+    assert!(
+        message_of("lastname").contains("did you mean `lastName`?"),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn a_patch_with_wrong_json_types_is_a_422_naming_each_field() {
+    let app = spawn_app();
+    app.create(named("types")).await;
+    let response = app
+        .patch_json(
+            "/customers/types",
+            &json!({"firstName": 1, "lastName": true, "email": [], "phone": {}, "address": 7}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        response.invalid_fields(),
+        ["firstName", "lastName", "email", "phone", "address"]
+    );
+    let patched_nothing = app.get("/customers/types").await;
+    assert_eq!(patched_nothing.header("etag"), "\"1\"");
 }
 
 #[tokio::test]
@@ -669,8 +854,9 @@ async fn an_unknown_path_is_a_404_problem() {
         "/customers/a/b",
         "/customer",
         "/prod",
-        "/a/b/customers",
+        "/a/b/c/d/e/customers",
         "/prod/nope",
+        "/prod/crm/nope",
     ] {
         let problem = app.get(path).await.problem(404);
         assert_eq!(problem["type"], "urn:problem:crm:no-such-route", "{path}");
@@ -728,6 +914,24 @@ async fn a_stage_prefix_is_ignored_and_kept_in_location() {
     app.request(Method::PUT, "/prod/customers", &[], Body::empty())
         .await
         .problem(405);
+}
+
+#[tokio::test]
+async fn a_stage_with_a_custom_domain_base_path_is_ignored() {
+    let app = spawn_app();
+    // A REST API behind a custom domain: `lambda_http` puts the stage before the base path.
+    let response = app.post_json("/prod/crm/customers", &named("domain")).await;
+    assert_eq!(response.status, StatusCode::CREATED);
+    assert_eq!(response.header("location"), "/prod/crm/customers/domain");
+    for path in [
+        "/prod/crm/customers/domain",
+        "/prod/api/v1/customers/domain",
+        "/prod/a/b/c/customers/domain",
+        "/crm.v2/customers/domain",
+    ] {
+        assert_eq!(app.get(path).await.status, StatusCode::OK, "{path}");
+    }
+    app.get("/prod/a/b/c/d/customers/domain").await.problem(404);
 }
 
 #[tokio::test]
@@ -823,10 +1027,9 @@ async fn configured_cors_answers_preflights_and_exposes_etag_and_location() {
     let exposed = response
         .header("access-control-expose-headers")
         .to_ascii_lowercase();
-    assert!(
-        exposed.contains("etag") && exposed.contains("location"),
-        "{exposed}"
-    );
+    for header in ["etag", "location", "x-request-id", "retry-after", "allow"] {
+        assert!(exposed.contains(header), "{header} not in {exposed}");
+    }
 
     let stranger = app
         .request(
@@ -842,6 +1045,91 @@ async fn configured_cors_answers_preflights_and_exposes_etag_and_location() {
             .get("access-control-allow-origin")
             .is_none()
     );
+}
+
+async fn preflight(
+    app: &crate::helpers::TestApp,
+    origin: &str,
+    request_headers: &str,
+) -> crate::helpers::TestResponse {
+    app.request(
+        Method::OPTIONS,
+        "/customers",
+        &[
+            ("origin", origin),
+            ("access-control-request-method", "POST"),
+            ("access-control-request-headers", request_headers),
+        ],
+        Body::empty(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn cors_with_a_star_allows_any_origin() {
+    let app = spawn_app_with(
+        &[("CRM_CORS_ORIGINS", "*")],
+        Arc::new(InMemoryCustomerRepository::new()),
+    );
+    let answer = preflight(&app, "https://anywhere.example.net", "content-type").await;
+    assert_eq!(answer.header("access-control-allow-origin"), "*");
+    let response = app
+        .request(
+            Method::GET,
+            "/health",
+            &[("origin", "http://localhost:5173")],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(response.header("access-control-allow-origin"), "*");
+}
+
+#[tokio::test]
+async fn a_preflight_from_an_origin_not_allowed_gets_no_allow_origin() {
+    let app = spawn_app_with(
+        &[("CRM_CORS_ORIGINS", "https://app.example.com")],
+        Arc::new(InMemoryCustomerRepository::new()),
+    );
+    let answer = preflight(&app, "https://evil.example.com", "content-type").await;
+    assert!(
+        answer.headers.get("access-control-allow-origin").is_none(),
+        "{:?}",
+        answer.headers
+    );
+}
+
+#[tokio::test]
+async fn a_preflight_may_ask_for_the_api_gateway_headers() {
+    let app = spawn_app_with(
+        &[("CRM_CORS_ORIGINS", "https://app.example.com")],
+        Arc::new(InMemoryCustomerRepository::new()),
+    );
+    let wanted = [
+        "content-type",
+        "if-match",
+        "authorization",
+        "x-api-key",
+        "x-amz-date",
+        "x-amz-security-token",
+        "x-amz-content-sha256",
+        "x-request-id",
+    ];
+    let answer = preflight(&app, "https://app.example.com", &wanted.join(", ")).await;
+    assert_eq!(
+        answer.header("access-control-allow-origin"),
+        "https://app.example.com"
+    );
+    let allowed: Vec<String> = answer
+        .header("access-control-allow-headers")
+        .split(',')
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    for header in wanted {
+        assert!(
+            allowed.iter().any(|a| a == header),
+            "{header} not in {allowed:?}"
+        );
+    }
 }
 
 impl crate::helpers::TestApp {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crm_lambda::envelope;
 use crm_memory::InMemoryCustomerRepository;
-use http::StatusCode;
+use http::{Method, StatusCode};
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde_json::{Value, json};
 
@@ -155,7 +155,94 @@ async fn an_unsupported_update_expression_is_a_400_saying_what_is_supported() {
 }
 
 #[tokio::test]
-async fn an_update_of_an_unknown_field_or_the_id_is_a_422() {
+async fn an_update_of_the_id_or_a_field_that_is_not_a_customer_field_is_a_400_naming_the_supported_fields()
+ {
+    let app = spawn_app();
+    ok(
+        &app,
+        json!({"operation": "create", "payload": {"Item": item("1")}}),
+    )
+    .await;
+    for (expression, names, values) in [
+        ("SET id = :i", json!({}), json!({":i": "2"})),
+        ("SET number = :n", json!({}), json!({":n": 5})),
+        (
+            "SET id = :i, number = :n",
+            json!({}),
+            json!({":i": "2", ":n": 5}),
+        ),
+        ("SET #v = :v", json!({"#v": "version"}), json!({":v": 9})),
+        (
+            "SET firstName = :f, updatedAt = :u",
+            json!({}),
+            json!({":f": "A", ":u": "2020-01-01T00:00:00Z"}),
+        ),
+    ] {
+        let problem = app
+            .envelope(
+                json!({"operation": "update", "payload": {"Key": {"id": "1"},
+                "UpdateExpression": expression, "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values}}),
+            )
+            .await
+            .problem(400);
+        assert_eq!(
+            problem["type"], "urn:problem:crm:bad-request",
+            "{expression}"
+        );
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("firstName, lastName, email, phone and address"),
+            "{expression}: {problem}"
+        );
+    }
+    let unchanged = ok(
+        &app,
+        json!({"operation": "read", "payload": {"Key": {"id": "1"}}}),
+    )
+    .await;
+    assert_eq!(unchanged["Item"]["version"], 1);
+}
+
+#[tokio::test]
+async fn setting_an_address_object_replaces_the_whole_address() {
+    let app = spawn_app();
+    let mut customer = item("1");
+    customer["address"] = json!({"line1": "1 Yard Rd", "line2": "Unit 4", "city": "York", "postalCode": "YO1 7HH", "country": "GB"});
+    ok(
+        &app,
+        json!({"operation": "create", "payload": {"Item": customer}}),
+    )
+    .await;
+    for (spelling, line1) in [("address", "2 Site Ave"), ("Address", "3 Crane St")] {
+        let updated = ok(
+            &app,
+            json!({"operation": "update", "payload": {"Key": {"id": "1"},
+                "UpdateExpression": "SET #a = :a", "ExpressionAttributeNames": {"#a": spelling},
+                "ExpressionAttributeValues": {":a": {"line1": line1, "region": "Yorkshire"}}}}),
+        )
+        .await;
+        assert_eq!(
+            updated["Attributes"]["address"],
+            json!({"line1": line1, "region": "Yorkshire"}),
+            "{spelling}: the old city, postcode, country and line2 are gone"
+        );
+    }
+    let read = ok(
+        &app,
+        json!({"operation": "read", "payload": {"Key": {"id": "1"}}}),
+    )
+    .await;
+    assert_eq!(
+        read["Item"]["address"],
+        json!({"line1": "3 Crane St", "region": "Yorkshire"})
+    );
+}
+
+#[tokio::test]
+async fn setting_an_address_object_without_line1_is_a_422_and_keeps_the_old_address() {
     let app = spawn_app();
     ok(
         &app,
@@ -165,11 +252,45 @@ async fn an_update_of_an_unknown_field_or_the_id_is_a_422() {
     let response = app
         .envelope(
             json!({"operation": "update", "payload": {"Key": {"id": "1"},
-            "UpdateExpression": "SET id = :i, number = :n",
-            "ExpressionAttributeValues": {":i": "2", ":n": 5}}}),
+            "UpdateExpression": "SET address = :a",
+            "ExpressionAttributeValues": {":a": {"city": "Leeds"}}}}),
         )
         .await;
-    assert_eq!(response.invalid_fields(), ["id", "number"]);
+    assert_eq!(response.invalid_fields(), ["address.line1"]);
+    let read = ok(
+        &app,
+        json!({"operation": "read", "payload": {"Key": {"id": "1"}}}),
+    )
+    .await;
+    assert_eq!(read["Item"]["address"], json!({"line1": "1 Yard Rd"}));
+}
+
+#[tokio::test]
+async fn an_envelope_that_is_not_json_is_a_400() {
+    let app = spawn_app();
+    for body in ["{", "", "operation=ping", "{\"operation\": \"ping\"}}"] {
+        let problem = app
+            .request(
+                Method::POST,
+                "/DynamoDBManager",
+                &[("content-type", "application/json")],
+                body,
+            )
+            .await
+            .problem(400);
+        assert_eq!(
+            problem["type"], "urn:problem:crm:malformed-json",
+            "{body:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_envelope_over_16_kib_is_a_413() {
+    let app = spawn_app();
+    let body = json!({"operation": "echo", "payload": {"blob": "x".repeat(16 * 1024)}});
+    let problem = app.envelope(body).await.problem(413);
+    assert_eq!(problem["type"], "urn:problem:crm:body-too-large");
 }
 
 #[tokio::test]

@@ -1,9 +1,11 @@
 //! The harness: the router over a fresh in-memory store, driven without a socket, and typed helpers.
 //!
 //! Every response goes through [`TestApp::send`], which also checks it against `openapi.json`: its
-//! status must be one the document lists for the operation, its required headers present, and its
-//! body must match the documented schema. So every router test is also a test of the document.
+//! status must be one the document lists for the operation, its required headers present, its
+//! documented headers and its body must match their schemas (patterns included). So every router
+//! test is also a test of the document.
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -148,6 +150,10 @@ impl TestApp {
     pub(crate) async fn send(&self, request: Request<Body>) -> TestResponse {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
+        let preflight = method == Method::OPTIONS
+            && request
+                .headers()
+                .contains_key("access-control-request-method");
         let response = self.router.clone().oneshot(request).await.unwrap();
         let (parts, body) = response.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
@@ -156,7 +162,7 @@ impl TestApp {
             headers: parts.headers,
             body,
         };
-        check_against_document(&method, &path, &response);
+        check_against_document(&method, &path, preflight, &response);
         response
     }
 
@@ -362,19 +368,20 @@ pub(crate) fn template_of(path: &str) -> Option<String> {
         .cloned()
 }
 
-/// The path as routed: without a `/<stage>` prefix before a documented root.
+/// The path as routed: without a prefix of up to four segments (a stage, a custom domain's base
+/// path) before a documented root.
 fn without_stage(path: &str) -> String {
-    let mut segments: Vec<&str> = path.split('/').collect();
-    if segments.len() > 2 && template_of(path).is_none() {
-        let rest = format!("/{}", segments.split_off(2).join("/"));
-        if template_of(&rest).is_some() {
-            return rest;
-        }
+    if template_of(path).is_some() {
+        return path.to_owned();
     }
-    path.to_owned()
+    let segments: Vec<&str> = path.split('/').collect();
+    (2..segments.len().min(6))
+        .map(|skip| format!("/{}", segments[skip..].join("/")))
+        .find(|rest| template_of(rest).is_some())
+        .unwrap_or_else(|| path.to_owned())
 }
 
-fn check_against_document(method: &Method, path: &str, response: &TestResponse) {
+fn check_against_document(method: &Method, path: &str, preflight: bool, response: &TestResponse) {
     let context = format!("{method} {path} → {}", response.status);
     assert!(
         response.headers.contains_key("x-request-id"),
@@ -391,10 +398,15 @@ fn check_against_document(method: &Method, path: &str, response: &TestResponse) 
     };
     let operation = &document()["paths"][&template][method.as_str().to_ascii_lowercase()];
     if operation.is_null() {
-        if *method == Method::OPTIONS
-            && response.headers.contains_key("access-control-allow-origin")
+        if preflight
+            && response
+                .headers
+                .contains_key("access-control-allow-methods")
         {
-            return; // a CORS preflight
+            // A CORS preflight, answered before routing (with or without an allowed origin).
+            assert_eq!(response.status, StatusCode::OK, "{context}: preflight");
+            assert!(response.body.is_empty(), "{context}: preflight body");
+            return;
         }
         assert_eq!(
             response.status,
@@ -416,11 +428,18 @@ fn check_against_document(method: &Method, path: &str, response: &TestResponse) 
     );
     let documented = resolve(documented);
     for (name, spec) in documented["headers"].as_object().into_iter().flatten() {
-        if resolve(spec)["required"] == true {
-            assert!(
-                response.headers.contains_key(name.as_str()),
-                "{context}: no {name} header"
-            );
+        let spec = resolve(spec);
+        match response.headers.get(name.as_str()) {
+            Some(value) => {
+                let value = Value::String(value.to_str().unwrap().to_owned());
+                let mut errors = Vec::new();
+                validate(&spec["schema"], &value, name, &mut errors);
+                assert!(
+                    errors.is_empty(),
+                    "{context}: header {name} does not match its schema: {errors:?}"
+                );
+            }
+            None => assert!(spec["required"] != true, "{context}: no {name} header"),
         }
     }
     match documented["content"].as_object() {
@@ -460,9 +479,10 @@ fn resolve(value: &Value) -> &Value {
     }
 }
 
-/// A structural JSON Schema check: `$ref`, `oneOf`, `const`, `enum`, `type`, `required`,
-/// `properties`, `additionalProperties: false`, `items`, lengths and bounds. `pattern` and `format`
-/// are not checked (the domain's own tests cover the rules they describe).
+/// A JSON Schema check of what the document uses: `$ref`, `oneOf`, `const`, `enum`, `type`,
+/// `required`, `properties`, `additionalProperties: false`, `items`, lengths, bounds and `pattern`
+/// (with the `regex` crate, whose syntax covers the patterns of the document). `format` is not
+/// checked: the one format used, `date-time`, comes with a stricter `pattern`.
 fn validate(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
     let schema = resolve(schema);
     if let Some(options) = schema["oneOf"].as_array() {
@@ -544,14 +564,7 @@ fn validate(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
                 }
             }
         }
-        Value::String(text) => {
-            let length = text.chars().count() as u64;
-            if schema["maxLength"].as_u64().is_some_and(|max| length > max)
-                || schema["minLength"].as_u64().is_some_and(|min| length < min)
-            {
-                errors.push(format!("{at}: length {length} out of bounds"));
-            }
-        }
+        Value::String(text) => validate_string(schema, text, at, errors),
         Value::Number(n) => {
             let n = n.as_f64().unwrap();
             if schema["minimum"].as_f64().is_some_and(|min| n < min)
@@ -562,4 +575,62 @@ fn validate(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
         }
         _ => {}
     }
+}
+
+/// The string keywords: `minLength`, `maxLength` (in characters) and `pattern`.
+fn validate_string(schema: &Value, text: &str, at: &str, errors: &mut Vec<String>) {
+    let length = text.chars().count() as u64;
+    if schema["maxLength"].as_u64().is_some_and(|max| length > max)
+        || schema["minLength"].as_u64().is_some_and(|min| length < min)
+    {
+        errors.push(format!("{at}: length {length} out of bounds"));
+    }
+    if let Some(pattern) = schema["pattern"].as_str()
+        && !matches_pattern(pattern, text)
+    {
+        errors.push(format!("{at}: {text:?} does not match {pattern}"));
+    }
+}
+
+/// Whether `text` matches the JSON Schema `pattern` (unanchored, as JSON Schema has it; the document
+/// anchors its own). Each pattern is compiled once.
+fn matches_pattern(pattern: &str, text: &str) -> bool {
+    static COMPILED: OnceLock<Mutex<HashMap<String, regex::Regex>>> = OnceLock::new();
+    let mut compiled = COMPILED
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    compiled
+        .entry(pattern.to_owned())
+        .or_insert_with(|| {
+            regex::Regex::new(pattern).unwrap_or_else(|e| {
+                panic!("the document's pattern {pattern} does not compile: {e}")
+            })
+        })
+        .is_match(text)
+}
+
+#[test]
+fn the_schema_check_enforces_patterns() {
+    let etag = resolve(&document()["components"]["headers"]["ETag"])["schema"].clone();
+    for (value, valid) in [
+        ("\"1\"", true),
+        ("\"12\"", true),
+        ("1", false),
+        ("W/\"1\"", false),
+        ("\"01\"", false),
+    ] {
+        let mut errors = Vec::new();
+        validate(&etag, &json!(value), "ETag", &mut errors);
+        assert_eq!(errors.is_empty(), valid, "{value}: {errors:?}");
+    }
+    let problem_type = &document()["components"]["schemas"]["Problem"]["properties"]["type"];
+    let mut errors = Vec::new();
+    validate(problem_type, &json!("about:blank"), "$.type", &mut errors);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let retry_after =
+        resolve(&document()["components"]["headers"]["Retry-After"])["schema"].clone();
+    let mut errors = Vec::new();
+    validate(&retry_after, &json!("0"), "Retry-After", &mut errors);
+    assert_eq!(errors.len(), 1, "{errors:?}");
 }

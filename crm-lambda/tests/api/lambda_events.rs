@@ -79,18 +79,48 @@ async fn a_rest_api_event_with_a_stage_creates_a_customer() {
     assert_eq!(reply.body["email"], "ada@example.com");
 }
 
-#[tokio::test]
-async fn a_rest_api_event_through_a_custom_domain_gets_a_location_without_the_stage() {
-    let app = spawn_app();
+/// The REST API create event as API Gateway sends it for a call through a custom domain whose
+/// mapping sends `base_path` to the stage `prod`: `path` and `requestContext.path` both hold the
+/// client's path, base path included, and no stage (`lambda_http` then serves it as
+/// `/prod<base_path>/customers`).
+fn through_custom_domain(base_path: &str) -> String {
     let mut event: Value = serde_json::from_str(include_str!(
         "../fixtures/apigw-rest-v1-create-with-stage.json"
     ))
     .unwrap();
-    // On a custom domain the client's path has a base path, or nothing, where the stage was.
-    event["requestContext"]["path"] = json!("/crm/customers");
-    let reply = invoke(&app, &event.to_string(), "req-domain").await;
-    assert_eq!(reply.status, 201);
+    let path = format!("{base_path}/customers");
+    event["path"] = json!(path);
+    event["requestContext"]["path"] = json!(path);
+    event["requestContext"]["stage"] = json!("prod");
+    event["requestContext"]["domainName"] = json!("crm.example.com");
+    event["headers"]["Host"] = json!("crm.example.com");
+    event["multiValueHeaders"]["Host"] = json!(["crm.example.com"]);
+    event.to_string()
+}
+
+#[tokio::test]
+async fn a_rest_api_event_through_a_custom_domain_base_path_gets_a_location_without_the_stage() {
+    let app = spawn_app();
+    let reply = invoke(&app, &through_custom_domain("/crm"), "req-domain").await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
     assert_eq!(reply.headers["location"], "/crm/customers/rest-v1");
+    assert_eq!(app.get("/customers/rest-v1").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_rest_api_event_through_a_multi_level_base_path_is_served_too() {
+    let app = spawn_app();
+    let reply = invoke(&app, &through_custom_domain("/api/v1"), "req-domain-2").await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.headers["location"], "/api/v1/customers/rest-v1");
+}
+
+#[tokio::test]
+async fn a_rest_api_event_through_a_custom_domain_without_a_base_path_gets_a_bare_location() {
+    let app = spawn_app();
+    let reply = invoke(&app, &through_custom_domain(""), "req-domain-3").await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.headers["location"], "/customers/rest-v1");
 }
 
 #[tokio::test]

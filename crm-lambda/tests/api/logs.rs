@@ -1,11 +1,16 @@
-//! No customer field ever reaches a log line; every request leaves exactly one.
+//! No customer field ever reaches a log line; every request, and every direct invocation of the
+//! envelope, leaves exactly one.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
+use crm_domain::RepositoryError;
+use crm_lambda::envelope;
 use http::Method;
+use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestResponse, logs, spawn_app};
+use crate::helpers::{FailingRepository, TestApp, TestResponse, logs, spawn_app, spawn_app_with};
 
 /// The customer data of the session below; none of it may appear in any log line of any test.
 const SECRETS: &[&str] = &[
@@ -163,4 +168,117 @@ async fn a_full_crud_session_logs_one_line_per_request_and_no_customer_data() {
     ] {
         assert!(routes.contains(route), "{route} not in {routes:?}");
     }
+}
+
+/// The `invocation` lines of `request_id`.
+fn invocation_lines(request_id: &str) -> Vec<Value> {
+    logs()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("every line is JSON"))
+        .filter(|l| l["message"] == "invocation" && l["request_id"] == request_id)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_direct_invocation_logs_one_invocation_line_with_its_status_and_no_customer_data() {
+    let app = spawn_app();
+    let run = uuid_like();
+    let create = json!({"operation": "create", "payload": {"Item": {
+        "id": "inv-1", "firstName": "Zephyrine", "lastName": "Quillfeather",
+        "email": "zephyrine.q@example.org", "address": "17 Marigold Lane"}}});
+    let cases = [
+        ("ok", json!({"operation": "ping"}), "ping", 200),
+        ("create", create.clone(), "create", 200),
+        ("duplicate", create, "create", 409),
+        (
+            "missing",
+            json!({"operation": "delete", "payload": {"Key": {"id": "ghost"}}}),
+            "delete",
+            404,
+        ),
+        (
+            "invalid",
+            json!({"operation": "update", "payload": {"Key": {"id": "inv-1"},
+                "UpdateExpression": "SET phone = :p", "ExpressionAttributeValues": {":p": "+447700900999x"}}}),
+            "update",
+            422,
+        ),
+        (
+            "table",
+            json!({"operation": "read", "tableName": "Bramblewick", "payload": {"Key": {"id": "inv-1"}}}),
+            "read",
+            403,
+        ),
+        // The caller's operation name is never logged: it could be anything, customer data included.
+        (
+            "unknown",
+            json!({"operation": "Obadiah", "payload": {}}),
+            "unknown",
+            400,
+        ),
+        ("not-an-object", json!(["Thistleton"]), "unknown", 400),
+    ];
+    for (name, payload, operation, status) in cases {
+        let request_id = format!("{run}-{name}");
+        let result = envelope::invoke_direct(&app.state, direct_event(&request_id, payload)).await;
+        assert_eq!(result.is_ok(), status == 200, "{name}");
+        let lines = invocation_lines(&request_id);
+        assert_eq!(lines.len(), 1, "{name}: {lines:?}");
+        let line = &lines[0];
+        assert_eq!(line["level"], "INFO", "{line}");
+        assert_eq!(line["operation"], operation, "{line}");
+        assert_eq!(line["status"], status, "{line}");
+        assert!(line["latency_ms"].is_u64(), "{line}");
+    }
+    let logs = logs().to_ascii_lowercase();
+    for secret in SECRETS.iter().chain(&["obadiah", "17 marigold lane"]) {
+        assert!(
+            !logs.contains(&secret.to_ascii_lowercase()),
+            "{secret} was logged"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failed_store_logs_its_invocation_as_a_5xx_for_the_alarm() {
+    fn broken() -> RepositoryError {
+        RepositoryError::unexpected("boom")
+    }
+    fn throttled() -> RepositoryError {
+        RepositoryError::unavailable("throttled")
+    }
+    let run = uuid_like();
+    for (name, make, status) in [
+        ("broken", broken as fn() -> RepositoryError, 500),
+        ("throttled", throttled, 503),
+    ] {
+        let app = spawn_app_with(&[], Arc::new(FailingRepository(make)));
+        let request_id = format!("{run}-{name}");
+        let payload = json!({"operation": "read", "payload": {"Key": {"id": "x"}}});
+        let error = envelope::invoke_direct(&app.state, direct_event(&request_id, payload))
+            .await
+            .unwrap_err();
+        assert_eq!(error.status().as_u16(), status);
+        let lines = invocation_lines(&request_id);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["status"], status);
+        assert_eq!(lines[0]["operation"], "read");
+    }
+}
+
+fn direct_event(request_id: &str, payload: Value) -> LambdaEvent<Value> {
+    let mut context = Context::default();
+    request_id.clone_into(&mut context.request_id);
+    LambdaEvent::new(payload, context)
+}
+
+/// An id no other test uses, so that the lines found are this test's own.
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "inv-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -44,6 +44,7 @@ struct Shared {
     waiting: HashMap<String, oneshot::Sender<Outcome>>,
     first_poll: Option<Instant>,
     init_error: Option<Value>,
+    issued: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -110,6 +111,12 @@ impl FakeRuntime {
         self.lock().init_error.clone()
     }
 
+    /// The request ids (`Lambda-Runtime-Aws-Request-Id`) handed out so far, in order: one per
+    /// invocation.
+    pub(crate) fn issued_ids(&self) -> Vec<String> {
+        self.lock().issued.clone()
+    }
+
     /// Hands `event` to the function and waits (at most `timeout`) for its outcome.
     pub(crate) async fn invoke_within(&self, event: Value, timeout: Duration) -> Option<Outcome> {
         let id = format!(
@@ -118,7 +125,11 @@ impl FakeRuntime {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
         let (sender, receiver) = oneshot::channel();
-        self.lock().waiting.insert(id.clone(), sender);
+        {
+            let mut shared = self.lock();
+            shared.waiting.insert(id.clone(), sender);
+            shared.issued.push(id.clone());
+        }
         self.events.send((id, event)).await.ok()?;
         tokio::time::timeout(timeout, receiver).await.ok()?.ok()
     }
