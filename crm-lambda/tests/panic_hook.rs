@@ -4,33 +4,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io;
 use std::process::Command;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
+
+#[path = "support/log_buffer.rs"]
+mod log_buffer;
+use log_buffer::LogBuffer;
 
 /// A message that must never be written.
 const SECRET: &str = "Zephyrine Quillfeather, 17 Marigold Lane";
 
 /// The variable that makes [`without_a_subscriber_the_line_goes_to_stderr`] the child process.
 const CHILD: &str = "CRM_PANIC_HOOK_CHILD";
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Panics with [`SECRET`] under the installed hook, catching the unwind; returns the line of the
 /// `panic!`.
@@ -68,7 +54,7 @@ fn a_panic_is_one_error_line_with_its_location_and_never_its_message() {
     if std::env::var_os(CHILD).is_some() {
         return;
     }
-    let buffer = Buffer::default();
+    let buffer = LogBuffer::default();
     let sink = buffer.clone();
     tracing::subscriber::set_global_default(crm_lambda::telemetry::subscriber("info", move || {
         sink.clone()
@@ -76,7 +62,7 @@ fn a_panic_is_one_error_line_with_its_location_and_never_its_message() {
     .unwrap();
     crm_lambda::telemetry::install_panic_hook();
     let line = panic_with_the_secret();
-    let written = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let written = buffer.text();
     the_panic_line(&written, line);
 }
 

@@ -6,7 +6,6 @@
 //! test is also a test of the document.
 
 use std::collections::HashMap;
-use std::io;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -19,6 +18,8 @@ use crm_domain::{
 };
 use crm_lambda::{AppState, Config, app};
 use crm_memory::InMemoryCustomerRepository;
+
+use crate::log_buffer::LogBuffer;
 use http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
@@ -52,22 +53,6 @@ pub(crate) fn spawn_app_with(
 ///
 /// The subscriber is the process-wide default, installed before the first request: a scoped one
 /// (`set_default`) can miss events whose callsites other test threads registered first.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 fn capture_logs() -> &'static LogBuffer {
     static LOGS: OnceLock<LogBuffer> = OnceLock::new();
     LOGS.get_or_init(|| {
@@ -84,11 +69,7 @@ fn capture_logs() -> &'static LogBuffer {
 
 /// The log lines written so far by every test of this binary.
 pub(crate) fn logs() -> String {
-    let buffer = capture_logs()
-        .0
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    String::from_utf8(buffer.clone()).expect("UTF-8 logs")
+    capture_logs().text()
 }
 
 pub(crate) struct TestResponse {

@@ -9,6 +9,8 @@ mod customers;
 mod envelope;
 mod helpers;
 mod lambda_events;
+#[path = "../support/log_buffer.rs"]
+mod log_buffer;
 mod logs;
 mod openapi;
 mod resilience;
