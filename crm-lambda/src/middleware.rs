@@ -202,21 +202,23 @@ async fn log_request(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(slot.clone());
 
     let span = tracing::info_span!("request", request_id = %request_id);
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = next.run(request).instrument(span).await;
 
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let route = slot.0.get().map_or("unmatched", String::as_str);
     let status = response.status().as_u16();
-    span.in_scope(|| {
-        tracing::info!(
-            request_id = %request_id,
-            method = %method,
-            route,
-            status,
-            latency_ms,
-            "request"
-        );
-    });
+    // Outside the span: the line names its request id itself, and inside it the JSON formatter
+    // would repeat the id in a `span` object, a quarter of the line (222 instead of 298 bytes per
+    // line in benches/load.sh; CloudWatch bills logs by the byte). Events inside the request keep
+    // the span, and so the request id.
+    tracing::info!(
+        request_id = %request_id,
+        method = %method,
+        route,
+        status,
+        latency_ms,
+        "request"
+    );
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }

@@ -282,3 +282,40 @@ fn uuid_like() -> String {
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// A request the store fails logs its error chain once, inside the request's span, so the error
+/// line carries the request id of the request line (and the response's `x-request-id`).
+#[tokio::test]
+async fn a_failed_request_logs_its_error_with_the_request_id_of_its_request_line() {
+    fn broken() -> RepositoryError {
+        RepositoryError::unexpected("boom")
+    }
+    let app = spawn_app_with(&[], Arc::new(FailingRepository(broken)));
+    let response = app.get("/customers/someone").await;
+    assert_eq!(response.status, 500);
+    let request_id = response.header("x-request-id").to_owned();
+    let lines: Vec<Value> = logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| {
+            l["request_id"] == request_id.as_str() || l["span"]["request_id"] == request_id.as_str()
+        })
+        .collect();
+    let request_lines: Vec<&Value> = lines.iter().filter(|l| l["message"] == "request").collect();
+    let error_lines: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "request failed")
+        .collect();
+    assert_eq!(request_lines.len(), 1, "{lines:?}");
+    assert_eq!(request_lines[0]["status"], 500);
+    assert_eq!(error_lines.len(), 1, "{lines:?}");
+    assert_eq!(error_lines[0]["span"]["request_id"], request_id.as_str());
+    assert_eq!(error_lines[0]["level"], "ERROR");
+    assert!(
+        error_lines[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("boom")),
+        "the chain is logged in full: {:?}",
+        error_lines[0]
+    );
+}
