@@ -109,11 +109,6 @@ impl DynamoCustomerRepository {
         &self.table
     }
 
-    /// The SDK client (to create the table, or for tests).
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// Creates this repository's table with [`TABLE`](crate::TABLE)'s layout (local use and tests).
     ///
     /// # Errors
