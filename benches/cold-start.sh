@@ -28,9 +28,9 @@ fi
 deploy/build.sh --builder host >/dev/null
 cargo build --quiet --release -p crm-benches --bin cold-start
 target/release/cold-start \
-  --bootstrap "$PWD/target/x86_64-unknown-linux-gnu/lambda/crm-http" \
+  --bootstrap "$PWD/target/x86_64-unknown-linux-gnu/lambda/crm-lambda-http" \
   --python "$PWD/$venv/bin/python" \
   --handler-dir "$PWD/benches/cold-start" \
   --runs "$runs" --warm "$warm" \
   --endpoint "http://127.0.0.1:${CRM_DYNAMODB_LOCAL_PORT:-8000}"
-echo "zipped: $(stat -c %s target/lambda/crm-http/bootstrap.zip) bytes (target/lambda/crm-http/bootstrap.zip)"
+echo "zipped: $(stat -c %s target/lambda/crm-lambda-http/bootstrap.zip) bytes (target/lambda/crm-lambda-http/bootstrap.zip)"

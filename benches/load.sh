@@ -4,8 +4,8 @@
 #
 #   benches/load.sh
 #
-# Builds release `crm-http` (crm-lambda) and `hello-server` + `seed` (crm-benches); starts
-# hello-server and, once per RUST_LOG level in LOAD_LOG_LEVELS, crm-http over the in-memory store,
+# Builds release `crm-server` (crm-http) and `hello-server` + `seed` (crm-benches); starts
+# hello-server and, once per RUST_LOG level in LOAD_LOG_LEVELS, crm-server over the in-memory store,
 # pre-filled by `seed` with LOAD_CUSTOMERS customers (ids load-00000 …); then drives them with wrk
 # and the Lua scripts in benches/load/:
 #   hello  GET      get.lua on hello-server (the reference ceiling), first and again last
@@ -17,7 +17,7 @@
 #
 # Environment (defaults in brackets):
 #   LOAD_THREADS [2]  LOAD_CONNECTIONS [32]  LOAD_DURATION seconds per scenario [10]
-#   LOAD_CUSTOMERS [10000]  LOAD_LOG_LEVELS RUST_LOG of crm-http, one run each ["info warn"]
+#   LOAD_CUSTOMERS [10000]  LOAD_LOG_LEVELS RUST_LOG of crm-server, one run each ["info warn"]
 #   LOAD_CRM_PORT [3100]  LOAD_HELLO_PORT [3101]  (loopback only)
 #   LOAD_PIN [0]  1: servers on CPU 0 with one tokio worker (TOKIO_WORKER_THREADS=1), wrk on CPU 1,
 #                 so that generator and server stop competing for the same cores (needs taskset)
@@ -104,7 +104,7 @@ for port in "$CRM_PORT" "$HELLO_PORT"; do
 done
 
 echo "load.sh: building release binaries" >&2
-(cd "$ROOT" && cargo build --release --quiet -p crm-lambda --bin crm-http \
+(cd "$ROOT" && cargo build --release --quiet -p crm-http --bin crm-server \
     -p crm-benches --bin hello-server --bin seed)
 BIN=$TARGET/release
 mkdir -p "$OUT"
@@ -162,17 +162,17 @@ scenario "hello GET" hello-server "$HELLO_PID" "$HELLO_PORT" get.lua
 
 LOG_NOTES=()
 for level in $LOG_LEVELS; do
-    crm_log=$OUT/crm-http-$level.log
+    crm_log=$OUT/crm-server-$level.log
     env -u CRM_TABLE_NAME -u AWS_LAMBDA_RUNTIME_API "${SERVER_ENV[@]}" CRM_BIND="$HOST:$CRM_PORT" \
-        RUST_LOG="$level" "${SERVER_PIN[@]}" "$BIN/crm-http" >"$crm_log" 2>&1 &
+        RUST_LOG="$level" "${SERVER_PIN[@]}" "$BIN/crm-server" >"$crm_log" 2>&1 &
     CRM_PID=$!
     PIDS+=("$CRM_PID")
     wait_for_port "$CRM_PORT" "$CRM_PID"
     "$BIN/seed" "$HOST:$CRM_PORT" "$CUSTOMERS" 16 "$OUT/cursors.txt" >&2
     seeded_rss=$(awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$CRM_PID/status")
-    scenario "crm GET (RUST_LOG=$level)" crm-http "$CRM_PID" "$CRM_PORT" get.lua
-    scenario "crm mix 90/10 (RUST_LOG=$level)" crm-http "$CRM_PID" "$CRM_PORT" mix.lua
-    scenario "crm list 25 (RUST_LOG=$level)" crm-http "$CRM_PID" "$CRM_PORT" list.lua
+    scenario "crm GET (RUST_LOG=$level)" crm-server "$CRM_PID" "$CRM_PORT" get.lua
+    scenario "crm mix 90/10 (RUST_LOG=$level)" crm-server "$CRM_PID" "$CRM_PORT" mix.lua
+    scenario "crm list 25 (RUST_LOG=$level)" crm-server "$CRM_PID" "$CRM_PORT" list.lua
     stop "$CRM_PID"
     PIDS=("$HELLO_PID")
     LOG_NOTES+=("RUST_LOG=$level: RSS after seeding $seeded_rss MiB; $(wc -l <"$crm_log") log lines, $(du -h "$crm_log" | cut -f1) on stdout (to a file on disk)")
@@ -188,7 +188,7 @@ hello_first=${RPS["hello GET"]}
 hello_again=${RPS["hello GET (again)"]}
 hello=$(((hello_first + hello_again) / 2))
 {
-    echo "## Load: crm-http (memory store, $CUSTOMERS customers) vs bare hyper hello"
+    echo "## Load: crm-server (memory store, $CUSTOMERS customers) vs bare hyper hello"
     echo
     echo "$(date -u +%Y-%m-%dT%H:%MZ); $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)); $(uname -r);" \
         "$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2) -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, on the same machine;" \

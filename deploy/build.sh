@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Usage: deploy/build.sh [--builder auto|cargo-lambda|host|zigbuild] [--arch arm64|x86_64]
 #
-# Builds the two Lambda bootstraps of crm-lambda (binaries crm-http and crm-envelope) for
-# provided.al2023 with the `lambda` cargo profile (opt-level z, fat LTO, panic abort, stripped) into
-#   <repo>/target/lambda/crm-http/bootstrap.zip
-#   <repo>/target/lambda/crm-envelope/bootstrap.zip
+# Builds the two Lambda bootstraps of crm-lambda (binaries crm-lambda-http and crm-lambda-envelope)
+# for provided.al2023 with the `lambda` cargo profile (opt-level z, fat LTO, panic abort, stripped) into
+#   <repo>/target/lambda/crm-lambda-http/bootstrap.zip
+#   <repo>/target/lambda/crm-lambda-envelope/bootstrap.zip
 # (the CodeUri paths of deploy/template.yaml and deploy/rest-api.yaml, relative to deploy/). These
 # two paths are fixed: with CARGO_TARGET_DIR pointing elsewhere, cargo builds there and the zips are
 # still written (copied) to <repo>/target/lambda, where `aws cloudformation package` and `sam deploy`
@@ -37,7 +37,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 PACKAGE=crm-lambda
-BINS=(crm-http crm-envelope)
+BINS=(crm-lambda-http crm-lambda-envelope)
 PROFILE=lambda
 MAX_ZIP_BYTES=${CRM_LAMBDA_MAX_ZIP_BYTES:-4194304}
 MAX_GLIBC=${CRM_LAMBDA_MAX_GLIBC:-2.34}
@@ -156,7 +156,7 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
 failed=0
-printf '%-14s %12s %12s %8s %s\n' function "zip bytes" "binary bytes" glibc "needed libraries"
+printf '%-20s %12s %12s %8s %s\n' function "zip bytes" "binary bytes" glibc "needed libraries"
 for bin in "${BINS[@]}"; do
   zip="$out_dir/$bin/bootstrap.zip"
   [[ -f "$zip" ]] || die "missing $zip"
@@ -193,7 +193,7 @@ PY
   needed=$(readelf -d "$scratch/$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | paste -sd, -)
   zip_bytes=$(stat -c %s "$zip")
   bin_bytes=$(stat -c %s "$scratch/$bin")
-  printf '%-14s %12s %12s %8s %s\n' "$bin" "$zip_bytes" "$bin_bytes" "$glibc" "${needed:-none}"
+  printf '%-20s %12s %12s %8s %s\n' "$bin" "$zip_bytes" "$bin_bytes" "$glibc" "${needed:-none}"
   if ((zip_bytes > MAX_ZIP_BYTES)); then
     echo "build.sh: FAIL $zip is $zip_bytes bytes, over the limit of $MAX_ZIP_BYTES" >&2
     failed=1

@@ -7,7 +7,7 @@
 //!
 //! `CRM_EXAMPLE_ENDPOINT` points it elsewhere (default `http://127.0.0.1:8000`). It signs with
 //! dummy credentials, which DynamoDB Local accepts; to run against AWS, build the repository from
-//! `DynamoSettings::from_env()` instead.
+//! settings for your region and credentials instead (`DynamoSettings::new(table, region)`).
 #![allow(clippy::print_stdout)]
 
 use std::sync::Arc;
@@ -27,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = DynamoSettings::new(&table, "us-east-1")?
         .with_endpoint(&endpoint)
         .with_local_credentials();
-    let repository = DynamoCustomerRepository::connect(&settings).await?;
+    let repository = DynamoCustomerRepository::connect(&settings).await;
     repository.create_table().await.with_context(|| {
         format!("creating table {table} at {endpoint} (is DynamoDB Local running? scripts/dynamodb-local.sh start)")
     })?;

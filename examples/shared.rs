@@ -52,10 +52,10 @@ pub(crate) async fn tour(service: &CustomerService) -> anyhow::Result<()> {
         .update(ada.id(), &patch, Some(read.version()))
         .await?;
     println!(
-        "patched {}: version {}, ETag {}",
+        "patched {}: version {} (updated at {})",
         patched.id(),
         patched.version(),
-        patched.version().etag()
+        patched.updated_at()
     );
 
     let stale = service.update(ada.id(), &patch, Some(read.version())).await;

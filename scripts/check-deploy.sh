@@ -12,7 +12,7 @@
 #      cfn_variants.py refuses a skip without one);
 #   4. deploy/build.sh --builder host: the x86_64 release bootstraps, with their glibc and size
 #      checks (skipped with --no-build).
-# The template-vs-code test is a cargo test (crm-dynamo/tests/template.rs), run with the suite.
+# The template-vs-code test is a cargo test (crm-dynamo/tests/dynamodb/template.rs), run with the suite.
 # Exits non-zero when anything fails; every step runs, so one run shows every failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Property-based API testing: schemathesis drives the local server (in-memory store) with cases
-# generated from crm-lambda/openapi.json — at least 200 per operation, plus stateful sequences
+# generated from crm-http/openapi.json — at least 200 per operation, plus stateful sequences
 # along the document's links — and fails on any server error or any response that breaks the
 # document. Used by scripts/test.sh; runs alone too.
 set -euo pipefail
@@ -11,10 +11,10 @@ examples="${CRM_SCHEMATHESIS_EXAMPLES:-200}"
 base="http://127.0.0.1:${port}"
 
 scripts/python-tools.sh >/dev/null
-cargo build -q -p crm-lambda --bin crm-http
+cargo build -q -p crm-http --bin crm-server
 
 log="$(mktemp)"
-env -u CRM_TABLE_NAME CRM_BIND="127.0.0.1:${port}" RUST_LOG=warn target/debug/crm-http >"$log" 2>&1 &
+env -u CRM_TABLE_NAME CRM_BIND="127.0.0.1:${port}" RUST_LOG=warn target/debug/crm-server >"$log" 2>&1 &
 server=$!
 cleanup() {
   kill "$server" 2>/dev/null || true

@@ -9,7 +9,7 @@ use axum::body::Body;
 use criterion::{Criterion, criterion_group, criterion_main};
 use crm_benches::full_customer;
 use crm_domain::{Customer, CustomerRepository, CustomerService};
-use crm_lambda::{AppState, Config, app};
+use crm_http::{AppState, Config};
 use crm_memory::InMemoryCustomerRepository;
 use http::Request;
 use tower::ServiceExt as _;
@@ -24,7 +24,7 @@ fn router(runtime: &tokio::runtime::Runtime) -> (Router, Vec<Customer>) {
     let config =
         Config::from_vars(std::iter::empty::<(String, String)>()).unwrap_or_else(|e| panic!("{e}"));
     (
-        app(AppState::new(CustomerService::new(repository), &config)),
+        crm_http::router(AppState::new(CustomerService::new(repository), &config)),
         customers,
     )
 }

@@ -373,22 +373,6 @@ impl Address {
             country: None,
         }
     }
-
-    /// The address on one line, parts joined by `", "`: the shape the `/Customers` compatibility route
-    /// returns. An address given on one line comes back exactly as given.
-    pub fn one_line(&self) -> String {
-        let mut parts: Vec<&str> = vec![self.line1.as_str()];
-        parts.extend(
-            [&self.line2, &self.city, &self.region, &self.postal_code]
-                .into_iter()
-                .flatten()
-                .map(AddressText::as_str),
-        );
-        if let Some(country) = &self.country {
-            parts.push(country.as_str());
-        }
-        parts.join(", ")
-    }
 }
 
 /// A point in time, in UTC, with millisecond precision; written as RFC 3339 (`2026-11-22T04:15:20.123Z`).
@@ -474,7 +458,7 @@ impl From<Timestamp> for String {
     }
 }
 
-/// A customer's version: 1 at creation, +1 on every change. The HTTP `ETag` is `"<version>"`.
+/// A customer's version: 1 at creation, +1 on every change; the optimistic-concurrency token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "u64", into = "u64")]
 pub struct Version(u64);
@@ -492,25 +476,6 @@ impl Version {
     /// The version as a number.
     pub fn get(self) -> u64 {
         self.0
-    }
-
-    /// The `ETag` value: the version in double quotes.
-    pub fn etag(self) -> String {
-        format!("\"{}\"", self.0)
-    }
-
-    /// Parses an `If-Match`/`ETag` value: `"<version>"`, optionally weak (`W/"<version>"`).
-    ///
-    /// # Errors
-    /// When `s` is not a quoted positive integer.
-    pub fn from_etag(s: &str) -> Result<Self, InvalidValue> {
-        let s = s.trim();
-        let s = s.strip_prefix("W/").unwrap_or(s);
-        s.strip_prefix('"')
-            .and_then(|s| s.strip_suffix('"'))
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| InvalidValue::new("must be an entity tag of the form \"<version>\""))
-            .and_then(Self::try_from)
     }
 }
 
@@ -654,23 +619,5 @@ mod tests {
         assert!(Timestamp::parse("0000-06-01T00:00:00Z").is_err());
         assert!(Timestamp::parse("9999-12-31T23:59:59.999Z").is_ok());
         assert!(Timestamp::parse("0001-01-01T00:00:00Z").is_ok());
-    }
-
-    #[test]
-    fn versions_round_trip_through_etags() {
-        let v = Version::FIRST.next();
-        assert_eq!(v.etag(), "\"2\"");
-        assert_eq!(Version::from_etag("\"2\""), Ok(v));
-        assert_eq!(Version::from_etag("W/\"2\""), Ok(v));
-        assert!(Version::from_etag("2").is_err());
-        assert!(Version::from_etag("\"0\"").is_err());
-        assert!(Version::from_etag("\"x\"").is_err());
-    }
-
-    #[test]
-    fn a_one_line_address_comes_back_as_given() {
-        let text = "1 Main St, Springfield";
-        let a = Address::new(AddressText::parse(text).unwrap());
-        assert_eq!(a.one_line(), text);
     }
 }

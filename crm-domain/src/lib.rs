@@ -3,7 +3,7 @@
 //!
 //! This crate is the centre of a hexagon. It knows nothing of AWS, Lambda or HTTP; storage adapters
 //! (`crm-memory`, `crm-dynamo`) implement its [`CustomerRepository`] port and the HTTP adapter
-//! (`crm-lambda`) drives its [`CustomerService`]. Embed it in any Rust service to get a customer model
+//! (`crm-http`) drives its [`CustomerService`]. Embed it in any Rust service to get a customer model
 //! that cannot hold invalid data:
 //!
 //! - every field is a type with private insides and a fallible constructor ([`PersonName::parse`],
@@ -38,7 +38,7 @@ mod repository;
 mod service;
 mod validation;
 
-#[cfg(feature = "testkit")]
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
 pub use customer::{AddressPatch, Customer, CustomerParts, CustomerPatch, NewCustomer, Patch};

@@ -43,12 +43,37 @@ pub fn run<F: Future<Output = ()>>(case: F) {
         .block_on(case);
 }
 
-/// Defines one `#[test]` per contract case for the repository made by `$factory`, an expression that
-/// evaluates to a closure returning a future of `Arc<dyn CustomerRepository>`.
+/// Defines one `#[test]` per contract case (every name in [`CASES`]) for the repository made by
+/// `$factory`, an expression that evaluates to a closure returning a future of
+/// `Arc<dyn CustomerRepository>`.
 #[macro_export]
 macro_rules! repository_contract_tests {
     ($factory:expr) => {
-        $crate::repository_contract_tests!(@cases $factory;
+        $crate::__contract_cases!(tests $factory);
+    };
+}
+
+/// The one list of contract cases, expanded either into tests (`tests $factory`) or into their
+/// names (`names`), so that the tests run and the cases listed cannot differ.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __contract_cases {
+    (@list tests [$factory:expr] $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::testkit::run(async {
+                    let repository = ($factory)().await;
+                    $crate::testkit::$case(repository).await;
+                });
+            }
+        )*
+    };
+    (@list names [] $($case:ident),* $(,)?) => {
+        &[$(stringify!($case)),*]
+    };
+    ($mode:ident $($factory:expr)?) => {
+        $crate::__contract_cases! { @list $mode [$($factory)?]
             creates_and_reads_back_a_customer,
             create_never_overwrites_an_existing_id,
             get_of_an_unknown_id_is_none,
@@ -80,20 +105,13 @@ macro_rules! repository_contract_tests {
             a_refused_delete_keeps_the_email_claimed,
             a_cursor_outlives_the_customer_it_points_at,
             concurrent_email_changes_to_one_address_have_one_winner,
-        );
-    };
-    (@cases $factory:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $case() {
-                $crate::testkit::run(async {
-                    let repository = ($factory)().await;
-                    $crate::testkit::$case(repository).await;
-                });
-            }
-        )*
+        }
     };
 }
+
+/// The name of every contract case, in the order they are defined: the tests
+/// [`repository_contract_tests!`](crate::repository_contract_tests) makes.
+pub const CASES: &[&str] = crate::__contract_cases!(names);
 
 type Repo = Arc<dyn CustomerRepository>;
 
@@ -934,5 +952,78 @@ pub async fn concurrent_email_changes_to_one_address_have_one_winner(repo: Repo)
             );
             assert_email_taken(&repo.create(&with_email(&format!("t{i}"), &own)).await);
         }
+    }
+}
+
+/// One error of every [`RepositoryError`] variant, for adapters that map them (an HTTP edge, a
+/// command line) to prove in a test that each variant has its own answer.
+///
+/// Adding a variant to [`RepositoryError`] fails to compile here until it is added to this list,
+/// and a test checks that the list holds every variant once.
+pub fn every_repository_error() -> Vec<RepositoryError> {
+    let all = vec![
+        RepositoryError::NotFound,
+        RepositoryError::AlreadyExists,
+        RepositoryError::EmailTaken,
+        RepositoryError::VersionConflict {
+            current: Version::FIRST,
+        },
+        RepositoryError::InvalidPatch(crate::ValidationErrors::single(
+            "address.line1",
+            "is required",
+        )),
+        RepositoryError::InvalidCursor,
+        RepositoryError::unavailable("throttled"),
+        RepositoryError::unexpected("a bug"),
+    ];
+    debug_assert_eq!(
+        all.iter().map(variant_index).collect::<Vec<_>>(),
+        (0..VARIANTS).collect::<Vec<_>>()
+    );
+    all
+}
+
+/// How many variants [`RepositoryError`] has.
+const VARIANTS: usize = 8;
+
+/// The position of `error`'s variant. Exhaustive on purpose: a new variant does not compile here.
+fn variant_index(error: &RepositoryError) -> usize {
+    match error {
+        RepositoryError::NotFound => 0,
+        RepositoryError::AlreadyExists => 1,
+        RepositoryError::EmailTaken => 2,
+        RepositoryError::VersionConflict { .. } => 3,
+        RepositoryError::InvalidPatch(_) => 4,
+        RepositoryError::InvalidCursor => 5,
+        RepositoryError::Unavailable { .. } => 6,
+        RepositoryError::Unexpected(_) => 7,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_repository_error_holds_each_variant_once() {
+        let indexes: Vec<usize> = every_repository_error().iter().map(variant_index).collect();
+        assert_eq!(indexes, (0..VARIANTS).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_case_list_names_every_contract_case_once() {
+        let source = include_str!("testkit.rs");
+        let defined: Vec<&str> = source
+            .lines()
+            .filter_map(|line| line.strip_prefix("pub async fn "))
+            .filter_map(|rest| rest.strip_suffix("(repo: Repo) {"))
+            .collect();
+        assert_eq!(
+            CASES,
+            defined.as_slice(),
+            "the case list and the `pub async fn`s differ"
+        );
+        let unique: HashSet<&&str> = CASES.iter().collect();
+        assert_eq!(unique.len(), CASES.len(), "a case is listed twice");
     }
 }

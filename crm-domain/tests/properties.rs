@@ -123,7 +123,6 @@ proptest! {
         let _ = AddressText::parse(&s);
         let _ = CountryCode::parse(&s);
         let _ = Timestamp::parse(&s);
-        let _ = Version::from_etag(&s);
         let _ = PageLimit::parse(&s);
         if let Ok(cursor) = Cursor::parse(&s) {
             let _ = cursor.decode();

@@ -1,7 +1,7 @@
 //! The DynamoDB [`CustomerRepository`](crm_domain::CustomerRepository) of `crm`, on
 //! `aws-sdk-dynamodb` and `serde_dynamo`.
 //!
-//! It is the production store: the HTTP adapter (`crm-lambda`) uses it whenever `CRM_TABLE_NAME` is
+//! It is the production store: the HTTP adapter (`crm-http`) uses it whenever `CRM_TABLE_NAME` is
 //! set. It passes the same contract suite as the in-memory store, against Amazon's DynamoDB Local.
 //!
 //! # Table layout
@@ -47,10 +47,10 @@
 //! | bulk put | 1 `TransactWriteItems` per 50 customers, plus retries |
 //!
 //! Races add attempts (bounded, with backoff); they never lose an update: every write is conditional.
-//! `tests/requests.rs` counts the requests of each row on DynamoDB Local and fails on any other
-//! number.
+//! `tests/dynamodb/requests.rs` counts the requests of each row on DynamoDB Local and fails on any
+//! other number.
 //!
-//! DESIGN.md asks for one round trip per single-customer operation. Two rows take two, because
+//! Every single-customer operation is one round trip where DynamoDB allows it. Two rows take two, because
 //! DynamoDB cannot do them in one:
 //! - **A patch that sets or clears the email** must release the old claim, whose key is the old
 //!   email, in the same transaction that writes the customer and claims the new one; and it must
@@ -77,14 +77,15 @@
 //! `Unexpected`: a bug or a misconfiguration, not something to retry.
 //!
 //! With the `testcontainers` feature, `docker::DynamoDbLocalContainer` starts DynamoDB Local in
-//! Docker for the same tests (`cargo test -p crm-dynamo --features testcontainers --test docker`).
+//! Docker for the same tests
+//! (`cargo test -p crm-dynamo --features testcontainers --test dynamodb docker`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use crm_dynamo::{DynamoCustomerRepository, DynamoSettings};
 //!
 //! let settings = DynamoSettings::new("customers", "eu-west-1")?.with_endpoint("http://127.0.0.1:8000");
-//! let repository = DynamoCustomerRepository::connect(&settings).await?;
+//! let repository = DynamoCustomerRepository::connect(&settings).await;
 //! repository.create_table().await?;
 //! # Ok(()) }
 //! ```
@@ -104,5 +105,5 @@ pub use repository::DynamoCustomerRepository;
 pub mod items {
     pub use crate::item::{Item, customer_from_item as from_item, customer_item as to_item};
 }
-pub use settings::{DynamoSettings, SettingsError};
+pub use settings::{DynamoSettings, InvalidTableName};
 pub use table::{EMAIL_INDEX, IndexDefinition, TABLE, TableDefinition};

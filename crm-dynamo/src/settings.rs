@@ -1,7 +1,10 @@
-//! Where the repository finds its table: configuration read once from the environment, and the SDK
-//! client built from it.
+//! Where the repository finds its table, and the SDK client built from that.
+//!
+//! These settings read nothing from the environment: the application that embeds the repository
+//! decides where they come from (`crm-http`'s configuration reads them from environment
+//! variables, once, at start).
 
-use std::collections::HashMap;
+use std::fmt;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -9,27 +12,13 @@ use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{Credentials, Region, SharedCredentialsProvider};
 
-/// A configuration value that is missing or malformed. Its `Display` is one line naming the variable.
+/// A table name that DynamoDB would refuse: it must be 3–255 characters of `a-z A-Z 0-9 _ - .`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}: {problem}")]
-pub struct SettingsError {
-    /// The environment variable at fault.
-    pub variable: &'static str,
-    /// What is wrong with it.
-    pub problem: String,
-}
-
-impl SettingsError {
-    fn new(variable: &'static str, problem: impl Into<String>) -> Self {
-        Self {
-            variable,
-            problem: problem.into(),
-        }
-    }
-}
+#[error("must be 3-255 characters of a-z, A-Z, 0-9, '_', '-' and '.'")]
+pub struct InvalidTableName;
 
 /// Everything the DynamoDB repository needs to reach its table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct DynamoSettings {
     table_name: String,
     region: String,
@@ -37,92 +26,71 @@ pub struct DynamoSettings {
     operation_timeout: Duration,
     connect_timeout: Duration,
     max_attempts: u32,
-    local_credentials: bool,
+    credentials: CredentialSource,
 }
 
-/// The region used when only an endpoint is configured (DynamoDB Local ignores it).
-const LOCAL_REGION: &str = "us-east-1";
+/// Where the SDK client gets its credentials.
+#[derive(Clone, PartialEq, Eq)]
+enum CredentialSource {
+    /// The SDK's default chain: environment, profiles, SSO, container and instance metadata.
+    DefaultChain,
+    /// Keys the caller read (on Lambda: the function role's, from the environment).
+    Static {
+        access_key_id: String,
+        secret_access_key: String,
+        session_token: Option<String>,
+    },
+    /// Fixed dummy keys, which DynamoDB Local accepts.
+    Local,
+}
+
+impl fmt::Debug for DynamoSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let credentials = match &self.credentials {
+            CredentialSource::DefaultChain => "the SDK's default chain",
+            CredentialSource::Static { .. } => "static keys (redacted)",
+            CredentialSource::Local => "DynamoDB Local's dummy keys",
+        };
+        f.debug_struct("DynamoSettings")
+            .field("table_name", &self.table_name)
+            .field("region", &self.region)
+            .field("endpoint_url", &self.endpoint_url)
+            .field("operation_timeout", &self.operation_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("credentials", &credentials)
+            .finish()
+    }
+}
 
 impl DynamoSettings {
-    /// Settings for `table_name` in `region`, with the default timeouts: connecting may take 1 s, a
-    /// whole operation (with its retries) 3 s, and an operation is tried at most 3 times.
+    /// The limit of one whole operation, retries included, unless set otherwise.
+    pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
+
+    /// Settings for `table_name` in `region`, with the default timeouts (connecting may take 1 s, a
+    /// whole operation with its retries [`DEFAULT_OPERATION_TIMEOUT`](Self::DEFAULT_OPERATION_TIMEOUT),
+    /// and an operation is tried at most 3 times) and the SDK's default credential chain.
     ///
     /// # Errors
-    /// When `table_name` is not a valid DynamoDB table name.
-    pub fn new(table_name: &str, region: &str) -> Result<Self, SettingsError> {
+    /// When `table_name` is not a valid DynamoDB table name. This is the one place that rule is
+    /// written.
+    pub fn new(table_name: &str, region: &str) -> Result<Self, InvalidTableName> {
+        let valid = (3..=255).contains(&table_name.len())
+            && table_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if !valid {
+            return Err(InvalidTableName);
+        }
         Ok(Self {
-            table_name: parse_table_name(table_name)?,
+            table_name: table_name.to_owned(),
             region: region.to_owned(),
             endpoint_url: None,
-            operation_timeout: Duration::from_secs(3),
+            operation_timeout: Self::DEFAULT_OPERATION_TIMEOUT,
             connect_timeout: Duration::from_secs(1),
             max_attempts: 3,
-            local_credentials: false,
+            credentials: CredentialSource::DefaultChain,
         })
-    }
-
-    /// Reads the settings from the process environment; see [`DynamoSettings::from_map`].
-    ///
-    /// # Errors
-    /// As [`DynamoSettings::from_map`].
-    pub fn from_env() -> Result<Option<Self>, SettingsError> {
-        let vars: HashMap<String, String> = std::env::vars().collect();
-        Self::from_map(&vars)
-    }
-
-    /// Reads the settings from environment variables; `None` when `CRM_TABLE_NAME` is not set (the
-    /// caller then uses another store).
-    ///
-    /// - `CRM_TABLE_NAME`: the table.
-    /// - `AWS_REGION` (or `AWS_DEFAULT_REGION`): required unless an endpoint is set.
-    /// - `AWS_ENDPOINT_URL_DYNAMODB` (or `AWS_ENDPOINT_URL`): e.g. DynamoDB Local.
-    /// - `CRM_DYNAMODB_TIMEOUT_MS`: the most one operation may take, retries included (default 3000).
-    ///
-    /// # Errors
-    /// When a variable is set but malformed, or the region is missing.
-    pub fn from_map(vars: &HashMap<String, String>) -> Result<Option<Self>, SettingsError> {
-        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let Some(table) = get("CRM_TABLE_NAME") else {
-            return Ok(None);
-        };
-        let endpoint = get("AWS_ENDPOINT_URL_DYNAMODB").or_else(|| get("AWS_ENDPOINT_URL"));
-        let region = match (
-            get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
-            endpoint,
-        ) {
-            (Some(region), _) => region,
-            (None, Some(_)) => LOCAL_REGION,
-            (None, None) => {
-                return Err(SettingsError::new(
-                    "AWS_REGION",
-                    "is not set; it is required when CRM_TABLE_NAME is set",
-                ));
-            }
-        };
-        let mut settings = Self::new(table, region)?;
-        if let Some(endpoint) = endpoint {
-            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                return Err(SettingsError::new(
-                    "AWS_ENDPOINT_URL_DYNAMODB",
-                    "must be an http:// or https:// URL",
-                ));
-            }
-            settings.endpoint_url = Some(endpoint.to_owned());
-        }
-        if let Some(ms) = get("CRM_DYNAMODB_TIMEOUT_MS") {
-            let ms: u64 = ms
-                .parse()
-                .ok()
-                .filter(|ms| (10..=60_000).contains(ms))
-                .ok_or_else(|| {
-                    SettingsError::new(
-                        "CRM_DYNAMODB_TIMEOUT_MS",
-                        "must be milliseconds from 10 to 60000",
-                    )
-                })?;
-            settings.operation_timeout = Duration::from_millis(ms);
-        }
-        Ok(Some(settings))
     }
 
     /// The same settings pointed at `endpoint_url` (DynamoDB Local, a proxy).
@@ -136,7 +104,27 @@ impl DynamoSettings {
     /// tests and local runs against it, whatever the environment holds.
     #[must_use]
     pub fn with_local_credentials(mut self) -> Self {
-        self.local_credentials = true;
+        self.credentials = CredentialSource::Local;
+        self
+    }
+
+    /// The same settings signing with these keys instead of the SDK's default chain.
+    ///
+    /// On Lambda the function role's keys are in `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
+    /// `AWS_SESSION_TOKEN`; taking them from there costs nothing, where the default chain would
+    /// first look for profiles and SSO. `Debug` never shows them.
+    #[must_use]
+    pub fn with_static_credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret_access_key: impl Into<String>,
+        session_token: Option<String>,
+    ) -> Self {
+        self.credentials = CredentialSource::Static {
+            access_key_id: access_key_id.into(),
+            secret_access_key: secret_access_key.into(),
+            session_token,
+        };
         self
     }
 
@@ -152,6 +140,11 @@ impl DynamoSettings {
         &self.table_name
     }
 
+    /// The region.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
     /// The endpoint, when not the AWS default.
     pub fn endpoint_url(&self) -> Option<&str> {
         self.endpoint_url.as_deref()
@@ -163,11 +156,6 @@ impl DynamoSettings {
     }
 
     /// The SDK configuration these settings describe.
-    ///
-    /// Credentials come from the `AWS_ACCESS_KEY_ID` family of variables when they are set, which is
-    /// always the case on Lambda: reading three variables costs nothing, where the SDK's default
-    /// chain would first look for profiles, SSO and instance metadata. Elsewhere (a laptop with
-    /// `~/.aws`) the default chain is used.
     pub async fn sdk_config(&self) -> aws_sdk_dynamodb::Config {
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(self.connect_timeout)
@@ -186,32 +174,8 @@ impl DynamoSettings {
                     .with_max_attempts(self.max_attempts)
                     .with_initial_backoff(Duration::from_millis(50)),
             )
-            .retry_classifier(crate::error::TransactionConflictRetry);
-        let credentials = if self.local_credentials {
-            SharedCredentialsProvider::new(Credentials::new(
-                "local",
-                "local",
-                None,
-                None,
-                "crm-local",
-            ))
-        } else if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
-            SharedCredentialsProvider::new(
-                aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
-            )
-        } else {
-            let shared = aws_config::defaults(BehaviorVersion::latest())
-                .region(Region::new(self.region.clone()))
-                .load()
-                .await;
-            match shared.credentials_provider() {
-                Some(provider) => provider,
-                None => SharedCredentialsProvider::new(
-                    aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
-                ),
-            }
-        };
-        builder = builder.credentials_provider(credentials);
+            .retry_classifier(crate::error::TransactionConflictRetry)
+            .credentials_provider(self.credentials_provider().await);
         if let Some(endpoint) = &self.endpoint_url {
             builder = builder.endpoint_url(endpoint);
         }
@@ -219,6 +183,31 @@ impl DynamoSettings {
             builder = builder.http_client(client);
         }
         builder.build()
+    }
+
+    async fn credentials_provider(&self) -> SharedCredentialsProvider {
+        let fixed = |id: &str, secret: &str, token: Option<String>| {
+            SharedCredentialsProvider::new(Credentials::new(id, secret, token, None, "crm"))
+        };
+        match &self.credentials {
+            CredentialSource::Local => fixed("local", "local", None),
+            CredentialSource::Static {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            } => fixed(access_key_id, secret_access_key, session_token.clone()),
+            CredentialSource::DefaultChain => {
+                let shared = aws_config::defaults(BehaviorVersion::latest())
+                    .region(Region::new(self.region.clone()))
+                    .load()
+                    .await;
+                shared.credentials_provider().unwrap_or_else(|| {
+                    SharedCredentialsProvider::new(
+                        aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+                    )
+                })
+            }
+        }
     }
 }
 
@@ -257,94 +246,33 @@ impl DynamoSettings {
 /// The roots of Amazon Trust Services and the Starfield root that cross-signs them.
 const AMAZON_ROOTS: &str = include_str!("../certs/amazon-roots.pem");
 
-/// Checks DynamoDB's table naming rule: 3–255 characters of `a-z A-Z 0-9 _ - .`.
-fn parse_table_name(name: &str) -> Result<String, SettingsError> {
-    let valid = (3..=255).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-    if valid {
-        Ok(name.to_owned())
-    } else {
-        Err(SettingsError::new(
-            "CRM_TABLE_NAME",
-            "must be 3-255 characters of a-z, A-Z, 0-9, '_', '-' and '.'",
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
     #[test]
-    fn no_table_name_means_no_dynamodb() {
-        assert_eq!(
-            DynamoSettings::from_map(&vars(&[("AWS_REGION", "eu-west-1")])),
-            Ok(None)
-        );
-    }
-
-    #[test]
-    fn a_table_needs_a_region_unless_an_endpoint_is_given() {
-        let err = DynamoSettings::from_map(&vars(&[("CRM_TABLE_NAME", "customers")])).unwrap_err();
-        assert_eq!(err.variable, "AWS_REGION");
-        let local = DynamoSettings::from_map(&vars(&[
-            ("CRM_TABLE_NAME", "customers"),
-            ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000"),
-        ]))
-        .unwrap()
-        .unwrap();
-        assert_eq!(local.endpoint_url(), Some("http://127.0.0.1:8000"));
-        assert_eq!(local.region, LOCAL_REGION);
-    }
-
-    #[test]
-    fn malformed_values_name_their_variable() {
-        for (pairs, variable) in [
-            (
-                vec![("CRM_TABLE_NAME", "a b"), ("AWS_REGION", "x")],
-                "CRM_TABLE_NAME",
-            ),
-            (
-                vec![
-                    ("CRM_TABLE_NAME", "customers"),
-                    ("AWS_ENDPOINT_URL_DYNAMODB", "localhost:8000"),
-                ],
-                "AWS_ENDPOINT_URL_DYNAMODB",
-            ),
-            (
-                vec![
-                    ("CRM_TABLE_NAME", "customers"),
-                    ("AWS_REGION", "x"),
-                    ("CRM_DYNAMODB_TIMEOUT_MS", "0"),
-                ],
-                "CRM_DYNAMODB_TIMEOUT_MS",
-            ),
-        ] {
-            let err = DynamoSettings::from_map(&vars(&pairs)).unwrap_err();
-            assert_eq!(err.variable, variable);
-            assert!(!err.to_string().contains('\n'));
+    fn table_names_follow_dynamodbs_rule() {
+        for good in ["abc", "crm-customers", "a.b_c-D9", &"x".repeat(255)] {
+            assert!(DynamoSettings::new(good, "eu-west-1").is_ok(), "{good}");
+        }
+        for bad in ["", "ab", "a b", "crm/customers", "café", &"x".repeat(256)] {
+            assert_eq!(
+                DynamoSettings::new(bad, "eu-west-1"),
+                Err(InvalidTableName),
+                "{bad}"
+            );
         }
     }
 
     #[test]
-    fn the_timeout_is_read_in_milliseconds() {
-        let s = DynamoSettings::from_map(&vars(&[
-            ("CRM_TABLE_NAME", "customers"),
-            ("AWS_REGION", "eu-west-1"),
-            ("CRM_DYNAMODB_TIMEOUT_MS", "250"),
-        ]))
-        .unwrap()
-        .unwrap();
-        assert_eq!(s.operation_timeout(), Duration::from_millis(250));
-        assert_eq!(s.table_name(), "customers");
+    fn debug_never_shows_keys() {
+        let settings = DynamoSettings::new("customers", "eu-west-1")
+            .unwrap()
+            .with_static_credentials("AKIDEXAMPLE", "wJalrXUtnFEMI", Some("token".to_owned()));
+        let debug = format!("{settings:?}");
+        for secret in ["AKIDEXAMPLE", "wJalrXUtnFEMI", "token"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        assert!(debug.contains("customers"), "{debug}");
     }
 }

@@ -30,7 +30,7 @@ async fn fresh_table() -> String {
         .unwrap()
         .with_endpoint(endpoint())
         .with_local_credentials();
-    let repository = DynamoCustomerRepository::connect(&settings).await.unwrap();
+    let repository = DynamoCustomerRepository::connect(&settings).await;
     repository.create_table().await.unwrap_or_else(|e| {
         panic!(
             "DynamoDB Local must run at {} (scripts/dynamodb-local.sh start): {e:?}",
@@ -131,7 +131,7 @@ fn read_response(outcome: Outcome) -> (u64, Value, Value) {
 async fn the_http_bootstrap_serves_api_gateway_events_through_the_runtime_api() {
     let table = fresh_table().await;
     let runtime = FakeRuntime::start().await;
-    let function = launch(env!("CARGO_BIN_EXE_crm-http"), &runtime, &table);
+    let function = launch(env!("CARGO_BIN_EXE_crm-lambda-http"), &runtime, &table);
 
     let create = json!({"id": "boot-1", "firstName": "Ada", "lastName": "Lovelace", "email": "ada@example.com"});
     let (status, headers, body) = read_response(
@@ -274,7 +274,7 @@ fn log_lines(printed: &str, message: &str) -> Vec<Value> {
 async fn the_envelope_bootstrap_answers_direct_invocations() {
     let table = fresh_table().await;
     let runtime = FakeRuntime::start().await;
-    let function = launch(env!("CARGO_BIN_EXE_crm-envelope"), &runtime, &table);
+    let function = launch(env!("CARGO_BIN_EXE_crm-lambda-envelope"), &runtime, &table);
 
     let pong = runtime
         .invoke(json!({"operation": "ping"}))
@@ -343,7 +343,7 @@ async fn the_envelope_bootstrap_answers_direct_invocations() {
 #[tokio::test(flavor = "multi_thread")]
 async fn inside_lambda_a_missing_table_name_fails_the_init_with_one_clear_line() {
     let runtime = FakeRuntime::start().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_crm-http"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crm-lambda-http"))
         .env_clear()
         .env("AWS_LAMBDA_RUNTIME_API", runtime.address())
         .env("AWS_LAMBDA_FUNCTION_NAME", "crm-test")

@@ -160,7 +160,7 @@ async fn seed(options: &Options) -> String {
         .unwrap()
         .with_endpoint(&options.endpoint)
         .with_local_credentials();
-    let repository = DynamoCustomerRepository::connect(&settings).await.unwrap();
+    let repository = DynamoCustomerRepository::connect(&settings).await;
     repository
         .create_table()
         .await

@@ -1,7 +1,7 @@
 //! `hello-server`: the machine's reference ceiling for the load harness (`benches/load.sh`).
 //!
 //! A bare hyper 1.x HTTP/1.1 server that answers `200 hello` to every request, with nothing between
-//! the socket and the answer. It is served the way `axum::serve` serves `crm-http`, so that the two
+//! the socket and the answer. It is served the way `axum::serve` serves `crm-server`, so that the two
 //! differ only by what the customers API does per request: the same multi-threaded tokio runtime
 //! (`#[tokio::main]`, one worker per core), one task per connection, hyper-util's connection builder
 //! over `TokioExecutor`, keep-alive on.

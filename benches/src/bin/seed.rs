@@ -1,4 +1,4 @@
-//! `seed`: pre-fills a running `crm-http` for the load harness (`benches/load.sh`).
+//! `seed`: pre-fills a running `crm-server` for the load harness (`benches/load.sh`).
 //!
 //! `seed ADDRESS COUNT CONNECTIONS CURSORS_FILE` creates customers `load-00000` … `load-<COUNT-1>`
 //! (every field filled, as [`crm_benches::full_customer_json`] does) with `POST /customers` over

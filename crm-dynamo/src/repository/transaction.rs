@@ -1,0 +1,126 @@
+//! What the writes that span two items share: the actions of a `TransactWriteItems` and its
+//! sending.
+//!
+//! A customer with an email is two items (the customer and the claim on its email), and they must
+//! change together, so create, update, delete and the bulk import all write through here. A
+//! cancelled transaction is not an error but an answer: DynamoDB says, per action, whether its
+//! condition failed or another writer was on the item, and each operation reads its own meaning
+//! into that.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
+use crm_domain::{CustomerId, RepositoryError};
+
+use super::DynamoCustomerRepository;
+use crate::error::{DynamoFailure, ItemOutcome, classify};
+use crate::item::{Item, PK, email_pk, key, s};
+
+impl DynamoCustomerRepository {
+    /// A conditional put of `item`; the old item comes back when the condition fails.
+    pub(super) fn put(
+        &self,
+        item: Item,
+        condition: &str,
+        values: Option<HashMap<String, AttributeValue>>,
+    ) -> Result<TransactWriteItem, RepositoryError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .expression_attribute_names("#pk", PK)
+            .set_expression_attribute_values(values)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(RepositoryError::unexpected)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Deletes the claim on `normalized_email`, on the condition that `id` holds it.
+    pub(super) fn delete_claim(
+        &self,
+        normalized_email: &str,
+        id: &CustomerId,
+    ) -> Result<TransactWriteItem, RepositoryError> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(email_pk(normalized_email))))
+            .condition_expression("customerId = :id")
+            .expression_attribute_values(":id", s(id.as_str()))
+            .build()
+            .map_err(RepositoryError::unexpected)?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// Sends a transaction; `Ok(None)` when it committed, `Ok(Some(reasons))` when DynamoDB
+    /// cancelled it, with one outcome (and the old item, when asked for) per action.
+    pub(super) async fn transact(
+        &self,
+        actions: Vec<TransactWriteItem>,
+    ) -> Result<Option<Vec<(ItemOutcome, Option<Item>)>>, RepositoryError> {
+        self.transact_idempotent(actions, None).await
+    }
+
+    /// [`transact`](Self::transact) with a client request token: DynamoDB applies a transaction
+    /// sent again with the same token (within ten minutes) at most once, and answers it as it
+    /// answered the first.
+    pub(super) async fn transact_idempotent(
+        &self,
+        actions: Vec<TransactWriteItem>,
+        token: Option<&str>,
+    ) -> Result<Option<Vec<(ItemOutcome, Option<Item>)>>, RepositoryError> {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .set_client_request_token(token.map(str::to_owned))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(SdkError::ServiceError(failure))
+                if matches!(
+                    failure.err(),
+                    TransactWriteItemsError::TransactionCanceledException(_)
+                ) =>
+            {
+                let TransactWriteItemsError::TransactionCanceledException(cancelled) =
+                    failure.into_err()
+                else {
+                    return Err(RepositoryError::unexpected(DynamoFailure::new(
+                        "TransactWriteItems",
+                        "cancelled without reasons",
+                        None,
+                    )));
+                };
+                Ok(Some(
+                    cancelled
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| (ItemOutcome::from_code(r.code()), r.item().cloned()))
+                        .collect(),
+                ))
+            }
+            Err(e) => Err(classify("TransactWriteItems", &e)),
+        }
+    }
+}
+
+/// The outcome of each action of a cancelled transaction, in the order of the actions.
+pub(super) fn outcomes(reasons: &[(ItemOutcome, Option<Item>)]) -> Vec<ItemOutcome> {
+    reasons.iter().map(|(outcome, _)| *outcome).collect()
+}
+
+/// The answer when a condition failed and the item DynamoDB returned does not say why: a bug, not
+/// a state of the store.
+pub(super) fn cancelled_unexpectedly(operation: &'static str) -> RepositoryError {
+    RepositoryError::unexpected(DynamoFailure::new(
+        operation,
+        "a condition failed that the repository cannot explain",
+        None,
+    ))
+}

@@ -1,0 +1,24 @@
+//! The tests of `crm-dynamo`, in one binary: one link instead of seven, and one place that knows
+//! where DynamoDB Local is ([`support`]).
+//!
+//! - [`contract`]: the repository contract suite, against DynamoDB Local.
+//! - [`requests`]: the requests each operation sends, counted against the crate docs, and the IAM
+//!   actions they need.
+//! - [`pagination`]: listing when DynamoDB cuts a Scan at 1 MB.
+//! - [`transient`]: DynamoDB's "not now" answers, from a scripted endpoint on loopback.
+//! - [`outage`]: an endpoint that is down or silent.
+//! - [`template`]: the CloudFormation templates in `deploy/` against the code.
+//! - `docker` (feature `testcontainers`): the contract suite against DynamoDB Local in Docker,
+//!   `cargo test -p crm-dynamo --features testcontainers --test dynamodb docker`.
+//!
+//! The tests that need DynamoDB Local fail, saying how to start it, when it does not answer.
+
+mod contract;
+#[cfg(feature = "testcontainers")]
+mod docker;
+mod outage;
+mod pagination;
+mod requests;
+mod support;
+mod template;
+mod transient;

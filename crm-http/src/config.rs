@@ -1,0 +1,809 @@
+//! The configuration of every `crm` binary and of an embedding service: every environment
+//! variable `crm` reads, read once, here.
+//!
+//! [`Config::from_env`] takes one snapshot of the process environment and checks every value, so
+//! that a deployment with a typo fails at start with one line naming the variable instead of at
+//! the first request. The parser reads from any list of pairs ([`Config::from_vars`]): tests
+//! never touch the process environment.
+//!
+//! | variable | meaning |
+//! | --- | --- |
+//! | `CRM_TABLE_NAME` | the DynamoDB table; absent or empty: the in-memory store (local mode only) |
+//! | `AWS_REGION` (or `AWS_DEFAULT_REGION`) | the table's region; required with a table unless an endpoint is set |
+//! | `AWS_ENDPOINT_URL_DYNAMODB` (or `AWS_ENDPOINT_URL`) | another DynamoDB endpoint, such as DynamoDB Local |
+//! | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` | keys to sign with (Lambda sets them); absent: the AWS SDK's default chain (profiles, SSO, instance roles) |
+//! | `CRM_DYNAMODB_TIMEOUT_MS` | the most one DynamoDB operation may take, retries included (10–60000, default 3000) |
+//! | `CRM_BIND` | the local server's address (default `127.0.0.1:3000`) |
+//! | `CRM_CORS_ORIGINS` | `*`, or comma-separated origins; absent: no CORS |
+//! | `CRM_REQUEST_DEADLINE_MS` | the most one request may take (1–900000, default 5000); past it: 503 |
+//! | `CRM_COMPAT_LIST_CAP` | how many customers `GET /Customers` returns at most (1–100000, default 1000) |
+//! | `CRM_WARM_UP` | `true`: open the DynamoDB connection during a Lambda cold start (default `false`) |
+//! | `RUST_LOG` | the log filter (default `info`) |
+//! | `AWS_LAMBDA_RUNTIME_API` | set by AWS Lambda: running inside Lambda, where a table is required |
+//!
+//! Every variable whose name starts with `CRM_` or `AWS_`, and `RUST_LOG`, must be valid UTF-8: the
+//! AWS SDK reads `AWS_*` variables of its own, and a value it cannot read would be silently
+//! ignored. Other variables are not `crm`'s business and are never read.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[cfg(feature = "dynamodb")]
+use crm_dynamo::DynamoSettings;
+use http::HeaderValue;
+use tracing_subscriber::EnvFilter;
+
+/// The name the in-memory store answers to where a table name is expected (the `tableName` of the
+/// `DynamoDBManager` envelope, the start-up line).
+pub const MEMORY_TABLE_LABEL: &str = "customers";
+
+/// Every variable this configuration reads (the AWS SDK may read more `AWS_*` variables of its own
+/// when it falls back to its default credential chain).
+pub const VARIABLES: &[&str] = &[
+    "CRM_TABLE_NAME",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "CRM_DYNAMODB_TIMEOUT_MS",
+    "CRM_BIND",
+    "CRM_CORS_ORIGINS",
+    "CRM_REQUEST_DEADLINE_MS",
+    "CRM_COMPAT_LIST_CAP",
+    "CRM_WARM_UP",
+    "RUST_LOG",
+    "AWS_LAMBDA_RUNTIME_API",
+];
+
+/// The region of a table reached through an endpoint (DynamoDB Local ignores it) when no region is
+/// configured.
+#[cfg(feature = "dynamodb")]
+const ENDPOINT_REGION: &str = "us-east-1";
+
+/// Which browser origins CORS allows.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CorsOrigins {
+    /// No CORS headers at all (`CRM_CORS_ORIGINS` absent or empty).
+    #[default]
+    Disabled,
+    /// Any origin (`CRM_CORS_ORIGINS=*`).
+    Any,
+    /// Exactly these origins (`https://app.example.com,https://admin.example.com`).
+    List(Vec<HeaderValue>),
+}
+
+/// A configuration value that is missing or invalid: one line, naming the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {variable}{} {message}", value.as_ref().map(|v| format!("={v:?}")).unwrap_or_default())]
+pub struct ConfigError {
+    variable: String,
+    value: Option<String>,
+    message: String,
+}
+
+impl ConfigError {
+    /// An error about the variable as a whole (missing, not UTF-8, secret).
+    fn new(variable: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            variable: variable.into(),
+            value: None,
+            message: message.into(),
+        }
+    }
+
+    /// An error about the value given, which the line repeats.
+    fn value(variable: &str, value: &str, message: impl Into<String>) -> Self {
+        Self {
+            variable: variable.to_owned(),
+            value: Some(value.to_owned()),
+            message: message.into(),
+        }
+    }
+
+    /// The environment variable at fault.
+    pub fn variable(&self) -> &str {
+        &self.variable
+    }
+}
+
+/// Where customers are stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum StoreConfig {
+    /// The in-memory store: empty at start, gone at exit (no `CRM_TABLE_NAME`).
+    #[default]
+    Memory,
+    /// A DynamoDB table (`CRM_TABLE_NAME` and the `AWS_*` variables).
+    #[cfg(feature = "dynamodb")]
+    DynamoDb(DynamoSettings),
+}
+
+/// The typed configuration, read once at start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    store: StoreConfig,
+    in_lambda: bool,
+    bind: SocketAddr,
+    cors_origins: CorsOrigins,
+    request_deadline: Duration,
+    compat_list_cap: usize,
+    warm_up: bool,
+    log_filter: String,
+}
+
+impl Config {
+    /// The default local address.
+    pub const DEFAULT_BIND: &str = "127.0.0.1:3000";
+    /// The default per-request deadline.
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+    /// The longest deadline accepted: Lambda's own maximum run time, 15 minutes.
+    pub const MAX_DEADLINE_MS: u64 = 900_000;
+    /// How many customers `GET /Customers` returns at most, by default.
+    pub const DEFAULT_COMPAT_LIST_CAP: usize = 1000;
+    /// The largest cap accepted for `GET /Customers`.
+    pub const MAX_COMPAT_LIST_CAP: usize = 100_000;
+    /// The log filter when `RUST_LOG` is absent.
+    pub const DEFAULT_LOG_FILTER: &str = "info";
+
+    /// Reads the configuration from one snapshot of the process environment.
+    ///
+    /// # Errors
+    /// The first variable that is invalid (a `CRM_*`, `AWS_*` or `RUST_LOG` variable that is not
+    /// UTF-8 among them), or `CRM_TABLE_NAME` when running inside Lambda without it.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_os_vars(std::env::vars_os())
+    }
+
+    /// Reads the configuration from `vars`, pairs of variable name and value as the operating
+    /// system gives them; see [`Config::from_env`].
+    ///
+    /// # Errors
+    /// As [`Config::from_env`].
+    pub fn from_os_vars<I>(vars: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (OsString, OsString)>,
+    {
+        let mut utf8 = Vec::new();
+        for (name, value) in vars {
+            // A name that is not UTF-8 cannot be one of ours.
+            let Some(name) = name.to_str() else { continue };
+            if !is_ours(name) {
+                continue;
+            }
+            match value.into_string() {
+                Ok(value) => utf8.push((name.to_owned(), value)),
+                Err(_) => return Err(ConfigError::new(name, "is not valid UTF-8")),
+            }
+        }
+        Self::from_vars(utf8)
+    }
+
+    /// Reads the configuration from `vars`, pairs of variable name and value; names this
+    /// configuration does not read are ignored.
+    ///
+    /// # Errors
+    /// As [`Config::from_env`].
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars: Vec<(String, String)> = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        let get = |name: &str| {
+            vars.iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+
+        let in_lambda = get("AWS_LAMBDA_RUNTIME_API").is_some_and(|v| !v.is_empty());
+        let store = store(&get)?;
+        if in_lambda && matches!(store, StoreConfig::Memory) {
+            return Err(ConfigError::new(
+                "CRM_TABLE_NAME",
+                "is required inside AWS Lambda (AWS_LAMBDA_RUNTIME_API is set): the in-memory store is for local mode only",
+            ));
+        }
+        let bind = get("CRM_BIND")
+            .map_or(Ok(Self::DEFAULT_BIND), Ok)
+            .and_then(|v| {
+                v.trim().parse::<SocketAddr>().map_err(|_| {
+                    ConfigError::value(
+                        "CRM_BIND",
+                        v,
+                        "must be an IP address and port, such as 127.0.0.1:3000",
+                    )
+                })
+            })?;
+        let cors_origins = get("CRM_CORS_ORIGINS").map_or(Ok(CorsOrigins::Disabled), cors)?;
+        let request_deadline = get("CRM_REQUEST_DEADLINE_MS")
+            .map(|v| number("CRM_REQUEST_DEADLINE_MS", v, 1, Self::MAX_DEADLINE_MS))
+            .transpose()?
+            .map_or(Self::DEFAULT_DEADLINE, Duration::from_millis);
+        let compat_list_cap = get("CRM_COMPAT_LIST_CAP")
+            .map(|v| {
+                number(
+                    "CRM_COMPAT_LIST_CAP",
+                    v,
+                    1,
+                    Self::MAX_COMPAT_LIST_CAP as u64,
+                )
+            })
+            .transpose()?
+            .map_or(Self::DEFAULT_COMPAT_LIST_CAP, |n| {
+                usize::try_from(n).unwrap_or(Self::MAX_COMPAT_LIST_CAP)
+            });
+        let warm_up = match get("CRM_WARM_UP").map(str::trim) {
+            Some("true" | "1") => true,
+            None | Some("" | "false" | "0") => false,
+            Some(other) => {
+                return Err(ConfigError::value(
+                    "CRM_WARM_UP",
+                    other,
+                    "must be true or false",
+                ));
+            }
+        };
+        let log_filter = get("RUST_LOG")
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or(Self::DEFAULT_LOG_FILTER)
+            .to_owned();
+        if let Err(e) = EnvFilter::builder().parse(&log_filter) {
+            return Err(ConfigError::value(
+                "RUST_LOG",
+                &log_filter,
+                format!("is not a valid tracing filter: {e}"),
+            ));
+        }
+        Ok(Self {
+            store,
+            in_lambda,
+            bind,
+            cors_origins,
+            request_deadline,
+            compat_list_cap,
+            warm_up,
+            log_filter,
+        })
+    }
+
+    /// Where customers are stored.
+    pub fn store(&self) -> &StoreConfig {
+        &self.store
+    }
+
+    /// The DynamoDB table, or `None` for the in-memory store.
+    pub fn table_name(&self) -> Option<&str> {
+        match &self.store {
+            StoreConfig::Memory => None,
+            #[cfg(feature = "dynamodb")]
+            StoreConfig::DynamoDb(settings) => Some(settings.table_name()),
+        }
+    }
+
+    /// The table the `DynamoDBManager` envelope accepts as `tableName`: the DynamoDB table, or
+    /// [`MEMORY_TABLE_LABEL`] for the in-memory store.
+    pub fn table_label(&self) -> &str {
+        self.table_name().unwrap_or(MEMORY_TABLE_LABEL)
+    }
+
+    /// Whether the DynamoDB connection is opened during a Lambda cold start's init phase, so that
+    /// the first request does not pay for TCP and TLS set-up (`CRM_WARM_UP`, default false: the
+    /// cold-start harness measured it slower to the first response).
+    pub fn warm_up(&self) -> bool {
+        self.warm_up
+    }
+
+    /// True when running inside AWS Lambda (`AWS_LAMBDA_RUNTIME_API` is set).
+    pub fn in_lambda(&self) -> bool {
+        self.in_lambda
+    }
+
+    /// Where the local server listens.
+    pub fn bind(&self) -> SocketAddr {
+        self.bind
+    }
+
+    /// The origins CORS allows.
+    pub fn cors_origins(&self) -> &CorsOrigins {
+        &self.cors_origins
+    }
+
+    /// How long one request may take before it is answered 503.
+    pub fn request_deadline(&self) -> Duration {
+        self.request_deadline
+    }
+
+    /// How many customers `GET /Customers` returns at most.
+    pub fn compat_list_cap(&self) -> usize {
+        self.compat_list_cap
+    }
+
+    /// The `tracing` filter (`RUST_LOG`, `info` by default); already checked. It is the user's
+    /// filter as given: [`telemetry::subscriber`](crate::telemetry::subscriber) holds the runtime and
+    /// AWS SDK crates at `info` on top of it, whatever it says, since below that they log request
+    /// bodies.
+    pub fn log_filter(&self) -> &str {
+        &self.log_filter
+    }
+}
+
+impl Default for Config {
+    /// The configuration of an empty environment: local mode, in-memory store, every default.
+    fn default() -> Self {
+        Self {
+            store: StoreConfig::Memory,
+            in_lambda: false,
+            bind: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            cors_origins: CorsOrigins::Disabled,
+            request_deadline: Self::DEFAULT_DEADLINE,
+            compat_list_cap: Self::DEFAULT_COMPAT_LIST_CAP,
+            warm_up: false,
+            log_filter: Self::DEFAULT_LOG_FILTER.to_owned(),
+        }
+    }
+}
+
+/// Whether `crm` (or the AWS SDK under it) reads variables of this name.
+fn is_ours(name: &str) -> bool {
+    name.starts_with("CRM_") || name.starts_with("AWS_") || name == "RUST_LOG"
+}
+
+/// The store: DynamoDB when `CRM_TABLE_NAME` is set (and not empty), else memory.
+fn store<'v>(get: &impl Fn(&str) -> Option<&'v str>) -> Result<StoreConfig, ConfigError> {
+    // Blank means unset for these: a template that passes an empty parameter means "none".
+    let set = |name: &str| get(name).map(str::trim).filter(|v| !v.is_empty());
+    let Some(table) = set("CRM_TABLE_NAME") else {
+        return Ok(StoreConfig::Memory);
+    };
+    #[cfg(not(feature = "dynamodb"))]
+    {
+        let _ = set;
+        Err(ConfigError::value(
+            "CRM_TABLE_NAME",
+            table,
+            "names a DynamoDB table, but this build has no DynamoDB store (crm-http's `dynamodb` feature is off)",
+        ))
+    }
+    #[cfg(feature = "dynamodb")]
+    {
+        let region = set("AWS_REGION").or_else(|| set("AWS_DEFAULT_REGION"));
+        let mut settings = DynamoSettings::new(table, region.unwrap_or(ENDPOINT_REGION))
+            .map_err(|e| ConfigError::value("CRM_TABLE_NAME", table, e.to_string()))?;
+        let endpoint = match set("AWS_ENDPOINT_URL_DYNAMODB")
+            .map(|v| ("AWS_ENDPOINT_URL_DYNAMODB", v))
+            .or_else(|| set("AWS_ENDPOINT_URL").map(|v| ("AWS_ENDPOINT_URL", v)))
+        {
+            Some((_, url)) if url.starts_with("http://") || url.starts_with("https://") => {
+                Some(url)
+            }
+            Some((name, url)) => {
+                return Err(ConfigError::value(
+                    name,
+                    url,
+                    "must be an http:// or https:// URL",
+                ));
+            }
+            None => None,
+        };
+        if region.is_none() && endpoint.is_none() {
+            return Err(ConfigError::new(
+                "AWS_REGION",
+                "is not set; it is required when CRM_TABLE_NAME is set",
+            ));
+        }
+        if let Some(endpoint) = endpoint {
+            settings = settings.with_endpoint(endpoint);
+        }
+        if let Some(ms) = set("CRM_DYNAMODB_TIMEOUT_MS") {
+            let ms = number("CRM_DYNAMODB_TIMEOUT_MS", ms, 10, 60_000)?;
+            settings = settings.with_operation_timeout(Duration::from_millis(ms));
+        }
+        // The values of these are secrets: an error names the variable, never the value.
+        match (set("AWS_ACCESS_KEY_ID"), set("AWS_SECRET_ACCESS_KEY")) {
+            (Some(id), Some(secret)) => {
+                let token = set("AWS_SESSION_TOKEN").map(str::to_owned);
+                settings = settings.with_static_credentials(id, secret, token);
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "AWS_SECRET_ACCESS_KEY",
+                    "is not set; it is required when AWS_ACCESS_KEY_ID is set",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "AWS_ACCESS_KEY_ID",
+                    "is not set; it is required when AWS_SECRET_ACCESS_KEY is set",
+                ));
+            }
+            (None, None) => {}
+        }
+        Ok(StoreConfig::DynamoDb(settings))
+    }
+}
+
+fn number(name: &str, v: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            ConfigError::value(name, v, format!("must be an integer from {min} to {max}"))
+        })
+}
+
+fn cors(v: &str) -> Result<CorsOrigins, ConfigError> {
+    let entries: Vec<&str> = v.split(',').map(str::trim).collect();
+    if entries.iter().all(|e| e.is_empty()) {
+        return Ok(CorsOrigins::Disabled);
+    }
+    if entries == ["*"] {
+        return Ok(CorsOrigins::Any);
+    }
+    let mut origins = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let invalid = |why: &str| {
+            ConfigError::value(
+                "CRM_CORS_ORIGINS",
+                v,
+                format!(
+                    "holds {entry:?}, which {why}; give `*` alone or a comma-separated list of origins such as https://app.example.com"
+                ),
+            )
+        };
+        if entry == "*" {
+            return Err(invalid("is only allowed alone"));
+        }
+        let uri: http::Uri = entry.parse().map_err(|_| invalid("is not a URL"))?;
+        let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+        let bare = uri.authority().is_some()
+            && uri
+                .path_and_query()
+                .is_none_or(|p| matches!(p.as_str(), "" | "/"))
+            && !entry.ends_with('/');
+        if !scheme_ok || !bare {
+            return Err(invalid(
+                "is not an origin (http or https scheme, host, optional port; no path or trailing slash)",
+            ));
+        }
+        origins.push(
+            HeaderValue::from_str(entry).map_err(|_| invalid("is not a valid header value"))?,
+        );
+    }
+    Ok(CorsOrigins::List(origins))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(vars.iter().copied())
+    }
+
+    fn fails_on(vars: &[(&str, &str)]) -> String {
+        config(vars).unwrap_err().variable().to_owned()
+    }
+
+    #[cfg(feature = "dynamodb")]
+    fn dynamo(vars: &[(&str, &str)]) -> DynamoSettings {
+        match config(vars).unwrap().store() {
+            StoreConfig::DynamoDb(settings) => settings.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_empty_environment_is_local_mode_with_every_default() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.table_name(), None);
+        assert_eq!(c.table_label(), MEMORY_TABLE_LABEL);
+        assert!(!c.in_lambda());
+        assert_eq!(c.bind().to_string(), "127.0.0.1:3000");
+        assert_eq!(c.cors_origins(), &CorsOrigins::Disabled);
+        assert_eq!(c.request_deadline(), Duration::from_secs(5));
+        assert_eq!(c.compat_list_cap(), 1000);
+        assert_eq!(c.log_filter(), "info");
+    }
+
+    #[cfg(feature = "dynamodb")]
+    #[test]
+    fn every_variable_is_read() {
+        let c = config(&[
+            ("CRM_TABLE_NAME", "crm-customers"),
+            ("AWS_REGION", "eu-west-1"),
+            ("CRM_DYNAMODB_TIMEOUT_MS", "750"),
+            ("CRM_BIND", "0.0.0.0:8080"),
+            (
+                "CRM_CORS_ORIGINS",
+                "https://a.example.com, http://localhost:5173",
+            ),
+            ("CRM_REQUEST_DEADLINE_MS", "250"),
+            ("CRM_COMPAT_LIST_CAP", "50"),
+            ("RUST_LOG", "crm_lambda=debug,warn"),
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+            ("CRM_WARM_UP", "true"),
+        ])
+        .unwrap();
+        assert_eq!(c.table_name(), Some("crm-customers"));
+        let StoreConfig::DynamoDb(settings) = c.store() else {
+            panic!("{:?}", c.store());
+        };
+        assert_eq!(settings.region(), "eu-west-1");
+        assert_eq!(settings.operation_timeout(), Duration::from_millis(750));
+        assert!(c.warm_up());
+        assert_eq!(c.table_label(), "crm-customers");
+        assert!(c.in_lambda());
+        assert_eq!(c.bind().port(), 8080);
+        assert_eq!(
+            c.cors_origins(),
+            &CorsOrigins::List(vec![
+                HeaderValue::from_static("https://a.example.com"),
+                HeaderValue::from_static("http://localhost:5173")
+            ])
+        );
+        assert_eq!(c.request_deadline(), Duration::from_millis(250));
+        assert_eq!(c.compat_list_cap(), 50);
+        assert_eq!(c.log_filter(), "crm_lambda=debug,warn");
+    }
+
+    #[test]
+    fn inside_lambda_a_table_is_required() {
+        assert_eq!(
+            fails_on(&[("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")]),
+            "CRM_TABLE_NAME"
+        );
+        assert_eq!(
+            fails_on(&[("AWS_LAMBDA_RUNTIME_API", "x"), ("CRM_TABLE_NAME", "")]),
+            "CRM_TABLE_NAME"
+        );
+    }
+
+    #[test]
+    fn an_empty_table_name_means_the_memory_store_locally() {
+        assert_eq!(
+            config(&[("CRM_TABLE_NAME", "")]).unwrap().table_name(),
+            None
+        );
+    }
+
+    #[test]
+    fn invalid_values_fail_naming_their_variable() {
+        assert_eq!(fails_on(&[("CRM_TABLE_NAME", "a b")]), "CRM_TABLE_NAME");
+        assert_eq!(fails_on(&[("CRM_TABLE_NAME", "ab")]), "CRM_TABLE_NAME");
+        assert_eq!(fails_on(&[("CRM_BIND", "localhost")]), "CRM_BIND");
+        assert_eq!(fails_on(&[("CRM_BIND", "127.0.0.1")]), "CRM_BIND");
+        for bad in ["0", "900001", "-1", "5s", ""] {
+            assert_eq!(
+                fails_on(&[("CRM_REQUEST_DEADLINE_MS", bad)]),
+                "CRM_REQUEST_DEADLINE_MS",
+                "{bad}"
+            );
+        }
+        for bad in ["0", "100001", "many"] {
+            assert_eq!(
+                fails_on(&[("CRM_COMPAT_LIST_CAP", bad)]),
+                "CRM_COMPAT_LIST_CAP"
+            );
+        }
+        assert_eq!(fails_on(&[("RUST_LOG", "crm=lots[")]), "RUST_LOG");
+    }
+
+    #[test]
+    fn cors_takes_a_star_alone_or_bare_origins() {
+        assert_eq!(
+            config(&[("CRM_CORS_ORIGINS", "*")]).unwrap().cors_origins(),
+            &CorsOrigins::Any
+        );
+        assert_eq!(
+            config(&[("CRM_CORS_ORIGINS", " ")]).unwrap().cors_origins(),
+            &CorsOrigins::Disabled
+        );
+        for bad in [
+            "*,https://a.example.com",
+            "https://a.example.com/",
+            "https://a.example.com/app",
+            "a.example.com",
+            "ftp://a.example.com",
+            "https://a.example.com,,https://b.example.com",
+        ] {
+            assert_eq!(
+                fails_on(&[("CRM_CORS_ORIGINS", bad)]),
+                "CRM_CORS_ORIGINS",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_error_is_one_line_naming_the_variable_and_the_rule() {
+        let e = config(&[("CRM_REQUEST_DEADLINE_MS", "soon")]).unwrap_err();
+        let line = e.to_string();
+        assert!(!line.contains('\n'));
+        assert_eq!(
+            line,
+            "invalid configuration: CRM_REQUEST_DEADLINE_MS=\"soon\" must be an integer from 1 to 900000"
+        );
+    }
+
+    #[test]
+    fn the_init_warm_up_is_off_unless_asked_for() {
+        assert!(!config(&[]).unwrap().warm_up());
+        assert!(config(&[("CRM_WARM_UP", "true")]).unwrap().warm_up());
+        assert!(!config(&[("CRM_WARM_UP", "0")]).unwrap().warm_up());
+        assert_eq!(fails_on(&[("CRM_WARM_UP", "yes")]), "CRM_WARM_UP");
+    }
+
+    #[test]
+    fn no_table_name_means_the_memory_store_whatever_aws_says() {
+        let c = config(&[
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000"),
+        ])
+        .unwrap();
+        assert_eq!(c.store(), &StoreConfig::Memory);
+    }
+
+    #[cfg(feature = "dynamodb")]
+    #[test]
+    fn a_table_needs_a_region_unless_an_endpoint_is_given() {
+        assert_eq!(fails_on(&[("CRM_TABLE_NAME", "customers")]), "AWS_REGION");
+        let local = dynamo(&[
+            ("CRM_TABLE_NAME", "customers"),
+            ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000"),
+        ]);
+        assert_eq!(local.endpoint_url(), Some("http://127.0.0.1:8000"));
+        assert_eq!(local.region(), ENDPOINT_REGION);
+        let fallback = dynamo(&[
+            ("CRM_TABLE_NAME", "customers"),
+            ("AWS_DEFAULT_REGION", "eu-central-1"),
+            ("AWS_ENDPOINT_URL", "https://dynamodb.example.com"),
+        ]);
+        assert_eq!(fallback.region(), "eu-central-1");
+        assert_eq!(
+            fallback.endpoint_url(),
+            Some("https://dynamodb.example.com")
+        );
+    }
+
+    #[cfg(feature = "dynamodb")]
+    #[test]
+    fn malformed_dynamodb_values_name_their_variable() {
+        let table = ("CRM_TABLE_NAME", "customers");
+        let region = ("AWS_REGION", "eu-west-1");
+        assert_eq!(
+            fails_on(&[table, ("AWS_ENDPOINT_URL_DYNAMODB", "localhost:8000")]),
+            "AWS_ENDPOINT_URL_DYNAMODB"
+        );
+        assert_eq!(
+            fails_on(&[table, ("AWS_ENDPOINT_URL", "localhost:8000")]),
+            "AWS_ENDPOINT_URL"
+        );
+        for bad in ["0", "9", "60001", "soon"] {
+            assert_eq!(
+                fails_on(&[table, region, ("CRM_DYNAMODB_TIMEOUT_MS", bad)]),
+                "CRM_DYNAMODB_TIMEOUT_MS",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            dynamo(&[table, region]).operation_timeout(),
+            DynamoSettings::DEFAULT_OPERATION_TIMEOUT
+        );
+    }
+
+    #[cfg(feature = "dynamodb")]
+    #[test]
+    fn keys_from_the_environment_are_used_whole_and_never_repeated_in_an_error() {
+        let table = ("CRM_TABLE_NAME", "customers");
+        let region = ("AWS_REGION", "eu-west-1");
+        let both = dynamo(&[
+            table,
+            region,
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI"),
+        ]);
+        assert_eq!(
+            both,
+            DynamoSettings::new("customers", "eu-west-1")
+                .unwrap()
+                .with_static_credentials("AKIDEXAMPLE", "wJalrXUtnFEMI", None)
+        );
+        let half =
+            config(&[table, region, ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI")]).unwrap_err();
+        assert_eq!(half.variable(), "AWS_ACCESS_KEY_ID");
+        assert!(!half.to_string().contains("wJalrXUtnFEMI"), "{half}");
+        assert_eq!(
+            fails_on(&[table, region, ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")]),
+            "AWS_SECRET_ACCESS_KEY"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_value_that_is_not_utf8_is_one_line_naming_its_variable_never_a_panic() {
+        use std::os::unix::ffi::OsStringExt as _;
+        let not_utf8 = || OsString::from_vec(vec![0x66, 0x6f, 0xff, 0x6f]);
+        for name in ["CRM_BIND", "AWS_PROFILE", "RUST_LOG", "CRM_SOMETHING_NEW"] {
+            let error = Config::from_os_vars([(OsString::from(name), not_utf8())]).unwrap_err();
+            assert_eq!(error.variable(), name);
+            assert_eq!(
+                error.to_string(),
+                format!("invalid configuration: {name} is not valid UTF-8")
+            );
+        }
+        // Variables that are not ours, or whose names are not UTF-8, are none of our business.
+        let config = Config::from_os_vars([
+            (OsString::from("LS_COLORS"), not_utf8()),
+            (not_utf8(), not_utf8()),
+            (OsString::from("CRM_BIND"), OsString::from("0.0.0.0:4000")),
+        ])
+        .unwrap();
+        assert_eq!(config.bind().port(), 4000);
+    }
+
+    #[cfg(not(feature = "dynamodb"))]
+    #[test]
+    fn without_the_dynamodb_feature_a_table_name_is_refused_in_one_line() {
+        let error = config(&[("CRM_TABLE_NAME", "customers")]).unwrap_err();
+        assert_eq!(error.variable(), "CRM_TABLE_NAME");
+        assert!(error.to_string().contains("`dynamodb` feature"), "{error}");
+    }
+
+    #[test]
+    fn the_last_value_of_a_repeated_variable_wins() {
+        let c = config(&[("CRM_BIND", "127.0.0.1:1"), ("CRM_BIND", "127.0.0.1:2")]).unwrap();
+        assert_eq!(c.bind().port(), 2);
+    }
+
+    /// The names this file passes to `get` and `set`, the only readers of variables.
+    fn names_read_here() -> Vec<&'static str> {
+        let source = include_str!("config.rs");
+        let mut names = Vec::new();
+        for opener in ["get(\"", "set(\""] {
+            for (start, _) in source.match_indices(opener) {
+                let rest = &source[start + opener.len()..];
+                let name = &rest[..rest.find('"').unwrap()];
+                if name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                    && !names.contains(&name)
+                {
+                    names.push(name);
+                }
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn every_variable_read_is_listed_and_documented() {
+        let mut read = names_read_here();
+        read.sort_unstable();
+        let mut listed = VARIABLES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(read, listed, "VARIABLES and the variables read differ");
+        for (name, document) in [
+            ("this module's docs", include_str!("config.rs")),
+            ("README.md", include_str!("../../README.md")),
+            (
+                "docs/operations.md",
+                include_str!("../../docs/operations.md"),
+            ),
+        ] {
+            for variable in VARIABLES {
+                assert!(
+                    document.contains(&format!("`{variable}`")),
+                    "{name} does not document {variable}"
+                );
+            }
+        }
+    }
+}

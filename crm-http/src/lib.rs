@@ -1,0 +1,133 @@
+//! The HTTP adapter of `crm` as a library: one [`axum::Router`] that serves the customers API,
+//! whether behind API Gateway (REST and HTTP APIs), ALB or Lambda function URLs (through
+//! `crm-lambda`), on its own local server (the `crm-server` binary), or nested in any axum
+//! application.
+//!
+//! This crate is the outer ring of the hexagon. It turns HTTP requests into calls of
+//! [`crm_domain::CustomerService`] and their results into responses, and nothing else: validation
+//! lives in `crm-domain`, storage in `crm-memory` and `crm-dynamo`. It has no Lambda dependency.
+//!
+//! - [`router`] builds the [`Router`]: `/customers`, the compatibility routes (`/Customers`,
+//!   `POST /DynamoDBManager`), `GET /health` and `GET /openapi.json`, behind the layers every
+//!   request goes through (request log line, CORS, panic catcher, deadline, stage prefix).
+//! - [`ApiError`] is the one error type of the edge, and one match in it decides the status, code,
+//!   title and detail of every error; every error leaves as `application/problem+json` (RFC 9457).
+//! - [`envelope`] is the `DynamoDBManager` operation envelope, shared by the HTTP route and direct
+//!   (non-HTTP) invocations.
+//! - [`Config`] reads every environment variable once, at start; [`store::connect`] builds the
+//!   repository once per process; [`telemetry`] sets up the JSON logs; [`server`] runs the local
+//!   server.
+//!
+//! # Embedding
+//!
+//! The router is a plain `Router` with no state left to provide, so an application nests it under
+//! a prefix of its own and keeps its listener, its layers and its authentication. `Location`
+//! headers and the OpenAPI document's server URL then carry the prefix.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use axum::Router;
+//! use axum::body::Body;
+//! use axum::routing::get;
+//! use crm_domain::CustomerService;
+//! use crm_http::{AppState, Config, router};
+//! use crm_memory::InMemoryCustomerRepository;
+//! use tower::ServiceExt as _;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let service = CustomerService::new(Arc::new(InMemoryCustomerRepository::new()));
+//! let customers = router(AppState::new(service, &Config::default()));
+//! let app = Router::new()
+//!     .route("/", get(|| async { "the host application" }))
+//!     .nest("/crm", customers);
+//!
+//! let request = http::Request::post("/crm/customers")
+//!     .header("content-type", "application/json")
+//!     .body(Body::from(r#"{"id": "ada", "firstName": "Ada", "lastName": "Lovelace"}"#))?;
+//! let response = app.oneshot(request).await?;
+//! assert_eq!(response.status(), 201);
+//! assert_eq!(response.headers()["location"], "/crm/customers/ada");
+//! assert_eq!(response.headers()["etag"], "\"1\"");
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//!
+//! - `dynamodb` (default): the DynamoDB store, chosen by `CRM_TABLE_NAME`. Without it the crate
+//!   does not depend on the AWS SDK, and only the in-memory store (or a repository of your own,
+//!   given to [`AppState::new`]) is available.
+
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod openapi;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+
+mod compat;
+mod customers;
+mod extract;
+mod middleware;
+mod state;
+
+pub use config::{Config, ConfigError, CorsOrigins, StoreConfig};
+pub use error::{ApiError, Problem};
+pub use middleware::{BODY_LIMIT, PlatformContext};
+pub use server::serve;
+pub use state::AppState;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+/// The first path segments of every route. A request whose path is `/<prefix>/<one of these>/…` is
+/// served as `/<one of these>/…`; see [`router`].
+pub(crate) const ROUTE_ROOTS: &[&str] = &[
+    "customers",
+    "Customers",
+    "DynamoDBManager",
+    "health",
+    "openapi.json",
+];
+
+/// The customers API as one [`Router`], ready for `axum::serve`, `Router::nest` in a host
+/// application, or `crm-lambda`.
+///
+/// Every request passes, outermost first: the request log line (request id, method, route template,
+/// status, latency; never a path, query or body), CORS (from [`Config`]), the panic catcher (a panic
+/// becomes a 500 problem), the per-request deadline (a 503 problem with `Retry-After`), and the stage
+/// prefix rule: a path `/<prefix>/<route>`, where `<prefix>` is one to four segments, each a valid API
+/// Gateway stage name or custom domain base-path segment and none a route root, is served as
+/// `/<route>`. That one rule covers API Gateway REST APIs (for which `lambda_http` puts the stage
+/// into the path: `/prod/customers`, and behind a custom domain with a base path, whose client path
+/// already holds the base path, `/prod/crm/customers` or `/prod/api/v1/customers`), HTTP APIs with a
+/// named stage or a base path (whose raw path holds them), and a local server called with a stage.
+/// `Location` headers and the OpenAPI document's `servers` keep the prefix the client used: the
+/// stage, a custom domain's base path and no stage (from [`PlatformContext`]), and the prefix under
+/// which a host application nests this router.
+pub fn router(state: AppState) -> Router {
+    let routes = Router::new()
+        .route("/customers", get(customers::list).post(customers::create))
+        .route(
+            "/customers/{id}",
+            get(customers::get)
+                .patch(customers::update)
+                .delete(customers::delete),
+        )
+        .route("/health", get(customers::health))
+        .route("/openapi.json", get(openapi::serve))
+        .route(
+            "/Customers",
+            get(compat::list)
+                .post(compat::create)
+                .patch(compat::update)
+                .delete(compat::delete),
+        )
+        .route("/DynamoDBManager", post(envelope::route))
+        .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .layer(axum::middleware::from_fn(middleware::record_route))
+        .with_state(state.clone());
+    middleware::wrap(routes, state)
+}

@@ -1,0 +1,47 @@
+//! `crm-server`: the customers API on a local HTTP server.
+//!
+//! It listens on `CRM_BIND` (127.0.0.1:3000) over the in-memory store, or over DynamoDB when
+//! `CRM_TABLE_NAME` is set, until Ctrl-C or SIGTERM. Configuration and repository are built once,
+//! before the first request; a configuration error is one line on stderr and exit code 1.
+
+use std::process::ExitCode;
+
+use crm_domain::CustomerService;
+use crm_http::store::{self, StoreKind};
+use crm_http::{AppState, Config, router, serve, server, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // First, so that no panic message (which could quote customer data) ever reaches stderr.
+    telemetry::install_panic_hook();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line, on stderr, whether or not logging is set up yet.
+            eprintln!("crm-server: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let config = Config::from_env()?;
+    telemetry::init(config.log_filter())?;
+    let (repository, store) = store::connect(&config).await;
+    let state = AppState::new(CustomerService::new(repository), &config);
+    let listener = server::bind(config.bind())
+        .await
+        .map_err(|e| format!("{e} (CRM_BIND)"))?;
+    announce(&listener.local_addr()?.to_string(), &store);
+    serve(listener, router(state)).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[expect(
+    clippy::print_stdout,
+    reason = "the one human-readable line of local mode"
+)]
+fn announce(address: &str, store: &StoreKind) {
+    println!("crm-server listening on http://{address} with {store}; Ctrl-C stops it");
+}

@@ -1,0 +1,223 @@
+//! JSON logs through `tracing`: one object per line on stdout, which `CloudWatch` Logs and local
+//! tooling both read.
+//!
+//! What goes in a log line is decided where events are written, not here: request log lines carry
+//! the request id, method, route template, status and latency; errors carry their chain. No customer
+//! field ever does (see `tests/api/logs.rs`).
+//!
+//! Two things are decided here, because they hold whatever `RUST_LOG` says:
+//!
+//! - The crates that carry requests for us are capped at `info` ([`CAPPED_TARGETS`]): at `debug` and
+//!   `trace` `lambda_runtime` logs raw events, and the AWS SDK's runtime and signer log requests with
+//!   their bodies, customer data included. The cap is a filter of its own beside the `RUST_LOG`
+//!   filter, and an event must pass both, so no directive in `RUST_LOG` (later, or more specific,
+//!   such as `lambda_runtime::layers=trace`) can raise it again.
+//! - A panic is logged as one JSON error line naming where it happened ([`install_panic_hook`]);
+//!   its message is never written, since it could quote anything, customer data included.
+
+use std::io::Write as _;
+
+use tracing::Subscriber;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+
+/// The targets (crates; a target matches when it starts with one of these) that never log below
+/// `info`, whatever `RUST_LOG` says. Each of these emits `tracing` events in this build:
+/// `lambda_runtime` (which also logs for `lambda_http`, raw events at `trace`),
+/// `lambda_runtime_api_client`, the AWS SDK (`aws_smithy_*` log requests and responses,
+/// `aws_sigv4` the request it signs, `aws_sdk_*`, `aws_config`, `aws_runtime`) and the HTTP stack
+/// under it (`hyper_util`, `h2`, `tower`, `tower_http`). `hyper` only logs under an unstable
+/// build flag and `rustls` only through the `log` crate, which is not bridged here; both are
+/// listed so that turning either on cannot open a hole.
+pub const CAPPED_TARGETS: &[&str] = &[
+    "lambda_runtime",
+    "lambda_runtime_api_client",
+    "lambda_http",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http_client",
+    "aws_smithy_http",
+    "aws_sigv4",
+    "aws_sdk_dynamodb",
+    "aws_sdk_sts",
+    "aws_config",
+    "aws_runtime",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+    "tower",
+    "tower_http",
+];
+
+/// The most verbose level the [`CAPPED_TARGETS`] log at.
+pub const CAPPED_LEVEL: LevelFilter = LevelFilter::INFO;
+
+/// The filter that holds the [`CAPPED_TARGETS`] at [`CAPPED_LEVEL`] and lets everything else
+/// through (to the `RUST_LOG` filter).
+fn caps() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(CAPPED_TARGETS.iter().map(|target| (*target, CAPPED_LEVEL)))
+}
+
+/// The subscriber both binaries install, writing to `writer`, filtered by `filter` (a `RUST_LOG`
+/// directive list, already checked by [`Config`](crate::Config); an invalid one falls back to
+/// `info`) and by the caps of [`CAPPED_TARGETS`].
+pub fn subscriber<W>(filter: &str, writer: W) -> impl Subscriber + Send + Sync + 'static
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::builder()
+        .parse(filter)
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .finish()
+        .with(caps())
+}
+
+/// Installs [`subscriber`] on stdout as the process-wide default.
+///
+/// # Errors
+/// When a global subscriber is already installed.
+pub fn init(filter: &str) -> Result<(), tracing::subscriber::SetGlobalDefaultError> {
+    tracing::subscriber::set_global_default(subscriber(filter, std::io::stdout))
+}
+
+/// Replaces Rust's default panic hook, which prints the panic message to stderr, with one that logs
+/// one error line `{"message": "panicked", "location": "<file>:<line>"}` and nothing of the message.
+///
+/// The line goes through `tracing` (so it is JSON, with the request id of the span it happened in)
+/// once a global subscriber is installed; before that, as a JSON line of its own on stderr. Every
+/// binary calls this first thing in `main`. Where panics unwind (the local server, an embedding
+/// application), a panic inside a request still becomes a 500 problem: the router's panic catcher
+/// runs after the hook. The Lambda bootstraps are built with `panic = "abort"`, so there the
+/// process ends after this line.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map_or_else(
+            || "unknown".to_owned(),
+            |l| format!("{}:{}", l.file(), l.line()),
+        );
+        if tracing::dispatcher::has_been_set() {
+            tracing::error!(location = %location, "panicked");
+        } else {
+            let line =
+                serde_json::json!({"level": "ERROR", "message": "panicked", "location": location});
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        }
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use super::*;
+
+    /// The lines a subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Lines {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner))
+                .into_owned()
+        }
+    }
+
+    /// What `filter` lets through of one trace event per target, as the messages written. Each
+    /// event has its own callsite, so no other test's interest caching can hide it.
+    fn written_at_trace(filter: &str) -> String {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber = subscriber(filter, move || sink.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::trace!(target: "lambda_runtime::x", "raw event");
+            tracing::trace!(target: "lambda_runtime_api_client", "raw body");
+            tracing::debug!(target: "aws_smithy_runtime::y", "request body");
+            tracing::trace!(target: "aws_sigv4::http_request::sign", "signing request");
+            tracing::trace!(target: "crm_http", "crm trace");
+            tracing::trace!(target: "crm_dynamo::repository", "crm dynamo trace");
+            tracing::info!(target: "lambda_runtime::x", "runtime info");
+        });
+        lines.text()
+    }
+
+    #[test]
+    fn rust_log_trace_cannot_make_the_runtime_or_the_sdk_log_below_info() {
+        let written = written_at_trace("trace");
+        for hidden in ["raw event", "raw body", "request body", "signing request"] {
+            assert!(!written.contains(hidden), "{hidden}: {written}");
+        }
+        for shown in ["crm trace", "crm dynamo trace", "runtime info"] {
+            assert!(written.contains(shown), "{shown}: {written}");
+        }
+    }
+
+    #[test]
+    fn no_later_or_more_specific_directive_raises_the_caps_again() {
+        let written = written_at_trace(
+            "info,crm_http=trace,lambda_runtime=trace,lambda_runtime::x=trace,aws_smithy_runtime::y=trace,aws_sigv4=trace,lambda_runtime_api_client[span]=trace",
+        );
+        for hidden in ["raw event", "raw body", "request body", "signing request"] {
+            assert!(!written.contains(hidden), "{hidden}: {written}");
+        }
+        assert!(written.contains("crm trace"), "{written}");
+        assert!(
+            !written.contains("crm dynamo trace"),
+            "RUST_LOG still filters: {written}"
+        );
+    }
+
+    #[test]
+    fn the_caps_never_lower_what_rust_log_asks_for_below_info() {
+        let written = written_at_trace("warn");
+        assert!(!written.contains("runtime info"), "{written}");
+        assert!(!written.contains("crm trace"), "{written}");
+    }
+
+    #[test]
+    fn every_capped_target_is_a_crate_name_and_none_is_ours() {
+        for target in CAPPED_TARGETS {
+            assert!(
+                target
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{target}"
+            );
+            for ours in [
+                "crm_http",
+                "crm_lambda",
+                "crm_dynamo",
+                "crm_domain",
+                "crm_memory",
+            ] {
+                assert!(!ours.starts_with(target), "{target} would cap {ours}");
+            }
+        }
+    }
+}

@@ -1,0 +1,617 @@
+//! The harness: the router over a fresh in-memory store, driven without a socket, and typed helpers.
+//!
+//! Every response goes through [`TestApp::send`], which also checks it against `openapi.json`: its
+//! status must be one the document lists for the operation, its required headers present, its
+//! documented headers and its body must match their schemas (patterns included). So every router
+//! test is also a test of the document.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use crm_domain::{
+    BulkReport, Cursor, Customer, CustomerId, CustomerPatch, CustomerRepository, CustomerService,
+    Email, Page, PageLimit, RepositoryError, Timestamp, Version,
+};
+use crm_http::{AppState, Config, router};
+use crm_memory::InMemoryCustomerRepository;
+
+use crate::log_buffer::LogBuffer;
+use http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+pub(crate) struct TestApp {
+    pub(crate) router: Router,
+    pub(crate) state: AppState,
+}
+
+/// The app over an empty in-memory store, with the default configuration.
+pub(crate) fn spawn_app() -> TestApp {
+    spawn_app_with(&[], Arc::new(InMemoryCustomerRepository::new()))
+}
+
+/// The app over `repository`, configured by `vars` (environment variable pairs).
+pub(crate) fn spawn_app_with(
+    vars: &[(&str, &str)],
+    repository: Arc<dyn CustomerRepository>,
+) -> TestApp {
+    capture_logs();
+    let config = Config::from_vars(vars.iter().copied()).expect("valid test configuration");
+    let state = AppState::new(CustomerService::new(repository), &config);
+    TestApp {
+        router: router(state.clone()),
+        state,
+    }
+}
+
+/// Every log line of this test binary, at every level, in the JSON format the binaries write.
+///
+/// The subscriber is the process-wide default, installed before the first request: a scoped one
+/// (`set_default`) can miss events whose callsites other test threads registered first.
+fn capture_logs() -> &'static LogBuffer {
+    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = LogBuffer::default();
+        let sink = buffer.clone();
+        tracing::subscriber::set_global_default(crm_http::telemetry::subscriber(
+            "trace",
+            move || sink.clone(),
+        ))
+        .expect("the only global subscriber of the test binary");
+        buffer
+    })
+}
+
+/// The log lines written so far by every test of this binary.
+pub(crate) fn logs() -> String {
+    capture_logs().text()
+}
+
+pub(crate) struct TestResponse {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl TestResponse {
+    pub(crate) fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub(crate) fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
+            .to_str()
+            .unwrap()
+    }
+
+    /// Asserts a problem document with `status` and returns it.
+    #[track_caller]
+    pub(crate) fn problem(&self, status: u16) -> Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(self.header("content-type"), "application/problem+json");
+        let problem = self.json();
+        assert_eq!(problem["status"], status);
+        for member in ["type", "title", "detail"] {
+            assert!(problem[member].is_string(), "{member} in {problem}");
+        }
+        problem
+    }
+
+    /// The `field`s of a 422 problem.
+    #[track_caller]
+    pub(crate) fn invalid_fields(&self) -> Vec<String> {
+        self.problem(422)["errors"]
+            .as_array()
+            .expect("errors list")
+            .iter()
+            .map(|e| e["field"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+impl TestApp {
+    /// Sends `request` through the router and checks the response against the OpenAPI document.
+    pub(crate) async fn send(&self, request: Request<Body>) -> TestResponse {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let preflight = method == Method::OPTIONS
+            && request
+                .headers()
+                .contains_key("access-control-request-method");
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        let response = TestResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        };
+        check_against_document(&method, &path, preflight, &response);
+        response
+    }
+
+    pub(crate) async fn request(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> TestResponse {
+        let mut builder = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        self.send(builder.body(body.into()).unwrap()).await
+    }
+
+    pub(crate) async fn get(&self, uri: &str) -> TestResponse {
+        self.request(Method::GET, uri, &[], Body::empty()).await
+    }
+
+    pub(crate) async fn post_json(&self, uri: &str, body: &Value) -> TestResponse {
+        self.request(
+            Method::POST,
+            uri,
+            &[("content-type", "application/json")],
+            body.to_string(),
+        )
+        .await
+    }
+
+    pub(crate) async fn patch_json(
+        &self,
+        uri: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> TestResponse {
+        let mut headers = vec![("content-type", "application/merge-patch+json")];
+        if let Some(tag) = if_match {
+            headers.push(("if-match", tag));
+        }
+        self.request(Method::PATCH, uri, &headers, body.to_string())
+            .await
+    }
+
+    pub(crate) async fn delete(&self, uri: &str, if_match: Option<&str>) -> TestResponse {
+        let headers: Vec<(&str, &str)> = if_match.map(|t| ("if-match", t)).into_iter().collect();
+        self.request(Method::DELETE, uri, &headers, Body::empty())
+            .await
+    }
+
+    /// Sends a JSON body with any method, for the compatibility routes.
+    pub(crate) async fn send_json(&self, method: Method, uri: &str, body: &Value) -> TestResponse {
+        self.request(
+            method,
+            uri,
+            &[("content-type", "application/json")],
+            body.to_string(),
+        )
+        .await
+    }
+
+    /// Creates a customer through the API; returns it.
+    pub(crate) async fn create(&self, body: Value) -> Value {
+        let response = self.post_json("/customers", &body).await;
+        assert_eq!(
+            response.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&response.body)
+        );
+        response.json()
+    }
+
+    pub(crate) async fn envelope(&self, body: Value) -> TestResponse {
+        self.send_json(Method::POST, "/DynamoDBManager", &body)
+            .await
+    }
+}
+
+/// A complete, valid customer.
+pub(crate) fn ada() -> Value {
+    json!({
+        "firstName": "Ada",
+        "lastName": "Lovelace",
+        "email": "ada@example.com",
+        "phone": "+441234567890",
+        "address": {"line1": "12 St James's Square", "city": "London", "postalCode": "SW1Y 4JH", "country": "GB"}
+    })
+}
+
+/// A minimal valid customer with the given id.
+pub(crate) fn named(id: &str) -> Value {
+    json!({"id": id, "firstName": "Grace", "lastName": "Hopper"})
+}
+
+// ---------------------------------------------------------------------------------------------
+// Repositories that misbehave on purpose.
+
+/// A repository whose every call takes `delay` and then finds nothing.
+#[derive(Debug)]
+pub(crate) struct SlowRepository(pub Duration);
+
+/// A repository whose every call fails with the error `make` builds.
+pub(crate) struct FailingRepository(pub fn() -> RepositoryError);
+
+/// A repository whose every call panics.
+#[derive(Debug)]
+pub(crate) struct PanickingRepository;
+
+macro_rules! repository {
+    ($type:ty, |$this:ident| $body:expr) => {
+        #[async_trait]
+        impl CustomerRepository for $type {
+            async fn create(&self, _: &Customer) -> Result<(), RepositoryError> {
+                let $this = self;
+                $body.map(|_: Option<Customer>| ())
+            }
+            async fn get(&self, _: &CustomerId) -> Result<Option<Customer>, RepositoryError> {
+                let $this = self;
+                $body
+            }
+            async fn find_by_email(&self, _: &Email) -> Result<Option<Customer>, RepositoryError> {
+                let $this = self;
+                $body
+            }
+            async fn update(
+                &self,
+                _: &CustomerId,
+                _: &CustomerPatch,
+                _: Option<Version>,
+                _: Timestamp,
+            ) -> Result<Customer, RepositoryError> {
+                let $this = self;
+                $body.and_then(|c: Option<Customer>| c.ok_or(RepositoryError::NotFound))
+            }
+            async fn delete(
+                &self,
+                _: &CustomerId,
+                _: Option<Version>,
+            ) -> Result<(), RepositoryError> {
+                let $this = self;
+                $body.map(|_: Option<Customer>| ())
+            }
+            async fn list<'c>(
+                &self,
+                _: PageLimit,
+                _: Option<&'c Cursor>,
+            ) -> Result<Page<Customer>, RepositoryError> {
+                let $this = self;
+                $body.map(|_: Option<Customer>| Page {
+                    items: vec![],
+                    next_cursor: None,
+                })
+            }
+            async fn put_many(&self, _: &[Customer]) -> Result<BulkReport, RepositoryError> {
+                let $this = self;
+                $body.map(|_: Option<Customer>| BulkReport::default())
+            }
+        }
+    };
+}
+
+repository!(SlowRepository, |this| {
+    tokio::time::sleep(this.0).await;
+    Ok::<Option<Customer>, RepositoryError>(None)
+});
+repository!(FailingRepository, |this| Err::<Option<Customer>, _>((this
+    .0)(
+)));
+repository!(PanickingRepository, |this| {
+    let _ = this;
+    broken()
+});
+
+fn broken() -> Result<Option<Customer>, RepositoryError> {
+    panic!("the repository broke on purpose")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The OpenAPI document as a test oracle.
+
+fn document() -> &'static Value {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    DOCUMENT.get_or_init(|| serde_json::from_str(crm_http::openapi::DOCUMENT).unwrap())
+}
+
+/// The documented path template that `path` (stage prefix already dropped) matches.
+pub(crate) fn template_of(path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.split('/').collect();
+    document()["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .find(|template| {
+            let parts: Vec<&str> = template.split('/').collect();
+            parts.len() == segments.len()
+                && parts
+                    .iter()
+                    .zip(&segments)
+                    .all(|(t, s)| (t.starts_with('{') && !s.is_empty()) || t == s)
+        })
+        .cloned()
+}
+
+/// The path as routed: without a prefix of up to four segments (a stage, a custom domain's base
+/// path) before a documented root.
+fn without_stage(path: &str) -> String {
+    if template_of(path).is_some() {
+        return path.to_owned();
+    }
+    let segments: Vec<&str> = path.split('/').collect();
+    (2..segments.len().min(6))
+        .map(|skip| format!("/{}", segments[skip..].join("/")))
+        .find(|rest| template_of(rest).is_some())
+        .unwrap_or_else(|| path.to_owned())
+}
+
+fn check_against_document(method: &Method, path: &str, preflight: bool, response: &TestResponse) {
+    let context = format!("{method} {path} → {}", response.status);
+    assert!(
+        response.headers.contains_key("x-request-id"),
+        "{context}: no x-request-id"
+    );
+    let Some(template) = template_of(&without_stage(path)) else {
+        assert_eq!(
+            response.status,
+            StatusCode::NOT_FOUND,
+            "{context}: undocumented path"
+        );
+        response.problem(404);
+        return;
+    };
+    let operation = &document()["paths"][&template][method.as_str().to_ascii_lowercase()];
+    if operation.is_null() {
+        if preflight
+            && response
+                .headers
+                .contains_key("access-control-allow-methods")
+        {
+            // A CORS preflight, answered before routing (with or without an allowed origin).
+            assert_eq!(response.status, StatusCode::OK, "{context}: preflight");
+            assert!(response.body.is_empty(), "{context}: preflight body");
+            return;
+        }
+        assert_eq!(
+            response.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{context}: undocumented method"
+        );
+        assert!(
+            response.headers.contains_key(header::ALLOW),
+            "{context}: 405 without Allow"
+        );
+        response.problem(405);
+        return;
+    }
+    let status = response.status.as_str();
+    let documented = &operation["responses"][status];
+    assert!(
+        !documented.is_null(),
+        "{context}: status not documented for {template}"
+    );
+    let documented = resolve(documented);
+    for (name, spec) in documented["headers"].as_object().into_iter().flatten() {
+        let spec = resolve(spec);
+        match response.headers.get(name.as_str()) {
+            Some(value) => {
+                let value = Value::String(value.to_str().unwrap().to_owned());
+                let mut errors = Vec::new();
+                validate(&spec["schema"], &value, name, &mut errors);
+                assert!(
+                    errors.is_empty(),
+                    "{context}: header {name} does not match its schema: {errors:?}"
+                );
+            }
+            None => assert!(spec["required"] != true, "{context}: no {name} header"),
+        }
+    }
+    match documented["content"].as_object() {
+        None => assert!(response.body.is_empty(), "{context}: undocumented body"),
+        Some(media_types) => {
+            let media = response
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let schema = &media_types
+                .get(media)
+                .unwrap_or_else(|| panic!("{context}: content type {media:?} not documented"))["schema"];
+            let body: Value = serde_json::from_slice(&response.body)
+                .unwrap_or_else(|e| panic!("{context}: body is not JSON: {e}"));
+            let mut errors = Vec::new();
+            validate(schema, &body, "$", &mut errors);
+            assert!(
+                errors.is_empty(),
+                "{context}: body does not match the schema: {errors:?}\n{body}"
+            );
+        }
+    }
+}
+
+fn resolve(value: &Value) -> &Value {
+    match value["$ref"].as_str() {
+        Some(reference) => {
+            let pointer = reference.trim_start_matches('#');
+            resolve(
+                document()
+                    .pointer(pointer)
+                    .unwrap_or_else(|| panic!("dangling {reference}")),
+            )
+        }
+        None => value,
+    }
+}
+
+/// A JSON Schema check of what the document uses: `$ref`, `oneOf`, `const`, `enum`, `type`,
+/// `required`, `properties`, `additionalProperties: false`, `items`, lengths, bounds and `pattern`
+/// (with the `regex` crate, whose syntax covers the patterns of the document). `format` is not
+/// checked: the one format used, `date-time`, comes with a stricter `pattern`.
+fn validate(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+    let schema = resolve(schema);
+    if let Some(options) = schema["oneOf"].as_array() {
+        let matching = options
+            .iter()
+            .filter(|option| {
+                let mut e = Vec::new();
+                validate(option, value, at, &mut e);
+                e.is_empty()
+            })
+            .count();
+        if matching != 1 {
+            errors.push(format!("{at}: matches {matching} of oneOf"));
+        }
+    }
+    if let Some(constant) = schema.get("const")
+        && constant != value
+    {
+        errors.push(format!("{at}: is not {constant}"));
+    }
+    if let Some(options) = schema["enum"].as_array()
+        && !options.contains(value)
+    {
+        errors.push(format!("{at}: not in enum"));
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    let type_ok = types.is_empty()
+        || types.iter().any(|t| match *t {
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            "string" => value.is_string(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "number" => value.is_number(),
+            "boolean" => value.is_boolean(),
+            "null" => value.is_null(),
+            _ => false,
+        });
+    if !type_ok {
+        errors.push(format!("{at}: is not of type {types:?}"));
+        return;
+    }
+    match value {
+        Value::Object(object) => {
+            for required in schema["required"].as_array().into_iter().flatten() {
+                let name = required.as_str().unwrap();
+                if !object.contains_key(name) {
+                    errors.push(format!("{at}: lacks {name}"));
+                }
+            }
+            let properties = schema["properties"].as_object();
+            for (name, member) in object {
+                match properties.and_then(|p| p.get(name)) {
+                    Some(property) => validate(property, member, &format!("{at}.{name}"), errors),
+                    None if schema["additionalProperties"] == false => {
+                        errors.push(format!("{at}: unexpected member {name}"));
+                    }
+                    None => {}
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(max) = schema["maxItems"].as_u64()
+                && items.len() as u64 > max
+            {
+                errors.push(format!("{at}: more than {max} items"));
+            }
+            if let Some(min) = schema["minItems"].as_u64()
+                && (items.len() as u64) < min
+            {
+                errors.push(format!("{at}: fewer than {min} items"));
+            }
+            if !schema["items"].is_null() {
+                for (i, item) in items.iter().enumerate() {
+                    validate(&schema["items"], item, &format!("{at}[{i}]"), errors);
+                }
+            }
+        }
+        Value::String(text) => validate_string(schema, text, at, errors),
+        Value::Number(n) => {
+            let n = n.as_f64().unwrap();
+            if schema["minimum"].as_f64().is_some_and(|min| n < min)
+                || schema["maximum"].as_f64().is_some_and(|max| n > max)
+            {
+                errors.push(format!("{at}: {n} out of bounds"));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The string keywords: `minLength`, `maxLength` (in characters) and `pattern`.
+fn validate_string(schema: &Value, text: &str, at: &str, errors: &mut Vec<String>) {
+    let length = text.chars().count() as u64;
+    if schema["maxLength"].as_u64().is_some_and(|max| length > max)
+        || schema["minLength"].as_u64().is_some_and(|min| length < min)
+    {
+        errors.push(format!("{at}: length {length} out of bounds"));
+    }
+    if let Some(pattern) = schema["pattern"].as_str()
+        && !matches_pattern(pattern, text)
+    {
+        errors.push(format!("{at}: {text:?} does not match {pattern}"));
+    }
+}
+
+/// Whether `text` matches the JSON Schema `pattern` (unanchored, as JSON Schema has it; the document
+/// anchors its own). Each pattern is compiled once.
+fn matches_pattern(pattern: &str, text: &str) -> bool {
+    static COMPILED: OnceLock<Mutex<HashMap<String, regex::Regex>>> = OnceLock::new();
+    let mut compiled = COMPILED
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    compiled
+        .entry(pattern.to_owned())
+        .or_insert_with(|| {
+            regex::Regex::new(pattern).unwrap_or_else(|e| {
+                panic!("the document's pattern {pattern} does not compile: {e}")
+            })
+        })
+        .is_match(text)
+}
+
+#[test]
+fn the_schema_check_enforces_patterns() {
+    let etag = resolve(&document()["components"]["headers"]["ETag"])["schema"].clone();
+    for (value, valid) in [
+        ("\"1\"", true),
+        ("\"12\"", true),
+        ("1", false),
+        ("W/\"1\"", false),
+        ("\"01\"", false),
+    ] {
+        let mut errors = Vec::new();
+        validate(&etag, &json!(value), "ETag", &mut errors);
+        assert_eq!(errors.is_empty(), valid, "{value}: {errors:?}");
+    }
+    let problem_type = &document()["components"]["schemas"]["Problem"]["properties"]["type"];
+    let mut errors = Vec::new();
+    validate(problem_type, &json!("about:blank"), "$.type", &mut errors);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let retry_after =
+        resolve(&document()["components"]["headers"]["Retry-After"])["schema"].clone();
+    let mut errors = Vec::new();
+    validate(&retry_after, &json!("0"), "Retry-After", &mut errors);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+}

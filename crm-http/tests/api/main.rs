@@ -1,0 +1,16 @@
+//! Router tests without a socket: every route and status of the HTTP API, the compatibility routes,
+//! embedding in a host application, the logs and the OpenAPI document. One binary, so the crate
+//! links once.
+
+// Helpers outside `#[test]` functions fail loudly too: that is what a test harness is for.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod compat;
+mod customers;
+mod envelope;
+mod helpers;
+#[path = "../support/log_buffer.rs"]
+mod log_buffer;
+mod logs;
+mod openapi;
+mod resilience;

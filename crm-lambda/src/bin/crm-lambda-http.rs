@@ -1,0 +1,35 @@
+//! `crm-lambda-http`: the customers API as an AWS Lambda function, for API Gateway (REST and HTTP
+//! APIs), ALB and function URL events. Configuration, SDK client and repository are built once, in
+//! the cold start's init phase; a configuration error fails the init with one line on stderr.
+//! Outside Lambda it refuses to start: `crm-server` (crate `crm-http`) is the local server.
+
+use std::process::ExitCode;
+
+use crm_domain::CustomerService;
+use crm_http::{AppState, Config, router, store, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // First, so that no panic message (which could quote customer data) ever reaches stderr.
+    telemetry::install_panic_hook();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("crm-lambda-http: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let config = Config::from_env()?;
+    if !config.in_lambda() {
+        return Err("AWS_LAMBDA_RUNTIME_API is not set: this is the AWS Lambda function; run crm-server for a local API".into());
+    }
+    telemetry::init(config.log_filter())?;
+    let (repository, _) = store::connect(&config).await;
+    let state = AppState::new(CustomerService::new(repository), &config);
+    crm_lambda::run_http(router(state))
+        .await
+        .map_err(|e| format!("the Lambda runtime stopped: {e}").into())
+}
