@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Usage: scripts/check-packages.sh [extra `cargo publish` flags, e.g. --allow-dirty]
+#
+# Checks that the library crates are ready to publish, as CI runs it:
+#   1. each published package ships only what it needs: `cargo package --list` holds its sources,
+#      the files they include (openapi.json, the Amazon root certificates), README.md, both licence
+#      files and what cargo adds itself; nothing else (no tests, fixtures, benches or scripts);
+#   2. crm-http has no Lambda crate in its dependency tree, and without its default features no
+#      AWS crate either;
+#   3. `cargo publish --workspace --dry-run` packages every published crate in dependency order and
+#      builds each from its package alone;
+#   4. crm-domain's public API equals the committed crm-domain/public-api.txt
+#      (scripts/check-public-api.sh; `--bless` there rewrites it after an intended change).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PUBLISHED=(crm-domain crm-memory crm-dynamo crm-http crm-lambda)
+step() { printf '\n-- %s\n' "$1"; }
+fail() { echo "check-packages: $*" >&2; exit 1; }
+
+step "what each package ships"
+for package in "${PUBLISHED[@]}"; do
+  extra='^$'
+  case "$package" in
+    crm-http) extra='^openapi\.json$' ;;
+    crm-dynamo) extra='^certs/[a-z-]+\.pem$' ;;
+  esac
+  files=$(cargo package --list --locked --allow-dirty -p "$package" 2>/dev/null)
+  unexpected=$(grep -Ev '^(\.cargo_vcs_info\.json|Cargo\.lock|Cargo\.toml|Cargo\.toml\.orig|README\.md|LICENSE-MIT|LICENSE-APACHE|src/[A-Za-z0-9_/-]+\.rs)$' <<<"$files" \
+    | grep -Ev "$extra" || true)
+  [[ -z "$unexpected" ]] || fail "$package would ship files it does not need: $unexpected"
+  for needed in README.md LICENSE-MIT LICENSE-APACHE Cargo.toml; do
+    grep -qx "$needed" <<<"$files" || fail "$package does not ship $needed"
+  done
+  grep -Eqx 'src/(lib|main)\.rs' <<<"$files" || fail "$package ships no src/lib.rs"
+  echo "$package: $(wc -l <<<"$files") files, all needed"
+done
+
+step "crm-http stays apart from Lambda (and, without its default features, from AWS)"
+lambda=$(cargo tree --locked -p crm-http -e normal,build --prefix none | grep -E '^lambda_' || true)
+[[ -z "$lambda" ]] || fail "crm-http depends on Lambda crates: $lambda"
+aws=$(cargo tree --locked -p crm-http --no-default-features -e normal,build --prefix none \
+  | grep -E '^aws-' || true)
+[[ -z "$aws" ]] || fail "crm-http without default features depends on AWS crates: $aws"
+echo "crm-http: no lambda_* crate; no aws-* crate without the dynamodb feature"
+
+step "cargo publish --workspace --dry-run"
+cargo publish --workspace --dry-run --locked "$@"
+
+step "crm-domain's public API"
+scripts/check-public-api.sh crm-domain
