@@ -1,0 +1,126 @@
+//! The `crm-server` binary as a user runs it: it starts on the address it is given, answers, and
+//! stops on SIGTERM; a configuration error, a non-UTF-8 value among them, is one line on stderr and
+//! exit code 1, never a panic; a stray non-UTF-8 variable that is not `crm`'s is ignored.
+
+#![cfg(unix)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::ffi::OsString;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::os::unix::ffi::OsStringExt as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn server() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_crm-server"));
+    command
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn not_utf8() -> OsString {
+    OsString::from_vec(b"127.0.0.1:\xff".to_vec())
+}
+
+/// Runs the server to its exit, which must come quickly, and returns its exit code and stderr.
+fn run_to_failure(command: &mut Command) -> (Option<i32>, String) {
+    let mut child = command.spawn().unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("the server kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status.code(), stderr)
+}
+
+#[test]
+fn a_configuration_error_is_one_line_naming_the_variable_and_exit_code_1() {
+    for (variable, value) in [
+        ("CRM_BIND", OsString::from("localhost")),
+        ("CRM_BIND", not_utf8()),
+        ("AWS_PROFILE", not_utf8()),
+        ("CRM_REQUEST_DEADLINE_MS", OsString::from("soon")),
+    ] {
+        let (code, stderr) = run_to_failure(server().env(variable, &value));
+        assert_eq!(code, Some(1), "{variable}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{variable}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("crm-server: invalid configuration: {variable}")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn the_server_starts_answers_and_stops_on_sigterm_whatever_else_the_environment_holds() {
+    // A DynamoDB table is configured (the settings reader once panicked on a stray non-UTF-8
+    // variable); no request reaches it: /health does not touch the store.
+    let mut child = server()
+        .env("CRM_BIND", "127.0.0.1:0")
+        .env("CRM_TABLE_NAME", "crm-server-test")
+        .env("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("SOMEONE_ELSES_VARIABLE", not_utf8())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first_line)
+        .unwrap();
+    // "crm-server listening on http://127.0.0.1:PORT with DynamoDB table crm-server-test; ..."
+    let address = first_line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {first_line:?}"))
+        .to_owned();
+    assert!(
+        first_line.contains("DynamoDB table crm-server-test"),
+        "{first_line}"
+    );
+
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+    let terminated = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the server did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
