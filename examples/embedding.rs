@@ -26,7 +26,10 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     crm_http::telemetry::init(config.log_filter())?;
     let (repository, store) = store::connect(&config).await;
-    let customers = crm_http::router(AppState::new(CustomerService::new(repository), &config));
+    // Mounted under /crm by the host, which keeps its own rules by path there: no stage prefixes
+    // (those are for API Gateway stages and custom-domain base paths).
+    let state = AppState::new(CustomerService::new(repository), &config).without_stage_prefixes();
+    let customers = crm_http::router(state);
     let app = host::app(customers, TOKEN);
 
     let address = std::env::var("EXAMPLE_BIND").unwrap_or_else(|_| "127.0.0.1:3001".to_owned());

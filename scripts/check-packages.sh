@@ -25,7 +25,8 @@ for package in "${PUBLISHED[@]}"; do
     crm-http) extra='^openapi\.json$' ;;
     crm-dynamo) extra='^certs/[a-z-]+\.pem$' ;;
   esac
-  files=$(cargo package --list --locked --allow-dirty -p "$package" 2>/dev/null)
+  files=$(cargo package --list --locked --allow-dirty -p "$package") \
+    || fail "cargo package --list -p $package failed"
   unexpected=$(grep -Ev '^(\.cargo_vcs_info\.json|Cargo\.lock|Cargo\.toml|Cargo\.toml\.orig|README\.md|LICENSE-MIT|LICENSE-APACHE|src/[A-Za-z0-9_/-]+\.rs)$' <<<"$files" \
     | grep -Ev "$extra" || true)
   [[ -z "$unexpected" ]] || fail "$package would ship files it does not need: $unexpected"
@@ -37,10 +38,14 @@ for package in "${PUBLISHED[@]}"; do
 done
 
 step "crm-http stays apart from Lambda (and, without its default features, from AWS)"
-lambda=$(cargo tree --locked -p crm-http -e normal,build --prefix none | grep -E '^lambda_' || true)
+# The trees first, on their own, so that a failing `cargo tree` fails the check instead of reading
+# as an empty list.
+tree=$(cargo tree --locked -p crm-http -e normal,build --prefix none)
+lean_tree=$(cargo tree --locked -p crm-http --no-default-features -e normal,build --prefix none)
+grep -q '^crm-dynamo ' <<<"$tree" || fail "cargo tree -p crm-http does not list crm-dynamo: is the tree right?"
+lambda=$(grep -E '^lambda_' <<<"$tree" | sort -u || true)
 [[ -z "$lambda" ]] || fail "crm-http depends on Lambda crates: $lambda"
-aws=$(cargo tree --locked -p crm-http --no-default-features -e normal,build --prefix none \
-  | grep -E '^aws-' || true)
+aws=$(grep -E '^aws-' <<<"$lean_tree" | sort -u || true)
 [[ -z "$aws" ]] || fail "crm-http without default features depends on AWS crates: $aws"
 echo "crm-http: no lambda_* crate; no aws-* crate without the dynamodb feature"
 

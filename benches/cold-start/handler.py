@@ -1,8 +1,8 @@
-"""The baseline: a typical Python seed Lambda doing the same DynamoDB work as crm's bootstrap.
+"""The baseline: a typical Python Lambda doing the same DynamoDB work as crm's bootstrap.
 
 GET /customers/{id} from an API Gateway HTTP API (payload 2.0) event: one GetItem on the same
 table layout, answered as a proxy response. The boto3 resource is built at import time (the init
-phase), as the seed systems do.
+phase), as typical Python handlers do.
 """
 
 import json

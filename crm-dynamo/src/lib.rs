@@ -50,8 +50,8 @@
 //! `tests/dynamodb/requests.rs` counts the requests of each row on DynamoDB Local and fails on any
 //! other number.
 //!
-//! Every single-customer operation is one round trip where DynamoDB allows it. Two rows take two, because
-//! DynamoDB cannot do them in one:
+//! Every single-customer operation is one round trip where DynamoDB allows it. Two rows take two,
+//! because DynamoDB cannot do them in one:
 //! - **A patch that sets or clears the email** must release the old claim, whose key is the old
 //!   email, in the same transaction that writes the customer and claims the new one; and it must
 //!   answer the customer as stored. `TransactWriteItems` returns no item, and an `UpdateItem`

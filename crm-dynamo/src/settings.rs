@@ -54,7 +54,10 @@ impl fmt::Debug for DynamoSettings {
         f.debug_struct("DynamoSettings")
             .field("table_name", &self.table_name)
             .field("region", &self.region)
-            .field("endpoint_url", &self.endpoint_url)
+            .field(
+                "endpoint_url",
+                &self.endpoint_url.as_deref().map(without_userinfo),
+            )
             .field("operation_timeout", &self.operation_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("max_attempts", &self.max_attempts)
@@ -243,6 +246,16 @@ impl DynamoSettings {
     }
 }
 
+/// `url` without the `user:password@` it may carry, for `Debug`.
+fn without_userinfo(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://(redacted)@{}", &url[..scheme_end], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// The roots of Amazon Trust Services and the Starfield root that cross-signs them.
 const AMAZON_ROOTS: &str = include_str!("../certs/amazon-roots.pem");
 
@@ -274,5 +287,9 @@ mod tests {
             assert!(!debug.contains(secret), "{debug}");
         }
         assert!(debug.contains("customers"), "{debug}");
+        let with_userinfo = settings.with_endpoint("https://user:s3cret@dynamodb.example.com");
+        let debug = format!("{with_userinfo:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(debug.contains("dynamodb.example.com"), "{debug}");
     }
 }

@@ -4,7 +4,7 @@
 //! and `DELETE`), spell the address `address` or `Address`, and give it as one string. Here those
 //! spellings are turned into the domain's inputs, which then validate them as usual: a string address
 //! becomes an address whose `line1` is that string, so it comes back exactly as given
-//! ([`one_line`]). Unlike the original, a duplicate id is
+//! ([`one_line`]). Unlike the `SimpleCRMAPI` itself, a duplicate id is
 //! 409, an unknown id 404, and errors are problem documents. The same readers serve the `Item`s of
 //! the `DynamoDBManager` envelope.
 
@@ -110,7 +110,7 @@ pub(crate) async fn update(
 }
 
 /// `DELETE /Customers` → 200 with `{"id"}` of the customer deleted. Members other than `id` are
-/// ignored: the original read only the id, and clients often send the whole customer.
+/// ignored: the `SimpleCRMAPI` read only the id, and clients often send the whole customer.
 pub(crate) async fn delete(
     State(state): State<AppState>,
     AnyJson(body): AnyJson,
@@ -147,7 +147,7 @@ enum Mode {
     Patch,
 }
 
-/// Reads a new customer in the seed spellings.
+/// Reads a new customer in the legacy spellings.
 ///
 /// # Errors
 /// 422 with every failing field.
@@ -156,7 +156,7 @@ pub(crate) fn new_customer(value: &Value) -> Result<NewCustomer, ApiError> {
     NewCustomer::from_json(&normalized).map_err(|e| ApiError::Validation(respell(e, form.as_ref())))
 }
 
-/// Reads a patch in the seed spellings. A string address replaces the whole address.
+/// Reads a patch in the legacy spellings. A string address replaces the whole address.
 ///
 /// # Errors
 /// 422 with every failing field.

@@ -1,10 +1,10 @@
 //! The `DynamoDBManager` operation envelope: `{"operation", "tableName", "payload"}`.
 //!
-//! The seed system passed the payload straight to boto3 on a table the caller named. Here the
-//! envelope is read into the same service calls as the REST routes, so every rule holds (validation,
-//! no overwrite, no write to a missing id) and the caller never picks the table: `tableName`, when
-//! given, must be the configured one (the DynamoDB table, or `customers` for the in-memory store),
-//! else 403.
+//! The legacy `DynamoDBManager` API passed the payload straight to boto3 on a table the caller
+//! named. Here the envelope is read into the same service calls as the REST routes, so every rule
+//! holds (validation, no overwrite, no write to a missing id) and the caller never picks the table:
+//! `tableName`, when given, must be the configured one (the DynamoDB table, or `customers` for the
+//! in-memory store), else 403.
 //!
 //! | operation | payload | result |
 //! | --- | --- | --- |
@@ -16,7 +16,7 @@
 //! | `echo` | anything | the payload |
 //! | `ping` | — | `"pong"` |
 //!
-//! Values in `ExpressionAttributeValues` are plain JSON as the seed's boto3 `Table` resource sent them
+//! Values in `ExpressionAttributeValues` are plain JSON as the legacy API's boto3 `Table` resource sent them
 //! (not DynamoDB's `{"S": …}` form); `null` clears an optional field, as in a merge patch. As in
 //! DynamoDB, `SET address = :a` replaces the whole address (a string is its one line, an object its
 //! parts, `line1` required): parts not given are cleared, never kept from the old address. An unknown
@@ -48,7 +48,7 @@ const ENVELOPE_MEMBERS: &[&str] = &["operation", "tableName", "payload"];
 
 const UPDATE_HELP: &str = "UpdateExpression must be `SET <field> = :<value>, …` over firstName, lastName, email, phone and address, where a field may be a #name from ExpressionAttributeNames; REMOVE, ADD, DELETE, functions and arithmetic are not supported";
 
-/// The fields an update may `SET`: the customer fields a client changes (`Address` is the seed
+/// The fields an update may `SET`: the customer fields a client changes (`Address` is the legacy
 /// systems' spelling of `address`).
 const SETTABLE_FIELDS: &[&str] = &[
     "firstName",

@@ -101,7 +101,7 @@ impl<S: Send + Sync> FromRequest<S> for PatchJson {
     }
 }
 
-/// The JSON body of a compatibility route. The seed systems read their body as JSON whatever its
+/// The JSON body of a compatibility route. The legacy APIs read their body as JSON whatever its
 /// `Content-Type` said (`curl -d` sends `application/x-www-form-urlencoded`), so these routes do too;
 /// the size limit still holds.
 pub(crate) struct AnyJson(pub(crate) Value);
@@ -448,5 +448,31 @@ mod tests {
         assert!(!media_type_is(&headers("text/plain"), &json));
         assert!(!media_type_is(&headers("application/jsonx"), &json));
         assert!(!media_type_is(&HeaderMap::new(), &json));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_if_match_header_makes_the_reader_panic(
+            values in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..40), 1..4)
+        ) {
+            let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+            let _ = parse_if_match(&values);
+        }
+
+        #[test]
+        fn a_list_of_etags_names_its_versions(versions in proptest::collection::vec(1..u64::MAX, 1..6)) {
+            let header = versions
+                .iter()
+                .map(|v| crate::customers::etag(Version::try_from(*v).unwrap()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut expected: Vec<u64> = Vec::new();
+            for v in &versions {
+                if !expected.contains(v) {
+                    expected.push(*v);
+                }
+            }
+            proptest::prop_assert_eq!(if_match(&[&header]), Some(one_of(&expected)));
+        }
     }
 }

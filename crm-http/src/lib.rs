@@ -37,7 +37,9 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let service = CustomerService::new(Arc::new(InMemoryCustomerRepository::new()));
-//! let customers = router(AppState::new(service, &Config::default()));
+//! // Under a mount of its own the router needs no stage prefixes (see `without_stage_prefixes`).
+//! let state = AppState::new(service, &Config::default()).without_stage_prefixes();
+//! let customers = router(state);
 //! let app = Router::new()
 //!     .route("/", get(|| async { "the host application" }))
 //!     .nest("/crm", customers);

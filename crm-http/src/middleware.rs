@@ -43,7 +43,8 @@ pub(crate) struct StagePrefix(pub(crate) String);
 /// Puts the layers around `routes`; see [`crate::router`] for their order and purpose.
 pub(crate) fn wrap(inner: Router, state: AppState) -> Router {
     let cors = cors_layer(state.cors_origins());
-    let staged = tower::util::MapRequest::new(inner, strip_stage);
+    let strip = state.stage_prefixes();
+    let staged = tower::util::MapRequest::new(inner, move |request| strip_stage(request, strip));
     let mut router = Router::new()
         .fallback_service(staged)
         .layer(from_fn_with_state(state, enforce_deadline))
@@ -131,13 +132,17 @@ impl PlatformContext {
     }
 }
 
-/// Serves `/<stage>/<route…>` as `/<route…>` (see [`crate::router`]) and records the client's
-/// prefix: the part of the path the client used that precedes the route. The client's path is
-/// the platform's ([`PlatformContext`]) or else the one the outermost axum router saw
-/// ([`OriginalUri`]), which holds the prefix of an application that nests this router.
-fn strip_stage(mut request: Request) -> Request {
+/// Serves `/<stage>/<route…>` as `/<route…>` (see [`crate::router`]; unless `strip` is off) and
+/// records the client's prefix: the part of the path the client used that precedes the route.
+///
+/// The client's path is the platform's ([`PlatformContext`]), else the one the outermost axum
+/// router saw ([`OriginalUri`], which holds the prefix of an application that nests this router):
+/// the first of them that ends with the routed path gives the prefix; when neither does (a layer
+/// rewrote the path), the stage stripped here is the prefix. The prefix goes into `Location`
+/// headers, so every byte outside visible ASCII is percent-encoded.
+fn strip_stage(mut request: Request, strip: bool) -> Request {
     let mut stripped = String::new();
-    if let Some(stage) = stage_prefix(request.uri().path()) {
+    if let Some(stage) = stage_prefix(request.uri().path()).filter(|_| strip) {
         let stage = stage.to_owned();
         let rest = &request.uri().path()[stage.len()..];
         let path_and_query = match request.uri().query() {
@@ -151,21 +156,39 @@ fn strip_stage(mut request: Request) -> Request {
             stripped = stage;
         }
     }
-    let client_path = request
+    let routed = request.uri().path();
+    let platform = request
         .extensions()
         .get::<PlatformContext>()
-        .and_then(|context| context.client_path.as_deref())
-        .or_else(|| {
-            request
-                .extensions()
-                .get::<OriginalUri>()
-                .map(|original| original.path())
-        });
-    let prefix = client_path
-        .and_then(|client| client.strip_suffix(request.uri().path()))
-        .map_or(stripped, str::to_owned);
+        .and_then(|context| context.client_path.as_deref());
+    let original = request
+        .extensions()
+        .get::<OriginalUri>()
+        .map(|original| original.path());
+    let prefix = [platform, original]
+        .into_iter()
+        .flatten()
+        .find_map(|client| client.strip_suffix(routed))
+        .map_or(stripped, visible_ascii);
     request.extensions_mut().insert(StagePrefix(prefix));
     request
+}
+
+/// `text` with every byte outside visible ASCII percent-encoded, so that it fits a header value
+/// and a URL whatever a client or host put in its path.
+fn visible_ascii(text: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (0x21..=0x7e).contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push('%');
+            encoded.push(char::from(HEX[usize::from(byte >> 4)]));
+            encoded.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+    }
+    encoded
 }
 
 /// How many segments a prefix may have: the stage, then a base path of up to three levels.
@@ -358,7 +381,7 @@ mod tests {
         request
             .extensions_mut()
             .insert(PlatformContext::new().with_client_path("/api/v1/customers"));
-        let request = strip_stage(request);
+        let request = strip_stage(request, true);
         assert_eq!(request.uri().path(), "/customers");
         assert_eq!(
             request.extensions().get::<StagePrefix>().unwrap().0,
@@ -375,7 +398,7 @@ mod tests {
         request
             .extensions_mut()
             .insert(OriginalUri("/crm/prod/customers/abc".parse().unwrap()));
-        let request = strip_stage(request);
+        let request = strip_stage(request, true);
         assert_eq!(request.uri().path(), "/customers/abc");
         assert_eq!(
             request.extensions().get::<StagePrefix>().unwrap().0,
@@ -384,12 +407,55 @@ mod tests {
     }
 
     #[test]
+    fn a_client_path_that_does_not_end_with_the_route_gives_way_to_the_next() {
+        // A platform path that a layer made stale, then the host's own path.
+        let mut request = Request::builder()
+            .uri("/customers")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(PlatformContext::new().with_client_path("/somewhere/else"));
+        request
+            .extensions_mut()
+            .insert(OriginalUri("/crm/customers".parse().unwrap()));
+        let request = strip_stage(request, true);
+        assert_eq!(request.extensions().get::<StagePrefix>().unwrap().0, "/crm");
+    }
+
+    #[test]
+    fn a_prefix_outside_visible_ascii_is_percent_encoded() {
+        let mut request = Request::builder()
+            .uri("/customers")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(PlatformContext::new().with_client_path("/m\u{fc}nchen tenant/customers"));
+        let request = strip_stage(request, true);
+        let prefix = &request.extensions().get::<StagePrefix>().unwrap().0;
+        assert_eq!(prefix, "/m%C3%BCnchen%20tenant");
+        assert!(HeaderValue::from_str(prefix).is_ok());
+    }
+
+    #[test]
+    fn with_stage_prefixes_off_a_stage_like_segment_is_left_to_routing() {
+        let request = Request::builder()
+            .uri("/prod/customers")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let request = strip_stage(request, false);
+        assert_eq!(request.uri().path(), "/prod/customers");
+        assert_eq!(request.extensions().get::<StagePrefix>().unwrap().0, "");
+    }
+
+    #[test]
     fn stripping_keeps_the_query_and_records_the_prefix() {
         let request = Request::builder()
             .uri("https://api.example.com/prod/customers?limit=5")
             .body(axum::body::Body::empty())
             .unwrap();
-        let request = strip_stage(request);
+        let request = strip_stage(request, true);
         assert_eq!(
             request.uri().to_string(),
             "https://api.example.com/customers?limit=5"

@@ -15,11 +15,13 @@ pub struct AppState {
     settings: Arc<Settings>,
 }
 
+#[derive(Clone)]
 struct Settings {
     table_label: String,
     request_deadline: Duration,
     compat_list_cap: usize,
     cors_origins: CorsOrigins,
+    stage_prefixes: bool,
 }
 
 impl AppState {
@@ -33,8 +35,22 @@ impl AppState {
                 request_deadline: config.request_deadline(),
                 compat_list_cap: config.compat_list_cap(),
                 cors_origins: config.cors_origins().clone(),
+                stage_prefixes: true,
             }),
         }
+    }
+
+    /// The same state for a router that serves its routes only at their own paths: no stage or
+    /// base-path prefix is stripped (see [`router`](crate::router)).
+    ///
+    /// For an application that nests the router under a mount of its own and keeps rules of its
+    /// own by path inside that mount: with prefixes on, `/crm/anything/customers` is served as
+    /// `/crm/customers`, so a rule keyed on `/crm/anything/…` would not see what it expects.
+    /// Behind API Gateway (REST APIs, named stages, custom domains) keep them on.
+    #[must_use]
+    pub fn without_stage_prefixes(mut self) -> Self {
+        Arc::make_mut(&mut self.settings).stage_prefixes = false;
+        self
     }
 
     /// The customer service.
@@ -61,6 +77,11 @@ impl AppState {
     pub fn cors_origins(&self) -> &CorsOrigins {
         &self.settings.cors_origins
     }
+
+    /// Whether a stage or base-path prefix before a route is stripped (the default).
+    pub fn stage_prefixes(&self) -> bool {
+        self.settings.stage_prefixes
+    }
 }
 
 impl fmt::Debug for AppState {
@@ -69,6 +90,7 @@ impl fmt::Debug for AppState {
             .field("table_label", &self.settings.table_label)
             .field("request_deadline", &self.settings.request_deadline)
             .field("compat_list_cap", &self.settings.compat_list_cap)
+            .field("stage_prefixes", &self.settings.stage_prefixes)
             .finish_non_exhaustive()
     }
 }

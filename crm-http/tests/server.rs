@@ -22,6 +22,16 @@ fn server() -> Command {
     command
 }
 
+/// The server process, killed when the test ends however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn not_utf8() -> OsString {
     OsString::from_vec(b"127.0.0.1:\xff".to_vec())
 }
@@ -73,15 +83,18 @@ fn a_configuration_error_is_one_line_naming_the_variable_and_exit_code_1() {
 fn the_server_starts_answers_and_stops_on_sigterm_whatever_else_the_environment_holds() {
     // A DynamoDB table is configured (the settings reader once panicked on a stray non-UTF-8
     // variable); no request reaches it: /health does not touch the store.
-    let mut child = server()
-        .env("CRM_BIND", "127.0.0.1:0")
-        .env("CRM_TABLE_NAME", "crm-server-test")
-        .env("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9")
-        .env("AWS_ACCESS_KEY_ID", "local")
-        .env("AWS_SECRET_ACCESS_KEY", "local")
-        .env("SOMEONE_ELSES_VARIABLE", not_utf8())
-        .spawn()
-        .unwrap();
+    let mut server = Running(
+        server()
+            .env("CRM_BIND", "127.0.0.1:0")
+            .env("CRM_TABLE_NAME", "crm-server-test")
+            .env("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9")
+            .env("AWS_ACCESS_KEY_ID", "local")
+            .env("AWS_SECRET_ACCESS_KEY", "local")
+            .env("SOMEONE_ELSES_VARIABLE", not_utf8())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut server.0;
     let mut first_line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first_line)

@@ -103,3 +103,92 @@ async fn backoff(attempt: u32) {
     ) % base.max(1);
     tokio::time::sleep(Duration::from_millis(base + jitter)).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Instant;
+
+    use super::*;
+
+    /// Runs `retry_races` over attempts that answer `answer(n)` for the n-th attempt (from 0), and
+    /// returns its result and how many attempts it made.
+    async fn run(
+        answer: impl Fn(u32) -> Result<Attempt<&'static str>, RepositoryError> + Send + Sync,
+    ) -> (Result<&'static str, RepositoryError>, u32) {
+        let made = AtomicU32::new(0);
+        let result = retry_races("test", || {
+            let n = made.fetch_add(1, Ordering::SeqCst);
+            let answer = answer(n);
+            async move { answer }
+        })
+        .await;
+        (result, made.load(Ordering::SeqCst))
+    }
+
+    fn is_contended(result: &Result<&str, RepositoryError>) -> bool {
+        matches!(result, Err(RepositoryError::Unavailable { source, .. })
+            if source.to_string().contains("too many concurrent writers"))
+    }
+
+    #[tokio::test]
+    async fn an_answer_ends_the_attempts() {
+        let (result, made) = run(|n| {
+            Ok(if n < 2 {
+                Attempt::Changed
+            } else {
+                Attempt::Done("ok")
+            })
+        })
+        .await;
+        assert_eq!(result.unwrap(), "ok");
+        assert_eq!(made, 3);
+    }
+
+    #[tokio::test]
+    async fn an_error_ends_the_attempts_at_once() {
+        let (result, made) = run(|_| Err(RepositoryError::NotFound)).await;
+        assert!(matches!(result, Err(RepositoryError::NotFound)));
+        assert_eq!(made, 1);
+    }
+
+    #[tokio::test]
+    async fn changes_are_retried_at_once_up_to_the_limit_then_contended() {
+        let started = Instant::now();
+        let (result, made) = run(|_| Ok(Attempt::Changed)).await;
+        assert!(is_contended(&result), "{result:?}");
+        assert_eq!(made, MAX_ATTEMPTS);
+        // No backoff for a change: the backoffs of eight lost races would add up to 515 ms at least.
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn lost_races_back_off_between_attempts_up_to_the_limit_then_contended() {
+        let started = Instant::now();
+        let (result, made) = run(|_| Ok(Attempt::Retry)).await;
+        assert!(is_contended(&result), "{result:?}");
+        assert_eq!(made, MAX_ATTEMPTS);
+        // Seven backoffs of at least 5, 10, 20, 40, 80, 160 and 200 ms between eight attempts.
+        let least = Duration::from_millis(5 + 10 + 20 + 40 + 80 + 160 + 200);
+        assert!(started.elapsed() >= least, "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_store_on_the_last_attempt_is_the_answer() {
+        let (result, made) = run(|_| {
+            Ok(Attempt::Unavailable(RepositoryError::unavailable(
+                "throttled",
+            )))
+        })
+        .await;
+        assert!(
+            matches!(&result, Err(RepositoryError::Unavailable { source, .. }) if source.to_string() == "throttled"),
+            "{result:?}"
+        );
+        assert_eq!(made, MAX_ATTEMPTS);
+    }
+}

@@ -1,5 +1,5 @@
-//! The tests of `crm-dynamo`, in one binary: one link instead of seven, and one place that knows
-//! where DynamoDB Local is ([`support`]).
+//! The tests of `crm-dynamo`, in one binary: one link instead of seven, and one place in this crate
+//! that knows where DynamoDB Local is ([`support`]).
 //!
 //! - [`contract`]: the repository contract suite, against DynamoDB Local.
 //! - [`requests`]: the requests each operation sends, counted against the crate docs, and the IAM

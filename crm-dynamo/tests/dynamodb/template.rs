@@ -478,8 +478,9 @@ fn disagreements(text: &str) -> Vec<String> {
     errors
 }
 
-/// The table properties DESIGN.md's "Deploy" asks for (not in [`TABLE`], which is about layout).
-fn design_disagreements(text: &str) -> Vec<String> {
+/// The table properties a production deployment needs (docs/operations.md, deploy/README.md): not
+/// in [`TABLE`], which is about layout.
+fn production_disagreements(text: &str) -> Vec<String> {
     let template = match parse(text) {
         Ok(template) => template,
         Err(e) => return vec![e],
@@ -514,7 +515,7 @@ fn design_disagreements(text: &str) -> Vec<String> {
 fn assert_agrees(name: &str, errors: &[String]) {
     assert!(
         errors.is_empty(),
-        "deploy/{name} disagrees with crm_dynamo::TABLE or DESIGN.md:\n  - {}",
+        "deploy/{name} disagrees with crm_dynamo::TABLE or the production table settings:\n  - {}",
         errors.join("\n  - ")
     );
 }
@@ -529,7 +530,7 @@ fn every_template_agrees_with_the_table_definition_and_its_iam_actions() {
 #[test]
 fn every_template_keeps_the_table_on_demand_recoverable_encrypted_and_retained() {
     for name in TEMPLATES {
-        assert_agrees(name, &design_disagreements(&template_text(name)));
+        assert_agrees(name, &production_disagreements(&template_text(name)));
     }
 }
 
@@ -659,7 +660,7 @@ fn drift_is_reported(name: &str) {
             "mutation \"{what}\": deploy/{name} no longer contains {from:?}; update the test"
         );
         assert!(
-            !design_disagreements(&original.replacen(from, to, 1)).is_empty(),
+            !production_disagreements(&original.replacen(from, to, 1)).is_empty(),
             "mutation \"{what}\" was not reported in deploy/{name}"
         );
     }

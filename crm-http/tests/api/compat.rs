@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::helpers::{named, spawn_app, spawn_app_with};
 
 #[tokio::test]
-async fn a_seed_customer_is_created_and_listed_with_its_address_as_given() {
+async fn a_legacy_customer_is_created_and_listed_with_its_address_as_given() {
     let app = spawn_app();
     let seed = json!({"id": "1", "firstName": "Kai", "lastName": "Liu", "address": "1 George St, Sydney NSW 2000"});
     let created = app.send_json(Method::POST, "/Customers", &seed).await;

@@ -1,4 +1,5 @@
-//! `POST /DynamoDBManager`: the seed system's operation envelope, minus its security hole.
+//! `POST /DynamoDBManager`: the operation envelope of the legacy API, without letting the caller
+//! pick the table.
 
 use std::sync::Arc;
 
