@@ -370,49 +370,46 @@ mod tests {
         }
     }
 
+    fn request(uri: &str) -> Request {
+        Request::builder()
+            .uri(uri)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    /// The client's prefix `strip_stage` recorded.
+    fn prefix(request: &Request) -> &str {
+        &request.extensions().get::<StagePrefix>().unwrap().0
+    }
+
     #[test]
     fn a_custom_domain_location_keeps_the_base_path_the_client_used() {
         // As API Gateway sends it for `https://crm.example.com/api/v1/customers`: the stage in the
         // request path, the client's own path in the request context.
-        let mut request = Request::builder()
-            .uri("https://crm.example.com/prod/api/v1/customers")
-            .body(axum::body::Body::empty())
-            .unwrap();
+        let mut request = request("https://crm.example.com/prod/api/v1/customers");
         request
             .extensions_mut()
             .insert(PlatformContext::new().with_client_path("/api/v1/customers"));
         let request = strip_stage(request, true);
         assert_eq!(request.uri().path(), "/customers");
-        assert_eq!(
-            request.extensions().get::<StagePrefix>().unwrap().0,
-            "/api/v1"
-        );
+        assert_eq!(prefix(&request), "/api/v1");
     }
 
     #[test]
     fn a_nesting_application_s_prefix_is_kept() {
-        let mut request = Request::builder()
-            .uri("/prod/customers/abc")
-            .body(axum::body::Body::empty())
-            .unwrap();
+        let mut request = request("/prod/customers/abc");
         request
             .extensions_mut()
             .insert(OriginalUri("/crm/prod/customers/abc".parse().unwrap()));
         let request = strip_stage(request, true);
         assert_eq!(request.uri().path(), "/customers/abc");
-        assert_eq!(
-            request.extensions().get::<StagePrefix>().unwrap().0,
-            "/crm/prod"
-        );
+        assert_eq!(prefix(&request), "/crm/prod");
     }
 
     #[test]
     fn a_client_path_that_does_not_end_with_the_route_gives_way_to_the_next() {
         // A platform path that a layer made stale, then the host's own path.
-        let mut request = Request::builder()
-            .uri("/customers")
-            .body(axum::body::Body::empty())
-            .unwrap();
+        let mut request = request("/customers");
         request
             .extensions_mut()
             .insert(PlatformContext::new().with_client_path("/somewhere/else"));
@@ -420,50 +417,38 @@ mod tests {
             .extensions_mut()
             .insert(OriginalUri("/crm/customers".parse().unwrap()));
         let request = strip_stage(request, true);
-        assert_eq!(request.extensions().get::<StagePrefix>().unwrap().0, "/crm");
+        assert_eq!(prefix(&request), "/crm");
     }
 
     #[test]
     fn a_prefix_outside_visible_ascii_is_percent_encoded() {
-        let mut request = Request::builder()
-            .uri("/customers")
-            .body(axum::body::Body::empty())
-            .unwrap();
+        let mut request = request("/customers");
         request
             .extensions_mut()
             .insert(PlatformContext::new().with_client_path("/m\u{fc}nchen tenant/customers"));
         let request = strip_stage(request, true);
-        let prefix = &request.extensions().get::<StagePrefix>().unwrap().0;
+        let prefix = prefix(&request);
         assert_eq!(prefix, "/m%C3%BCnchen%20tenant");
         assert!(HeaderValue::from_str(prefix).is_ok());
     }
 
     #[test]
     fn with_stage_prefixes_off_a_stage_like_segment_is_left_to_routing() {
-        let request = Request::builder()
-            .uri("/prod/customers")
-            .body(axum::body::Body::empty())
-            .unwrap();
+        let request = request("/prod/customers");
         let request = strip_stage(request, false);
         assert_eq!(request.uri().path(), "/prod/customers");
-        assert_eq!(request.extensions().get::<StagePrefix>().unwrap().0, "");
+        assert_eq!(prefix(&request), "");
     }
 
     #[test]
     fn stripping_keeps_the_query_and_records_the_prefix() {
-        let request = Request::builder()
-            .uri("https://api.example.com/prod/customers?limit=5")
-            .body(axum::body::Body::empty())
-            .unwrap();
+        let request = request("https://api.example.com/prod/customers?limit=5");
         let request = strip_stage(request, true);
         assert_eq!(
             request.uri().to_string(),
             "https://api.example.com/customers?limit=5"
         );
-        assert_eq!(
-            request.extensions().get::<StagePrefix>().unwrap().0,
-            "/prod"
-        );
+        assert_eq!(prefix(&request), "/prod");
     }
 
     #[test]
