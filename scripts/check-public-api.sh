@@ -20,7 +20,7 @@ root="$(dirname "$(cargo locate-project --workspace --message-format plain)")"
 crate_dir="$(dirname "$(cargo pkgid --manifest-path "$root/Cargo.toml" "$package" \
   | sed -E 's|^path\+file://||; s|#.*$||')/Cargo.toml")"
 target_dir="${PUBLIC_API_TARGET_DIR:-${CARGO_TARGET_DIR:-$root/target}/public-api}"
-features="${PUBLIC_API_FEATURES:---features testkit}"
+read -r -a features <<<"${PUBLIC_API_FEATURES:---features testkit}"
 snapshot="$crate_dir/public-api.txt"
 json="$target_dir/doc/${package//-/_}.json"
 
@@ -28,7 +28,7 @@ json="$target_dir/doc/${package//-/_}.json"
 # this one command; the JSON format_version is checked by the tool.
 rm -f "$json"
 (cd "$root" && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir" cargo rustdoc --quiet --locked \
-  -p "$package" --lib $features -- -Z unstable-options --output-format json)
+  -p "$package" --lib "${features[@]}" -- -Z unstable-options --output-format json)
 
 # (b) render (debug profile: compiles ~15 s faster cold than release; rendering takes ~0.1 s)
 CARGO_TARGET_DIR="$target_dir/tool" cargo build --quiet --locked --manifest-path "$tool_manifest"
