@@ -50,7 +50,10 @@ aws=$(grep -E '^aws-' <<<"$lean_tree" | sort -u || true)
 echo "crm-http: no lambda_* crate; no aws-* crate without the dynamodb feature"
 
 step "cargo publish --workspace --dry-run"
-cargo publish --workspace --dry-run --locked "$@"
+# Each package is built from its .crate alone, under cargo's default dev profile. Without debug
+# info, as the workspace's own profile builds dependencies, those builds reuse what the test
+# suite compiled instead of compiling every dependency again.
+CARGO_PROFILE_DEV_DEBUG=false cargo publish --workspace --dry-run --locked "$@"
 
 step "crm-domain's public API"
 scripts/check-public-api.sh crm-domain
