@@ -65,27 +65,53 @@ fn one_line(address: &Address) -> String {
     parts.join(", ")
 }
 
-/// `GET /Customers` → 200 with every customer, walking the pages up to the configured cap.
+/// The most bytes the body of `GET /Customers` may take inside a Lambda response, whose payload is
+/// at most 6 MB (6,291,556 bytes) with the body in it as an escaped JSON string: 5 MiB, which
+/// leaves room for the status, the headers and base64 or escaping slack.
+pub(crate) const COMPAT_LIST_BUDGET: usize = 5 * 1024 * 1024;
+
+/// `GET /Customers` → 200 with every customer, walking the pages up to the configured cap; past
+/// the cap, or past [`COMPAT_LIST_BUDGET`] as the body would be carried in a Lambda response, the
+/// clear problem that points to `/customers` (never a truncated list, never the platform's 5xx).
 pub(crate) async fn list(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<LegacyCustomer>>, ApiError> {
     let cap = state.compat_list_cap();
     let mut customers = Vec::new();
     let mut cursor = None;
+    // `[`, `]`, and the commas: the array around the customers, escaped as a Lambda body is.
+    let mut carried = 2;
     loop {
         // Ask for one more than the cap allows, so that "exactly cap" and "over cap" differ.
         let wanted = (cap + 1 - customers.len()).min(PageLimit::MAX.get());
         let limit = PageLimit::new(u64::try_from(wanted).unwrap_or(1)).unwrap_or(PageLimit::MAX);
         let page = state.service().list(limit, cursor.as_ref()).await?;
-        customers.extend(page.items.iter().map(LegacyCustomer::from));
+        for customer in &page.items {
+            let legacy = LegacyCustomer::from(customer);
+            carried += carried_length(&legacy)? + 1;
+            customers.push(legacy);
+        }
         if customers.len() > cap {
             return Err(ApiError::CompatListTooLong { cap });
+        }
+        if carried > COMPAT_LIST_BUDGET {
+            return Err(ApiError::CompatListTooLarge {
+                budget: COMPAT_LIST_BUDGET,
+            });
         }
         match page.next_cursor {
             Some(next) => cursor = Some(next),
             None => return Ok(Json(customers)),
         }
     }
+}
+
+/// How many bytes `customer` takes in the body of a Lambda response: its JSON, escaped once more as
+/// the string the body is there (every `"` and `\\` doubles, control characters grow).
+fn carried_length(customer: &LegacyCustomer) -> Result<usize, ApiError> {
+    let json = serde_json::to_string(customer).map_err(ApiError::Serialization)?;
+    let escaped = serde_json::to_string(&json).map_err(ApiError::Serialization)?;
+    Ok(escaped.len() - 2)
 }
 
 /// `POST /Customers` → 200 with the customer created. The id is taken from the body, or generated.

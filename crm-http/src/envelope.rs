@@ -42,6 +42,7 @@ use tracing::Instrument as _;
 use crate::compat;
 use crate::error::ApiError;
 use crate::extract::AnyJson;
+use crate::middleware::{BODY_LIMIT, PlatformContext};
 use crate::state::AppState;
 
 const ENVELOPE_MEMBERS: &[&str] = &["operation", "tableName", "payload"];
@@ -187,15 +188,17 @@ pub async fn invoke(state: &AppState, envelope: Value) -> Result<Value, ApiError
     }
 }
 
-/// Runs one envelope that did not come over HTTP (a direct Lambda invocation, whose id is
-/// `request_id`) within the request deadline, and writes its one log line: `"invocation"` with the
-/// request id, operation, status and latency (the deploy's server-error alarm counts these lines).
+/// Runs one envelope that did not come over HTTP (a direct Lambda invocation, which `platform`
+/// describes: its request id and deadline) as the HTTP route would: at most [`BODY_LIMIT`] bytes
+/// of JSON, within the request deadline (or the platform's, when it comes sooner). Writes its one
+/// log line: `"invocation"` with the request id, operation, status and latency (the deploy's
+/// server-error alarm counts these lines); a client error is a status there and nothing more.
 ///
 /// # Errors
-/// As [`invoke`], and a 503 when the deadline passes.
+/// As [`invoke`]; a 413 for an envelope over the limit, and a 503 when the deadline passes.
 pub async fn invoke_direct(
     state: &AppState,
-    request_id: Option<&str>,
+    platform: &PlatformContext,
     payload: Value,
 ) -> Result<Value, ApiError> {
     let started = Instant::now();
@@ -204,16 +207,19 @@ pub async fn invoke_direct(
         .and_then(Value::as_str)
         .and_then(Operation::parse)
         .map_or("unknown", Operation::name);
-    let request_id = match request_id {
-        Some(id) if !id.is_empty() => id.to_owned(),
-        _ => uuid::Uuid::now_v7().to_string(),
-    };
+    let request_id = platform
+        .request_id()
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
     let span = tracing::info_span!("invocation", request_id = %request_id);
-    let deadline = state.request_deadline();
+    let deadline = platform.time_limit(state.request_deadline());
     let result = async {
-        let result = tokio::time::timeout(deadline, invoke(state, payload))
-            .await
-            .unwrap_or(Err(ApiError::DeadlineExceeded(deadline)));
+        let result = if longer_than(&payload, BODY_LIMIT) {
+            Err(ApiError::PayloadTooLarge { limit: BODY_LIMIT })
+        } else {
+            tokio::time::timeout(deadline, invoke(state, payload))
+                .await
+                .unwrap_or(Err(ApiError::DeadlineExceeded(deadline)))
+        };
         if let Err(error) = &result {
             error.log();
         }
@@ -235,6 +241,29 @@ pub async fn invoke_direct(
         );
     });
     result
+}
+
+/// Whether `value`, written as JSON, takes more than `limit` bytes. Stops writing at the limit, so
+/// a huge event costs no more than a small one.
+fn longer_than(value: &Value, limit: usize) -> bool {
+    /// Counts bytes, and refuses any past the limit.
+    struct Budget(usize);
+
+    impl std::io::Write for Budget {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 = self
+                .0
+                .checked_sub(bytes.len())
+                .ok_or_else(|| std::io::Error::other("over the limit"))?;
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    serde_json::to_writer(Budget(limit), value).is_err()
 }
 
 fn bad(detail: impl Into<String>) -> ApiError {

@@ -52,6 +52,14 @@ pub enum ApiError {
         /// The configured cap (`CRM_COMPAT_LIST_CAP`).
         cap: usize,
     },
+    /// 400: `GET /Customers` would answer a body too large for a Lambda response, whatever the cap.
+    #[error(
+        "the customers make a response larger than {budget} bytes, more than GET /Customers returns in one response; page through GET /customers?limit=100&cursor=… instead"
+    )]
+    CompatListTooLarge {
+        /// The largest body, in bytes.
+        budget: usize,
+    },
     /// 403: the `DynamoDBManager` envelope named a table other than the configured one.
     #[error(
         "tableName names a table this API does not serve; omit it or give the configured table"
@@ -160,7 +168,7 @@ impl ApiError {
             Self::MalformedJson(_) => describe(S::BAD_REQUEST, "malformed-json", "Malformed JSON", Message),
             Self::BadRequest(_) => describe(S::BAD_REQUEST, "bad-request", "Bad request", Message),
             Self::MalformedCursor => describe(S::BAD_REQUEST, "invalid-cursor", "Invalid cursor", Text(INVALID_CURSOR)),
-            Self::CompatListTooLong { .. } => describe(S::BAD_REQUEST, "list-too-long", "Too many customers for one response", Message),
+            Self::CompatListTooLong { .. } | Self::CompatListTooLarge { .. } => describe(S::BAD_REQUEST, "list-too-long", "Too many customers for one response", Message),
             Self::ForbiddenTable => describe(S::FORBIDDEN, "forbidden-table", "Table not allowed", Message),
             Self::RouteNotFound => describe(S::NOT_FOUND, "no-such-route", "Not found", Message),
             Self::MalformedId => describe(S::NOT_FOUND, "customer-not-found", "Customer not found", Message),

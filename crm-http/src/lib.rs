@@ -76,7 +76,7 @@ mod state;
 
 pub use config::{Config, ConfigError, CorsOrigins, StoreConfig};
 pub use error::{ApiError, Problem};
-pub use middleware::{BODY_LIMIT, PlatformContext};
+pub use middleware::{BODY_LIMIT, DEADLINE_MARGIN, PlatformContext};
 pub use server::serve;
 pub use state::AppState;
 

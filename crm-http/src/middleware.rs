@@ -6,7 +6,7 @@
 //! is logged with its template.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::extract::{MatchedPath, OriginalUri, Request, State};
@@ -106,6 +106,7 @@ fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
 pub struct PlatformContext {
     request_id: Option<String>,
     client_path: Option<String>,
+    deadline: Option<SystemTime>,
 }
 
 impl PlatformContext {
@@ -130,7 +131,39 @@ impl PlatformContext {
         self.client_path = Some(path.into());
         self
     }
+
+    /// When the platform stops waiting for this request (a Lambda invocation's deadline): the
+    /// request then gets at most the time left, less [`DEADLINE_MARGIN`] to send the answer,
+    /// whatever `CRM_REQUEST_DEADLINE_MS` says.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: SystemTime) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The platform's id of this request, if it gave one.
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+
+    /// How long a request may take: `configured`, or less when the platform's deadline comes
+    /// sooner (zero when it has passed, or is nearer than the margin).
+    pub fn time_limit(&self, configured: Duration) -> Duration {
+        let Some(deadline) = self.deadline else {
+            return configured;
+        };
+        let left = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+            .saturating_sub(DEADLINE_MARGIN);
+        configured.min(left)
+    }
 }
+
+/// The time kept back from a platform's deadline to answer: a request that runs out of time gets
+/// its 503 out before the platform cuts it off (for Lambda, a timeout that the client sees as a
+/// gateway error and that ends the sandbox).
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(200);
 
 /// Serves `/<stage>/<route…>` as `/<route…>` (see [`crate::router`]; unless `strip` is off) and
 /// records the client's prefix: the part of the path the client used that precedes the route.
@@ -230,7 +263,11 @@ fn is_prefix_segment(segment: &str) -> bool {
 }
 
 async fn enforce_deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let deadline = state.request_deadline();
+    let configured = state.request_deadline();
+    let deadline = request
+        .extensions()
+        .get::<PlatformContext>()
+        .map_or(configured, |context| context.time_limit(configured));
     match tokio::time::timeout(deadline, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::DeadlineExceeded(deadline).into_response(),
@@ -438,6 +475,32 @@ mod tests {
         let request = strip_stage(request, false);
         assert_eq!(request.uri().path(), "/prod/customers");
         assert_eq!(prefix(&request), "");
+    }
+
+    #[test]
+    fn a_platform_deadline_shortens_the_time_a_request_gets_by_the_margin() {
+        let configured = Duration::from_secs(5);
+        assert_eq!(PlatformContext::new().time_limit(configured), configured);
+        let far = SystemTime::now() + Duration::from_mins(1);
+        assert_eq!(
+            PlatformContext::new()
+                .with_deadline(far)
+                .time_limit(configured),
+            configured
+        );
+        let near = SystemTime::now() + Duration::from_secs(1);
+        let limit = PlatformContext::new()
+            .with_deadline(near)
+            .time_limit(configured);
+        assert!(limit <= Duration::from_millis(800), "{limit:?}");
+        assert!(limit > Duration::from_millis(500), "{limit:?}");
+        let passed = SystemTime::now() - Duration::from_secs(1);
+        assert_eq!(
+            PlatformContext::new()
+                .with_deadline(passed)
+                .time_limit(configured),
+            Duration::ZERO
+        );
     }
 
     #[test]

@@ -55,12 +55,24 @@ pub const CAPPED_TARGETS: &[&str] = &[
 /// The most verbose level the [`CAPPED_TARGETS`] log at.
 pub const CAPPED_LEVEL: LevelFilter = LevelFilter::INFO;
 
-/// The filter that holds the [`CAPPED_TARGETS`] at [`CAPPED_LEVEL`] and lets everything else
-/// through (to the `RUST_LOG` filter).
+/// The targets that never log at all. `lambda_runtime::layers::panic` writes every error a handler
+/// returns, at ERROR, in its `Debug` form: for the envelope function that is each client error,
+/// with the caller's own words in it (unknown member names, field names). The envelope logs its
+/// outcome itself (`"invocation"`, with the status), and a panic is logged by
+/// [`install_panic_hook`].
+pub const SILENCED_TARGETS: &[&str] = &["lambda_runtime::layers::panic"];
+
+/// The filter that holds the [`CAPPED_TARGETS`] at [`CAPPED_LEVEL`], silences the
+/// [`SILENCED_TARGETS`], and lets everything else through (to the `RUST_LOG` filter).
 fn caps() -> Targets {
     Targets::new()
         .with_default(LevelFilter::TRACE)
         .with_targets(CAPPED_TARGETS.iter().map(|target| (*target, CAPPED_LEVEL)))
+        .with_targets(
+            SILENCED_TARGETS
+                .iter()
+                .map(|target| (*target, LevelFilter::OFF)),
+        )
 }
 
 /// The subscriber both binaries install, writing to `writer`, filtered by `filter` (a `RUST_LOG`
@@ -163,6 +175,7 @@ mod tests {
             tracing::trace!(target: "crm_http", "crm trace");
             tracing::trace!(target: "crm_dynamo::repository", "crm dynamo trace");
             tracing::info!(target: "lambda_runtime::x", "runtime info");
+            tracing::error!(target: "lambda_runtime::layers::panic", "handler error Zephyrine");
         });
         lines.text()
     }
@@ -173,6 +186,7 @@ mod tests {
         for hidden in ["raw event", "raw body", "request body", "signing request"] {
             assert!(!written.contains(hidden), "{hidden}: {written}");
         }
+        assert!(!written.contains("Zephyrine"), "{written}");
         for shown in ["crm trace", "crm dynamo trace", "runtime info"] {
             assert!(written.contains(shown), "{shown}: {written}");
         }

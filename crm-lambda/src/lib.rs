@@ -28,7 +28,7 @@ use axum::Router;
 use crm_http::{AppState, PlatformContext, envelope};
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt as _};
-use lambda_runtime::{Diagnostic, LambdaEvent};
+use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde_json::Value;
 
 /// Serves `router` to the Lambda Runtime API until the runtime stops.
@@ -40,13 +40,14 @@ pub async fn run_http(router: Router) -> Result<(), lambda_http::Error> {
 }
 
 /// Adds what the event knows to `request`, as a [`PlatformContext`]: Lambda's request id (which
-/// the router's log line and `x-request-id` then carry), and for API Gateway the path the client
-/// sent, which `lambda_http` does not keep in the URI for REST APIs (it puts the stage there, even
-/// for clients of a custom domain, who never sent one).
+/// the router's log line and `x-request-id` then carry) and the invocation's deadline (which
+/// bounds the request's own), and for API Gateway the path the client sent, which `lambda_http`
+/// does not keep in the URI for REST APIs (it puts the stage there, even for clients of a custom
+/// domain, who never sent one).
 pub fn platform_context(mut request: Request) -> Request {
     let mut context = PlatformContext::new();
     if let Some(lambda) = request.lambda_context_ref() {
-        context = context.with_request_id(lambda.request_id.clone());
+        context = invocation(lambda);
     }
     let client_path = match request.request_context_ref() {
         Some(RequestContext::ApiGatewayV1(api)) => api.path.clone(),
@@ -71,10 +72,20 @@ pub async fn invoke_direct(
     event: LambdaEvent<Value>,
 ) -> Result<Value, Diagnostic> {
     let LambdaEvent { payload, context } = event;
-    envelope::invoke_direct(state, Some(&context.request_id), payload)
+    envelope::invoke_direct(state, &invocation(&context), payload)
         .await
         .map_err(|error| Diagnostic {
             error_type: error.code().to_owned(),
             error_message: error.problem().summary(),
         })
+}
+
+/// What an invocation's context tells the router: its request id, and its deadline (none when
+/// the context has none, as outside Lambda).
+fn invocation(context: &Context) -> PlatformContext {
+    let mut platform = PlatformContext::new().with_request_id(context.request_id.clone());
+    if context.deadline > 0 {
+        platform = platform.with_deadline(context.deadline());
+    }
+    platform
 }

@@ -316,11 +316,43 @@ async fn the_envelope_bootstrap_answers_direct_invocations() {
         }
         Outcome::Response(r) => panic!("an unknown operation succeeded: {r}"),
     }
+    // A caller-chosen name goes back to the caller, never into a log line.
+    let named = json!({"firstName": "Grace", "lastName": "Hopper", "Zephyrine Quillfeather": 1});
+    match runtime
+        .invoke(json!({"operation": "create", "payload": {"Item": named}}))
+        .await
+    {
+        Outcome::Error(error) => {
+            assert_eq!(error["errorType"], "validation-failed", "{error}");
+            assert!(
+                error["errorMessage"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("Zephyrine Quillfeather")),
+                "{error}"
+            );
+        }
+        Outcome::Response(r) => panic!("an unknown field was accepted: {r}"),
+    }
+    // The same 16 KiB as the HTTP route.
+    let huge = json!({"operation": "echo", "payload": "x".repeat(17 * 1024)});
+    match runtime.invoke(huge).await {
+        Outcome::Error(error) => assert_eq!(error["errorType"], "body-too-large", "{error}"),
+        Outcome::Response(_) => panic!("an envelope over 16 KiB was answered"),
+    }
 
     let printed = stop(function).await;
     assert!(
-        !printed.contains("Hopper"),
-        "the logs hold customer data: {printed}"
+        !printed.contains("Hopper") && !printed.contains("Zephyrine"),
+        "the logs hold customer data or caller text: {printed}"
+    );
+    // Client errors are the caller's to fix, not ours: no line at ERROR for them.
+    let errors: Vec<&str> = printed
+        .lines()
+        .filter(|line| line.contains("\"level\":\"ERROR\""))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "client errors logged at ERROR: {errors:?}"
     );
     // One invocation line per invocation, with its request id, operation and status: the metric
     // filter of the deploy template alarms on `status >= 500` only.
@@ -328,7 +360,7 @@ async fn the_envelope_bootstrap_answers_direct_invocations() {
         &printed,
         "invocation",
         &runtime,
-        &[200, 200, 200, 409, 403, 400],
+        &[200, 200, 200, 409, 403, 400, 422, 413],
     );
     let operations: Vec<&str> = lines
         .iter()
@@ -336,7 +368,9 @@ async fn the_envelope_bootstrap_answers_direct_invocations() {
         .collect();
     assert_eq!(
         operations,
-        ["ping", "create", "read", "create", "read", "unknown"]
+        [
+            "ping", "create", "read", "create", "read", "unknown", "create", "echo"
+        ]
     );
 }
 

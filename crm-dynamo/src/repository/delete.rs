@@ -7,8 +7,13 @@
 //! delete when it can be, and otherwise the read that names the claim: its failed condition hands
 //! back the item. The transaction is conditioned on the version that item had, so a change in
 //! between makes the attempt start again, never delete a customer the caller has not seen.
+//!
+//! A missing claim does not stop the delete (its release passes when there is none); a claim that
+//! names another customer is logged as an integrity problem and left alone, and the customer is
+//! deleted without it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
@@ -17,7 +22,7 @@ use crm_domain::{CustomerId, RepositoryError, Version};
 
 use super::DynamoCustomerRepository;
 use super::retry::{Attempt, retry_races};
-use super::transaction::{cancelled_unexpectedly, outcomes};
+use super::transaction::{cancelled_unexpectedly, integrity_problem, outcomes};
 use crate::error::{ItemOutcome, classify};
 use crate::item::{PK, customer_pk, item_email_key, item_version, key, n};
 
@@ -27,6 +32,8 @@ impl DynamoCustomerRepository {
         id: &CustomerId,
         expected: Option<Version>,
     ) -> Result<(), RepositoryError> {
+        // Cleared when the claim on the email turns out to be another customer's.
+        let release_claim = &AtomicBool::new(true);
         retry_races("delete", move || async move {
             // First try: a customer without an email goes in one conditional delete. When the
             // condition fails, DynamoDB hands back the item, which says why.
@@ -73,19 +80,22 @@ impl DynamoCustomerRepository {
                 // The email went away between the two looks; start again.
                 return Ok(Attempt::Changed);
             };
-            self.delete_with_claim(id, current, email, expected).await
+            self.delete_with_claim(id, current, email, expected, release_claim)
+                .await
         })
         .await
     }
 
     /// The second step of deleting a customer that has an email: the customer, as of version
-    /// `seen`, and its claim go in one transaction.
+    /// `seen`, and its claim go in one transaction. When the claim turns out to be another
+    /// customer's, `release_claim` is cleared and the next attempt deletes the customer alone.
     async fn delete_with_claim(
         &self,
         id: &CustomerId,
         seen: Version,
         normalized_email: &str,
         expected: Option<Version>,
+        release_claim: &AtomicBool,
     ) -> Result<Attempt<()>, RepositoryError> {
         let delete = Delete::builder()
             .table_name(&self.table)
@@ -95,10 +105,10 @@ impl DynamoCustomerRepository {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(RepositoryError::unexpected)?;
-        let actions = vec![
-            TransactWriteItem::builder().delete(delete).build(),
-            self.delete_claim(normalized_email, id)?,
-        ];
+        let mut actions = vec![TransactWriteItem::builder().delete(delete).build()];
+        if release_claim.load(Ordering::Relaxed) {
+            actions.push(self.delete_claim(normalized_email, id)?);
+        }
         let Some(reasons) = self.transact(actions).await? else {
             return Ok(Attempt::Done(()));
         };
@@ -113,6 +123,12 @@ impl DynamoCustomerRepository {
                     // for: look again.
                     (Some(_), None) => Ok(Attempt::Changed),
                 }
+            }
+            // The claim names another customer: not ours to delete.
+            [ItemOutcome::Fine, ItemOutcome::ConditionFailed] => {
+                integrity_problem("delete");
+                release_claim.store(false, Ordering::Relaxed);
+                Ok(Attempt::Changed)
             }
             // Another writer was on the items, or the store throttled.
             o if o.contains(&ItemOutcome::Retry) => Ok(Attempt::Retry),

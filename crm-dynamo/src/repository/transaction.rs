@@ -40,7 +40,13 @@ impl DynamoCustomerRepository {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    /// Deletes the claim on `normalized_email`, on the condition that `id` holds it.
+    /// Releases the claim on `normalized_email`: deletes it on the condition that `id` holds it,
+    /// or that there is none.
+    ///
+    /// A missing claim (lost to a bug, a manual edit, a restore) must never block its customer's
+    /// delete or email change, so its absence passes. A claim that names another customer fails
+    /// the condition: that customer's claim is not this operation's to delete, and the caller
+    /// goes on without it ([`integrity_problem`]).
     pub(super) fn delete_claim(
         &self,
         normalized_email: &str,
@@ -49,7 +55,8 @@ impl DynamoCustomerRepository {
         let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key(email_pk(normalized_email))))
-            .condition_expression("customerId = :id")
+            .condition_expression("attribute_not_exists(#pk) OR customerId = :id")
+            .expression_attribute_names("#pk", PK)
             .expression_attribute_values(":id", s(id.as_str()))
             .build()
             .map_err(RepositoryError::unexpected)?;
@@ -113,6 +120,17 @@ impl DynamoCustomerRepository {
 /// The outcome of each action of a cancelled transaction, in the order of the actions.
 pub(super) fn outcomes(reasons: &[(ItemOutcome, Option<Item>)]) -> Vec<ItemOutcome> {
     reasons.iter().map(|(outcome, _)| *outcome).collect()
+}
+
+/// Logs that the claim on a customer's email names another customer, which only a bug or a manual
+/// edit can bring about: the operation goes on and leaves that claim alone. The line names neither
+/// the address nor the customers.
+pub(super) fn integrity_problem(operation: &'static str) {
+    tracing::error!(
+        operation,
+        problem = "email-claim-of-another-customer",
+        "integrity problem: the claim on a customer's email names another customer; left alone"
+    );
 }
 
 /// The answer when a condition failed and the item DynamoDB returned does not say why: a bug, not

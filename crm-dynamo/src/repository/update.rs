@@ -9,6 +9,7 @@
 //! the attempt start again, never overwrite.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -20,7 +21,7 @@ use crm_domain::{
 
 use super::DynamoCustomerRepository;
 use super::retry::{Attempt, retry_races};
-use super::transaction::{cancelled_unexpectedly, outcomes};
+use super::transaction::{cancelled_unexpectedly, integrity_problem, outcomes};
 use crate::error::{ItemOutcome, classify};
 use crate::item::{
     ADDRESS_ATTRIBUTES, ADDRESS_LINE1, Item, PK, claim_item, customer_from_item, customer_item,
@@ -124,6 +125,8 @@ impl DynamoCustomerRepository {
         expected: Option<Version>,
         now: Timestamp,
     ) -> Result<Customer, RepositoryError> {
+        // Cleared when the claim on the old email turns out to be another customer's.
+        let release_old = &AtomicBool::new(true);
         retry_races("update", move || async move {
             let item = self.get_item(id).await?.ok_or(RepositoryError::NotFound)?;
             let current = customer_from_item(item)?;
@@ -153,7 +156,10 @@ impl DynamoCustomerRepository {
                         None,
                     )?);
                 }
-                if let Some(old) = &old_email {
+                if let Some(old) = old_email
+                    .as_ref()
+                    .filter(|_| release_old.load(Ordering::Relaxed))
+                {
                     actions.push(self.delete_claim(old, id)?);
                 }
             }
@@ -178,6 +184,16 @@ impl DynamoCustomerRepository {
                     && outcomes.get(1) == Some(&ItemOutcome::ConditionFailed) =>
                 {
                     Err(RepositoryError::EmailTaken)
+                }
+                // The release of the old claim failed: it names another customer, not ours to
+                // delete. Change the email without it.
+                _ if outcomes.last() == Some(&ItemOutcome::ConditionFailed)
+                    && release_old.load(Ordering::Relaxed)
+                    && old_email.is_some() =>
+                {
+                    integrity_problem("update");
+                    release_old.store(false, Ordering::Relaxed);
+                    Ok(Attempt::Changed)
                 }
                 _ if outcomes.contains(&ItemOutcome::Retry) => Ok(Attempt::Retry),
                 _ => Err(cancelled_unexpectedly("update")),

@@ -2,6 +2,7 @@
 //! that knows where DynamoDB Local is ([`support`]).
 //!
 //! - [`contract`]: the repository contract suite, against DynamoDB Local.
+//! - [`claims`]: email claims that went missing or name another customer.
 //! - [`requests`]: the requests each operation sends, counted against the crate docs, and the IAM
 //!   actions they need.
 //! - [`pagination`]: listing when DynamoDB cuts a Scan at 1 MB.
@@ -13,6 +14,7 @@
 //!
 //! The tests that need DynamoDB Local fail, saying how to start it, when it does not answer.
 
+mod claims;
 mod contract;
 #[cfg(feature = "testcontainers")]
 mod docker;

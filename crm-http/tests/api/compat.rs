@@ -258,3 +258,34 @@ async fn past_the_cap_the_list_is_a_problem_pointing_to_the_paginated_route() {
         "{problem}"
     );
 }
+
+#[tokio::test]
+async fn past_what_a_lambda_response_can_carry_the_list_is_the_same_problem_whatever_the_cap() {
+    let app = spawn_app_with(
+        &[("CRM_COMPAT_LIST_CAP", "100000")],
+        Arc::new(InMemoryCustomerRepository::new()),
+    );
+    // Customers as large as validation allows, of quotes, which JSON escapes and a Lambda
+    // response, holding the body as a string, escapes again: about 5 KB each where they travel.
+    let quotes = |n: usize| "\"".repeat(n);
+    for i in 0..1200 {
+        let input = crm_domain::NewCustomer::from_json(&json!({
+            "id": format!("big-{i:04}"),
+            "firstName": quotes(100),
+            "lastName": quotes(100),
+            "address": {
+                "line1": quotes(200), "line2": quotes(200), "city": quotes(200),
+                "region": quotes(200), "postalCode": quotes(200), "country": "GB"
+            }
+        }))
+        .unwrap();
+        app.state.service().create(input).await.unwrap();
+    }
+    let problem = app.get("/Customers").await.problem(400);
+    assert_eq!(problem["type"], "urn:problem:crm:list-too-long");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("bytes") && detail.contains("/customers?limit="),
+        "{problem}"
+    );
+}

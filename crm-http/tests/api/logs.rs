@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crm_domain::RepositoryError;
-use crm_http::envelope;
+use crm_http::{PlatformContext, envelope};
 use http::Method;
 use serde_json::{Value, json};
 
@@ -219,7 +219,12 @@ async fn a_direct_invocation_logs_one_invocation_line_with_its_status_and_no_cus
     ];
     for (name, payload, operation, status) in cases {
         let request_id = format!("{run}-{name}");
-        let result = envelope::invoke_direct(&app.state, Some(&request_id), payload).await;
+        let result = envelope::invoke_direct(
+            &app.state,
+            &PlatformContext::new().with_request_id(request_id.clone()),
+            payload,
+        )
+        .await;
         assert_eq!(result.is_ok(), status == 200, "{name}");
         let lines = invocation_lines(&request_id);
         assert_eq!(lines.len(), 1, "{name}: {lines:?}");
@@ -254,9 +259,13 @@ async fn a_failed_store_logs_its_invocation_as_a_5xx_for_the_alarm() {
         let app = spawn_app_with(&[], Arc::new(FailingRepository(make)));
         let request_id = format!("{run}-{name}");
         let payload = json!({"operation": "read", "payload": {"Key": {"id": "x"}}});
-        let error = envelope::invoke_direct(&app.state, Some(&request_id), payload)
-            .await
-            .unwrap_err();
+        let error = envelope::invoke_direct(
+            &app.state,
+            &PlatformContext::new().with_request_id(request_id.clone()),
+            payload,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(error.status().as_u16(), status);
         let lines = invocation_lines(&request_id);
         assert_eq!(lines.len(), 1, "{lines:?}");

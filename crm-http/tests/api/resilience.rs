@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crm_domain::RepositoryError;
+use crm_http::PlatformContext;
 
 use crate::helpers::{FailingRepository, PanickingRepository, SlowRepository, spawn_app_with};
 
@@ -19,6 +20,32 @@ async fn a_request_past_its_deadline_is_a_503_with_retry_after() {
     let problem = response.problem(503);
     assert_eq!(problem["type"], "urn:problem:crm:deadline-exceeded");
     assert_eq!(response.header("retry-after"), "1");
+}
+
+#[tokio::test]
+async fn a_platform_deadline_sooner_than_the_configured_one_bounds_the_request() {
+    // Configured: five seconds. The platform (a Lambda invocation) stops waiting in 400 ms, so the
+    // request gets 200 ms, and its 503 goes out before the platform cuts it off.
+    let app = spawn_app_with(
+        &[("CRM_REQUEST_DEADLINE_MS", "5000")],
+        Arc::new(SlowRepository(Duration::from_secs(5))),
+    );
+    let mut request = http::Request::get("/customers/slow")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    request.extensions_mut().insert(
+        PlatformContext::new()
+            .with_deadline(std::time::SystemTime::now() + Duration::from_millis(400)),
+    );
+    let started = std::time::Instant::now();
+    let response = app.send(request).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let problem = response.problem(503);
+    assert_eq!(problem["type"], "urn:problem:crm:deadline-exceeded");
 }
 
 #[tokio::test]

@@ -65,3 +65,34 @@ async fn a_failed_direct_invocation_is_a_lambda_error_with_the_problem_code() {
         "{diagnostic:?}"
     );
 }
+
+#[test]
+fn an_invocation_s_deadline_reaches_the_router() {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use lambda_http::RequestExt as _;
+
+    let in_one_second = SystemTime::now() + Duration::from_secs(1);
+    let mut context = Context::default();
+    "req-deadline".clone_into(&mut context.request_id);
+    context.deadline = u64::try_from(
+        in_one_second
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let request = lambda_http::Request::default().with_lambda_context(context);
+    let request = crm_lambda::platform_context(request);
+    let platform = request
+        .extensions()
+        .get::<crm_http::PlatformContext>()
+        .unwrap();
+    assert_eq!(platform.request_id(), Some("req-deadline"));
+    // Five seconds configured, one left in the invocation: the router gives the request less.
+    let limit = platform.time_limit(Duration::from_secs(5));
+    assert!(
+        limit <= Duration::from_secs(1).saturating_sub(crm_http::DEADLINE_MARGIN),
+        "{limit:?}"
+    );
+}
