@@ -50,6 +50,14 @@ aws=$(grep -E '^aws-' <<<"$lean_tree" | sort -u || true)
 echo "crm-http: no lambda_* crate; no aws-* crate without the dynamodb feature"
 
 step "cargo publish --workspace --dry-run"
+# cargo unpacks each package it verifies under $CARGO_HOME/registry/src/<local overlay>/, and, as for
+# any registry crate, never unpacks the same name and version again: a second dry run (a developer's,
+# or CI's on a reused machine) would build against the first one's sources. Those copies are ours,
+# never crates.io's: remove them first.
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+for package in "${PUBLISHED[@]}"; do
+  rm -rf "$cargo_home"/registry/src/*/"$package"-[0-9]*
+done
 # Each package is built from its .crate alone, under cargo's default dev profile. Without debug
 # info, as the workspace's own profile builds dependencies, those builds reuse what the test
 # suite compiled instead of compiling every dependency again.

@@ -189,21 +189,30 @@ pub async fn invoke(state: &AppState, envelope: Value) -> Result<Value, ApiError
 }
 
 /// Runs one envelope that did not come over HTTP (a direct Lambda invocation, which `platform`
-/// describes: its request id and deadline) as the HTTP route would: at most [`BODY_LIMIT`] bytes
-/// of JSON, within the request deadline (or the platform's, when it comes sooner). Writes its one
-/// log line: `"invocation"` with the request id, operation, status and latency (the deploy's
-/// server-error alarm counts these lines); a client error is a status there and nothing more.
+/// describes: its request id and deadline), given as the JSON text of the event, as the HTTP route
+/// would: at most [`BODY_LIMIT`] bytes, within the request deadline (or the platform's, when it
+/// comes sooner). Writes its one log line: `"invocation"` with the request id, operation, status
+/// and latency (the deploy's server-error alarm counts these lines); a client error is a status
+/// there and nothing more.
 ///
 /// # Errors
-/// As [`invoke`]; a 413 for an envelope over the limit, and a 503 when the deadline passes.
+/// As [`invoke`]; a 413 for an event over the limit, a 400 for one that is not JSON, and a 503
+/// when the deadline passes.
 pub async fn invoke_direct(
     state: &AppState,
     platform: &PlatformContext,
-    payload: Value,
+    event: &str,
 ) -> Result<Value, ApiError> {
     let started = Instant::now();
+    let payload = if event.len() > BODY_LIMIT {
+        Err(ApiError::PayloadTooLarge { limit: BODY_LIMIT })
+    } else {
+        serde_json::from_str::<Value>(event).map_err(ApiError::MalformedJson)
+    };
     let operation = payload
-        .get("operation")
+        .as_ref()
+        .ok()
+        .and_then(|payload| payload.get("operation"))
         .and_then(Value::as_str)
         .and_then(Operation::parse)
         .map_or("unknown", Operation::name);
@@ -213,12 +222,11 @@ pub async fn invoke_direct(
     let span = tracing::info_span!("invocation", request_id = %request_id);
     let deadline = platform.time_limit(state.request_deadline());
     let result = async {
-        let result = if longer_than(&payload, BODY_LIMIT) {
-            Err(ApiError::PayloadTooLarge { limit: BODY_LIMIT })
-        } else {
-            tokio::time::timeout(deadline, invoke(state, payload))
+        let result = match payload {
+            Ok(payload) => tokio::time::timeout(deadline, invoke(state, payload))
                 .await
-                .unwrap_or(Err(ApiError::DeadlineExceeded(deadline)))
+                .unwrap_or(Err(ApiError::DeadlineExceeded(deadline))),
+            Err(refused) => Err(refused),
         };
         if let Err(error) = &result {
             error.log();
@@ -241,29 +249,6 @@ pub async fn invoke_direct(
         );
     });
     result
-}
-
-/// Whether `value`, written as JSON, takes more than `limit` bytes. Stops writing at the limit, so
-/// a huge event costs no more than a small one.
-fn longer_than(value: &Value, limit: usize) -> bool {
-    /// Counts bytes, and refuses any past the limit.
-    struct Budget(usize);
-
-    impl std::io::Write for Budget {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 = self
-                .0
-                .checked_sub(bytes.len())
-                .ok_or_else(|| std::io::Error::other("over the limit"))?;
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    serde_json::to_writer(Budget(limit), value).is_err()
 }
 
 fn bad(detail: impl Into<String>) -> ApiError {

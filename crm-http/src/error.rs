@@ -100,7 +100,8 @@ pub enum ApiError {
     /// 400, 503; 500 for `Unexpected` only); see `ApiError::describe`.
     #[error(transparent)]
     Repository(#[from] RepositoryError),
-    /// 503: the request did not finish within its deadline (`CRM_REQUEST_DEADLINE_MS`).
+    /// 503: the request did not finish within its deadline (`CRM_REQUEST_DEADLINE_MS`, or less when
+    /// the platform's own deadline comes sooner).
     #[error("the request did not finish within {0:?}")]
     DeadlineExceeded(Duration),
     /// 500: a response could not be serialized.

@@ -30,6 +30,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt as _};
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Serves `router` to the Lambda Runtime API until the runtime stops.
 ///
@@ -69,10 +70,10 @@ pub fn platform_context(mut request: Request) -> Request {
 /// Every failure of the envelope, as a [`Diagnostic`].
 pub async fn invoke_direct(
     state: &AppState,
-    event: LambdaEvent<Value>,
+    event: LambdaEvent<Box<RawValue>>,
 ) -> Result<Value, Diagnostic> {
     let LambdaEvent { payload, context } = event;
-    envelope::invoke_direct(state, &invocation(&context), payload)
+    envelope::invoke_direct(state, &invocation(&context), payload.get())
         .await
         .map_err(|error| Diagnostic {
             error_type: error.code().to_owned(),

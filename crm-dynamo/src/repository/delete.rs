@@ -13,7 +13,6 @@
 //! deleted without it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
@@ -22,7 +21,7 @@ use crm_domain::{CustomerId, RepositoryError, Version};
 
 use super::DynamoCustomerRepository;
 use super::retry::{Attempt, retry_races};
-use super::transaction::{cancelled_unexpectedly, integrity_problem, outcomes};
+use super::transaction::{ForeignClaim, cancelled_unexpectedly, names_another, outcomes};
 use crate::error::{ItemOutcome, classify};
 use crate::item::{PK, customer_pk, item_email_key, item_version, key, n};
 
@@ -32,8 +31,7 @@ impl DynamoCustomerRepository {
         id: &CustomerId,
         expected: Option<Version>,
     ) -> Result<(), RepositoryError> {
-        // Cleared when the claim on the email turns out to be another customer's.
-        let release_claim = &AtomicBool::new(true);
+        let foreign = &ForeignClaim::default();
         retry_races("delete", move || async move {
             // First try: a customer without an email goes in one conditional delete. When the
             // condition fails, DynamoDB hands back the item, which says why.
@@ -80,7 +78,7 @@ impl DynamoCustomerRepository {
                 // The email went away between the two looks; start again.
                 return Ok(Attempt::Changed);
             };
-            self.delete_with_claim(id, current, email, expected, release_claim)
+            self.delete_with_claim(id, current, email, expected, foreign)
                 .await
         })
         .await
@@ -88,14 +86,14 @@ impl DynamoCustomerRepository {
 
     /// The second step of deleting a customer that has an email: the customer, as of version
     /// `seen`, and its claim go in one transaction. When the claim turns out to be another
-    /// customer's, `release_claim` is cleared and the next attempt deletes the customer alone.
+    /// customer's, `foreign` remembers it and the next attempt deletes the customer alone.
     async fn delete_with_claim(
         &self,
         id: &CustomerId,
         seen: Version,
         normalized_email: &str,
         expected: Option<Version>,
-        release_claim: &AtomicBool,
+        foreign: &ForeignClaim,
     ) -> Result<Attempt<()>, RepositoryError> {
         let delete = Delete::builder()
             .table_name(&self.table)
@@ -106,14 +104,14 @@ impl DynamoCustomerRepository {
             .build()
             .map_err(RepositoryError::unexpected)?;
         let mut actions = vec![TransactWriteItem::builder().delete(delete).build()];
-        if release_claim.load(Ordering::Relaxed) {
+        if !foreign.is(normalized_email) {
             actions.push(self.delete_claim(normalized_email, id)?);
         }
         let Some(reasons) = self.transact(actions).await? else {
             return Ok(Attempt::Done(()));
         };
         match outcomes(&reasons).as_slice() {
-            [ItemOutcome::ConditionFailed, _] => {
+            [ItemOutcome::ConditionFailed, ..] => {
                 let old = reasons.first().and_then(|(_, item)| item.as_ref());
                 match (old.and_then(item_version), expected) {
                     // The customer was already gone.
@@ -125,9 +123,10 @@ impl DynamoCustomerRepository {
                 }
             }
             // The claim names another customer: not ours to delete.
-            [ItemOutcome::Fine, ItemOutcome::ConditionFailed] => {
-                integrity_problem("delete");
-                release_claim.store(false, Ordering::Relaxed);
+            [ItemOutcome::Fine, ItemOutcome::ConditionFailed]
+                if names_another(reasons.get(1), id) =>
+            {
+                foreign.found(normalized_email, "delete");
                 Ok(Attempt::Changed)
             }
             // Another writer was on the items, or the store throttled.

@@ -8,6 +8,7 @@
 //! into that.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -58,6 +59,8 @@ impl DynamoCustomerRepository {
             .condition_expression("attribute_not_exists(#pk) OR customerId = :id")
             .expression_attribute_names("#pk", PK)
             .expression_attribute_values(":id", s(id.as_str()))
+            // What the claim says when it is not this customer's: `names_another` reads it.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(RepositoryError::unexpected)?;
         Ok(TransactWriteItem::builder().delete(delete).build())
@@ -122,10 +125,47 @@ pub(super) fn outcomes(reasons: &[(ItemOutcome, Option<Item>)]) -> Vec<ItemOutco
     reasons.iter().map(|(outcome, _)| *outcome).collect()
 }
 
+/// Whether the claim DynamoDB handed back from a failed release (`reason`, the cancellation reason
+/// of the [`delete_claim`](DynamoCustomerRepository::delete_claim) action) names another customer
+/// than `id`: the one case where the release is left out, decided on what the claim itself says.
+pub(super) fn names_another(reason: Option<&(ItemOutcome, Option<Item>)>, id: &CustomerId) -> bool {
+    let Some((ItemOutcome::ConditionFailed, Some(claim))) = reason else {
+        return false;
+    };
+    claim
+        .get("customerId")
+        .and_then(|owner| owner.as_s().ok())
+        .is_some_and(|owner| owner != id.as_str())
+}
+
+/// The email, within one operation, whose claim turned out to name another customer: later
+/// attempts leave its release out, as long as the customer they read still has that email. Kept
+/// per email, not as a flag, so that an email changed by another writer in between is released
+/// as usual.
+#[derive(Debug, Default)]
+pub(super) struct ForeignClaim(Mutex<Option<String>>);
+
+impl ForeignClaim {
+    /// Whether the claim on `normalized_email` is known to be another customer's.
+    pub(super) fn is(&self, normalized_email: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_deref()
+            == Some(normalized_email)
+    }
+
+    /// Records that the claim on `normalized_email` is another customer's, and logs it.
+    pub(super) fn found(&self, normalized_email: &str, operation: &'static str) {
+        integrity_problem(operation);
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(normalized_email.to_owned());
+    }
+}
+
 /// Logs that the claim on a customer's email names another customer, which only a bug or a manual
 /// edit can bring about: the operation goes on and leaves that claim alone. The line names neither
 /// the address nor the customers.
-pub(super) fn integrity_problem(operation: &'static str) {
+fn integrity_problem(operation: &'static str) {
     tracing::error!(
         operation,
         problem = "email-claim-of-another-customer",
@@ -141,4 +181,43 @@ pub(super) fn cancelled_unexpectedly(operation: &'static str) -> RepositoryError
         "a condition failed that the repository cannot explain",
         None,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    use super::*;
+
+    fn claim_of(owner: &str) -> Item {
+        HashMap::from([("customerId".to_owned(), AttributeValue::S(owner.to_owned()))])
+    }
+
+    #[test]
+    fn only_a_failed_release_of_a_claim_naming_someone_else_is_another_customers() {
+        let ada = CustomerId::parse("ada").unwrap();
+        let failed = |item| Some((ItemOutcome::ConditionFailed, item));
+        assert!(names_another(
+            failed(Some(claim_of("grace"))).as_ref(),
+            &ada
+        ));
+        // Its own claim, no claim returned, or a release that did not fail: not another's.
+        assert!(!names_another(failed(Some(claim_of("ada"))).as_ref(), &ada));
+        assert!(!names_another(failed(None).as_ref(), &ada));
+        assert!(!names_another(
+            Some(&(ItemOutcome::Retry, Some(claim_of("grace")))),
+            &ada
+        ));
+        assert!(!names_another(Some(&(ItemOutcome::Fine, None)), &ada));
+        assert!(!names_another(None, &ada));
+    }
+
+    #[test]
+    fn a_foreign_claim_is_remembered_for_its_email_only() {
+        let foreign = ForeignClaim::default();
+        assert!(!foreign.is("ada@example.com"));
+        foreign.found("ada@example.com", "test");
+        assert!(foreign.is("ada@example.com"));
+        assert!(!foreign.is("countess@example.com"));
+    }
 }

@@ -9,7 +9,6 @@
 //! the attempt start again, never overwrite.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -21,7 +20,7 @@ use crm_domain::{
 
 use super::DynamoCustomerRepository;
 use super::retry::{Attempt, retry_races};
-use super::transaction::{cancelled_unexpectedly, integrity_problem, outcomes};
+use super::transaction::{ForeignClaim, cancelled_unexpectedly, names_another, outcomes};
 use crate::error::{ItemOutcome, classify};
 use crate::item::{
     ADDRESS_ATTRIBUTES, ADDRESS_LINE1, Item, PK, claim_item, customer_from_item, customer_item,
@@ -125,8 +124,7 @@ impl DynamoCustomerRepository {
         expected: Option<Version>,
         now: Timestamp,
     ) -> Result<Customer, RepositoryError> {
-        // Cleared when the claim on the old email turns out to be another customer's.
-        let release_old = &AtomicBool::new(true);
+        let foreign = &ForeignClaim::default();
         retry_races("update", move || async move {
             let item = self.get_item(id).await?.ok_or(RepositoryError::NotFound)?;
             let current = customer_from_item(item)?;
@@ -148,6 +146,8 @@ impl DynamoCustomerRepository {
                 "attribute_exists(#pk) AND version = :seen",
                 Some(values),
             )?];
+            // Where the release of the old claim stands among the actions, and that email.
+            let mut release = None;
             if old_email != new_email {
                 if let Some(new) = &new_email {
                     actions.push(self.put(
@@ -156,10 +156,8 @@ impl DynamoCustomerRepository {
                         None,
                     )?);
                 }
-                if let Some(old) = old_email
-                    .as_ref()
-                    .filter(|_| release_old.load(Ordering::Relaxed))
-                {
+                if let Some(old) = old_email.as_deref().filter(|old| !foreign.is(old)) {
+                    release = Some((actions.len(), old));
                     actions.push(self.delete_claim(old, id)?);
                 }
             }
@@ -185,14 +183,14 @@ impl DynamoCustomerRepository {
                 {
                     Err(RepositoryError::EmailTaken)
                 }
-                // The release of the old claim failed: it names another customer, not ours to
-                // delete. Change the email without it.
-                _ if outcomes.last() == Some(&ItemOutcome::ConditionFailed)
-                    && release_old.load(Ordering::Relaxed)
-                    && old_email.is_some() =>
+                // The release of the old claim failed, and the claim names another customer: not
+                // ours to delete. Change the email without it.
+                Some(ItemOutcome::Fine)
+                    if release.is_some_and(|(at, _)| names_another(reasons.get(at), id)) =>
                 {
-                    integrity_problem("update");
-                    release_old.store(false, Ordering::Relaxed);
+                    if let Some((_, old)) = release {
+                        foreign.found(old, "update");
+                    }
                     Ok(Attempt::Changed)
                 }
                 _ if outcomes.contains(&ItemOutcome::Retry) => Ok(Attempt::Retry),

@@ -219,3 +219,69 @@ async fn a_claim_that_names_another_customer_is_left_alone_by_an_email_change() 
     owners.sort();
     assert_eq!(owners, ["ada", "someone-else"]);
 }
+
+#[tokio::test]
+async fn a_claim_that_names_another_customer_is_left_alone_when_the_email_is_cleared() {
+    let (repository, client, table) = repository_and_table().await;
+    repository
+        .create(&customer("ada", "ada@example.com"))
+        .await
+        .unwrap();
+    give_every_claim_to(&client, &table, "someone-else").await;
+
+    let id = CustomerId::parse("ada").unwrap();
+    let cleared = repository
+        .update(
+            &id,
+            &CustomerPatch::from_json(&json!({"email": null})).unwrap(),
+            None,
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    assert!(cleared.email().is_none());
+    let owners: Vec<String> = claims(&client, &table)
+        .await
+        .into_iter()
+        .map(|(_, owner)| owner)
+        .collect();
+    assert_eq!(owners, ["someone-else"]);
+}
+
+#[tokio::test]
+async fn a_taken_email_is_refused_as_taken_even_when_the_old_claim_names_another_customer() {
+    let (repository, client, table) = repository_and_table().await;
+    repository
+        .create(&customer("ada", "ada@example.com"))
+        .await
+        .unwrap();
+    give_every_claim_to(&client, &table, "someone-else").await;
+    repository
+        .create(&customer("grace", "grace@example.com"))
+        .await
+        .unwrap();
+
+    let id = CustomerId::parse("ada").unwrap();
+    let refused = repository
+        .update(
+            &id,
+            &email_patch("grace@example.com"),
+            None,
+            Timestamp::now(),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(RepositoryError::EmailTaken)),
+        "{refused:?}"
+    );
+    let unchanged = repository.get(&id).await.unwrap().unwrap();
+    assert_eq!(unchanged.email().unwrap().as_str(), "ada@example.com");
+    assert_eq!(unchanged.version().get(), 1);
+    let mut owners: Vec<String> = claims(&client, &table)
+        .await
+        .into_iter()
+        .map(|(_, owner)| owner)
+        .collect();
+    owners.sort();
+    assert_eq!(owners, ["grace", "someone-else"]);
+}

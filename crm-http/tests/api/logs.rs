@@ -222,7 +222,7 @@ async fn a_direct_invocation_logs_one_invocation_line_with_its_status_and_no_cus
         let result = envelope::invoke_direct(
             &app.state,
             &PlatformContext::new().with_request_id(request_id.clone()),
-            payload,
+            &payload.to_string(),
         )
         .await;
         assert_eq!(result.is_ok(), status == 200, "{name}");
@@ -262,7 +262,7 @@ async fn a_failed_store_logs_its_invocation_as_a_5xx_for_the_alarm() {
         let error = envelope::invoke_direct(
             &app.state,
             &PlatformContext::new().with_request_id(request_id.clone()),
-            payload,
+            &payload.to_string(),
         )
         .await
         .unwrap_err();

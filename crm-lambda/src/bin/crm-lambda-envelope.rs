@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use crm_domain::CustomerService;
 use crm_http::{AppState, Config, store, telemetry};
 use lambda_runtime::{LambdaEvent, service_fn};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -54,8 +54,8 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
 
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input)?;
-    let event: Value =
-        serde_json::from_str(&input).map_err(|e| format!("stdin is not one JSON event: {e}"))?;
+    let event =
+        RawValue::from_string(input).map_err(|e| format!("stdin is not one JSON event: {e}"))?;
     let event = LambdaEvent::new(event, lambda_runtime::Context::default());
     match crm_lambda::invoke_direct(&state, event).await {
         Ok(result) => {

@@ -3,6 +3,7 @@
 
 use http::StatusCode;
 use lambda_runtime::{Context, LambdaEvent};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::support::spawn_app;
@@ -11,10 +12,10 @@ fn item(id: &str) -> Value {
     json!({"id": id, "firstName": "Bob", "lastName": "Builder", "address": "1 Yard Rd"})
 }
 
-fn event(payload: Value) -> LambdaEvent<Value> {
+fn event(payload: &Value) -> LambdaEvent<Box<RawValue>> {
     let mut context = Context::default();
     "direct-1".clone_into(&mut context.request_id);
-    LambdaEvent::new(payload, context)
+    LambdaEvent::new(serde_json::value::to_raw_value(payload).unwrap(), context)
 }
 
 #[tokio::test]
@@ -22,7 +23,7 @@ async fn a_direct_invocation_runs_the_same_envelope() {
     let app = spawn_app();
     let created = crm_lambda::invoke_direct(
         &app.state,
-        event(json!({"operation": "create", "payload": {"Item": item("d1")}})),
+        event(&json!({"operation": "create", "payload": {"Item": item("d1")}})),
     )
     .await
     .unwrap();
@@ -30,7 +31,7 @@ async fn a_direct_invocation_runs_the_same_envelope() {
     // The HTTP route sees what the direct invocation wrote: one service, one store.
     assert_eq!(app.get("/customers/d1").await.status, StatusCode::OK);
     assert_eq!(
-        crm_lambda::invoke_direct(&app.state, event(json!({"operation": "ping"})))
+        crm_lambda::invoke_direct(&app.state, event(&json!({"operation": "ping"})))
             .await
             .unwrap(),
         json!("pong")
@@ -41,10 +42,10 @@ async fn a_direct_invocation_runs_the_same_envelope() {
 async fn a_failed_direct_invocation_is_a_lambda_error_with_the_problem_code() {
     let app = spawn_app();
     let duplicate = json!({"operation": "create", "payload": {"Item": item("d1")}});
-    crm_lambda::invoke_direct(&app.state, event(duplicate.clone()))
+    crm_lambda::invoke_direct(&app.state, event(&duplicate))
         .await
         .unwrap();
-    let diagnostic = crm_lambda::invoke_direct(&app.state, event(duplicate))
+    let diagnostic = crm_lambda::invoke_direct(&app.state, event(&duplicate))
         .await
         .unwrap_err();
     assert_eq!(diagnostic.error_type, "id-taken");
@@ -55,7 +56,7 @@ async fn a_failed_direct_invocation_is_a_lambda_error_with_the_problem_code() {
 
     let diagnostic = crm_lambda::invoke_direct(
         &app.state,
-        event(json!({"operation": "create", "payload": {"Item": {"firstName": ""}}})),
+        event(&json!({"operation": "create", "payload": {"Item": {"firstName": ""}}})),
     )
     .await
     .unwrap_err();
