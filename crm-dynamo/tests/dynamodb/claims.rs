@@ -63,6 +63,17 @@ async fn claims(client: &Client, table: &str) -> Vec<(String, String)> {
     claims
 }
 
+/// Whom the claims of the table name, sorted.
+async fn owners(client: &Client, table: &str) -> Vec<String> {
+    let mut owners: Vec<String> = claims(client, table)
+        .await
+        .into_iter()
+        .map(|(_, owner)| owner)
+        .collect();
+    owners.sort();
+    owners
+}
+
 /// Deletes every claim item of the table.
 async fn lose_every_claim(client: &Client, table: &str) {
     for (pk, _) in claims(client, table).await {
@@ -136,12 +147,11 @@ async fn a_missing_claim_does_not_block_an_email_change_or_clearing_the_email() 
         .await
         .unwrap();
     assert_eq!(changed.email().unwrap().as_str(), "countess@example.com");
-    let owners: Vec<String> = claims(&client, &table)
-        .await
-        .into_iter()
-        .map(|(_, owner)| owner)
-        .collect();
-    assert_eq!(owners, ["ada"], "the new email is claimed");
+    assert_eq!(
+        owners(&client, &table).await,
+        ["ada"],
+        "the new email is claimed"
+    );
     assert!(matches!(
         repository
             .create(&customer("other", "COUNTESS@example.com"))
@@ -178,13 +188,8 @@ async fn a_claim_that_names_another_customer_is_left_alone_by_a_delete() {
     let id = CustomerId::parse("ada").unwrap();
     repository.delete(&id, None).await.unwrap();
     assert!(repository.get(&id).await.unwrap().is_none());
-    let owners: Vec<String> = claims(&client, &table)
-        .await
-        .into_iter()
-        .map(|(_, owner)| owner)
-        .collect();
     assert_eq!(
-        owners,
+        owners(&client, &table).await,
         ["someone-else"],
         "another customer's claim is not ours to delete"
     );
@@ -211,13 +216,7 @@ async fn a_claim_that_names_another_customer_is_left_alone_by_an_email_change() 
         .unwrap();
     assert_eq!(changed.email().unwrap().as_str(), "countess@example.com");
     assert_eq!(changed.version().get(), 2, "one change, one version");
-    let mut owners: Vec<String> = claims(&client, &table)
-        .await
-        .into_iter()
-        .map(|(_, owner)| owner)
-        .collect();
-    owners.sort();
-    assert_eq!(owners, ["ada", "someone-else"]);
+    assert_eq!(owners(&client, &table).await, ["ada", "someone-else"]);
 }
 
 #[tokio::test]
@@ -240,12 +239,7 @@ async fn a_claim_that_names_another_customer_is_left_alone_when_the_email_is_cle
         .await
         .unwrap();
     assert!(cleared.email().is_none());
-    let owners: Vec<String> = claims(&client, &table)
-        .await
-        .into_iter()
-        .map(|(_, owner)| owner)
-        .collect();
-    assert_eq!(owners, ["someone-else"]);
+    assert_eq!(owners(&client, &table).await, ["someone-else"]);
 }
 
 #[tokio::test]
@@ -277,11 +271,5 @@ async fn a_taken_email_is_refused_as_taken_even_when_the_old_claim_names_another
     let unchanged = repository.get(&id).await.unwrap().unwrap();
     assert_eq!(unchanged.email().unwrap().as_str(), "ada@example.com");
     assert_eq!(unchanged.version().get(), 1);
-    let mut owners: Vec<String> = claims(&client, &table)
-        .await
-        .into_iter()
-        .map(|(_, owner)| owner)
-        .collect();
-    owners.sort();
-    assert_eq!(owners, ["grace", "someone-else"]);
+    assert_eq!(owners(&client, &table).await, ["grace", "someone-else"]);
 }
