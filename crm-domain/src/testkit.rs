@@ -105,6 +105,8 @@ macro_rules! __contract_cases {
             a_refused_delete_keeps_the_email_claimed,
             a_cursor_outlives_the_customer_it_points_at,
             concurrent_email_changes_to_one_address_have_one_winner,
+            a_deleted_id_can_be_created_again_as_a_new_customer,
+            every_write_answers_what_it_stored_one_version_at_a_time,
         }
     };
 }
@@ -186,6 +188,85 @@ fn assert_email_taken<T: std::fmt::Debug>(result: &Result<T, RepositoryError>) {
         matches!(result, Err(RepositoryError::EmailTaken)),
         "{result:?}"
     );
+}
+
+/// What a delete leaves of a customer is nothing any read shows, and its id is free: a create of
+/// the same id is a new customer, at version 1, with the deleted customer's email free for it.
+pub async fn a_deleted_id_can_be_created_again_as_a_new_customer(repo: Repo) {
+    create(&repo, &with_email("again", "again@example.com")).await;
+    repo.update(
+        &id("again"),
+        &patch(&json!({"lastName": "Byron"})),
+        None,
+        t1(),
+    )
+    .await
+    .expect("update succeeds");
+    repo.delete(&id("again"), Some(Version::FIRST.next()))
+        .await
+        .expect("delete succeeds");
+    let stale = repo
+        .update(&id("again"), &patch(&json!({"firstName": "X"})), None, t1())
+        .await;
+    assert!(matches!(stale, Err(RepositoryError::NotFound)), "{stale:?}");
+
+    let reborn = customer(&json!({
+        "id": "again", "firstName": "Grace", "lastName": "Hopper", "email": "again@example.com"
+    }));
+    create(&repo, &reborn).await;
+    assert_eq!(stored(&repo, "again").await, Some(reborn.clone()));
+    assert_eq!(reborn.version(), Version::FIRST);
+    let page = repo
+        .list(PageLimit::MAX, None)
+        .await
+        .expect("list succeeds");
+    assert_eq!(page.items, [reborn]);
+    let patched = repo
+        .update(
+            &id("again"),
+            &patch(&json!({"firstName": "Amazing Grace"})),
+            Some(Version::FIRST),
+            t1(),
+        )
+        .await
+        .expect("a patch of the new customer at its version 1");
+    assert_eq!(patched.version(), Version::FIRST.next());
+    found_by_email(&repo, "again@example.com", Some("again")).await;
+}
+
+/// Every successful write answers exactly what it stored, and moves the version by one: no write,
+/// however it reached the store, skips a version or answers another state than its own.
+pub async fn every_write_answers_what_it_stored_one_version_at_a_time(repo: Repo) {
+    create(&repo, &named("steps")).await;
+    let patches = [
+        (json!({"firstName": "Augusta"}), None),
+        (json!({"email": "steps@example.com"}), Some(2)),
+        (json!({"phone": "+441234567890"}), None),
+        (
+            json!({"email": null, "address": {"line1": "1 Main St"}}),
+            Some(4),
+        ),
+    ];
+    let mut version = Version::FIRST;
+    for (changes, expected) in patches {
+        let expected =
+            expected.map(|v| Version::try_from(v).expect("a valid version in the contract suite"));
+        let answered = repo
+            .update(&id("steps"), &patch(&changes), expected, t1())
+            .await
+            .expect("update succeeds");
+        version = version.next();
+        assert_eq!(answered.version(), version, "after {changes}");
+        assert_eq!(
+            stored(&repo, "steps").await,
+            Some(answered),
+            "after {changes}"
+        );
+    }
+    repo.delete(&id("steps"), Some(version))
+        .await
+        .expect("delete at the last version succeeds");
+    assert_eq!(stored(&repo, "steps").await, None);
 }
 
 /// A customer can be read back exactly as it was written.

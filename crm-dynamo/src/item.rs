@@ -16,7 +16,26 @@ pub(crate) const PK: &str = "pk";
 const CUSTOMER_PREFIX: &str = "CUSTOMER#";
 const EMAIL_PREFIX: &str = "EMAIL#";
 pub(crate) const KIND_CUSTOMER: &str = "customer";
+/// The kind of what a delete leaves of a customer: its id, version and time of deletion.
+pub(crate) const KIND_DELETED: &str = "deleted";
 const KIND_EMAIL: &str = "email";
+/// The token of the operation that last wrote a customer item (see `repository::token`).
+pub(crate) const WRITE_TOKEN: &str = "writeToken";
+/// When DynamoDB's time to live removes an item (epoch seconds): set on tombstones only.
+pub(crate) const EXPIRES_AT: &str = "expiresAt";
+/// The attributes of a customer item that hold its data, which a delete removes.
+pub(crate) fn data_attributes() -> impl Iterator<Item = &'static str> {
+    [
+        "firstName",
+        "lastName",
+        "email",
+        "emailKey",
+        "phone",
+        "createdAt",
+    ]
+    .into_iter()
+    .chain(ADDRESS_ATTRIBUTES)
+}
 
 /// The key of a customer item.
 pub(crate) fn customer_pk(id: &CustomerId) -> String {
@@ -229,6 +248,11 @@ pub(crate) fn item_email_key(item: &Item) -> Option<&str> {
         Some(AttributeValue::S(s)) => Some(s),
         _ => None,
     }
+}
+
+/// True when `item` is a customer, not the tombstone of a deleted one.
+pub(crate) fn is_live(item: &Item) -> bool {
+    matches!(item.get("kind"), Some(AttributeValue::S(kind)) if kind == KIND_CUSTOMER)
 }
 
 /// True when the stored customer item has an address.

@@ -8,12 +8,17 @@
 //!
 //! One table, partition key `pk` (string), no sort key, billed on demand; one global secondary
 //! index `byEmail` on `emailKey` projecting everything ([`TABLE`] states it in code; the
-//! CloudFormation template is checked against it). Two kinds of item:
+//! CloudFormation template is checked against it), and a time to live on `expiresAt`. Three kinds
+//! of item:
 //!
 //! | item | `pk` | attributes |
 //! | --- | --- | --- |
 //! | customer | `CUSTOMER#<id>` | `kind = "customer"`, `id`, `firstName`, `lastName`, `email`, `emailKey` (lower-cased email), `phone`, `addressLine1` … `addressCountry`, `createdAt`, `updatedAt`, `version` (number) |
 //! | email claim | `EMAIL#<SHA-256 of the lower-cased email, hex>` | `kind = "email"`, `customerId` |
+//! | tombstone of a deleted customer | `CUSTOMER#<id>` | `kind = "deleted"`, `id`, `version` (the delete's), `updatedAt` (its time), `writeToken`, `expiresAt` (epoch seconds; DynamoDB's time to live) |
+//!
+//! Customer items and tombstones also carry `writeToken`, the token of the operation that last
+//! wrote them.
 //!
 //! Why this shape:
 //! - **Uniqueness of emails** cannot be a condition on a GSI, so every email is claimed by an item of
@@ -22,6 +27,14 @@
 //!   keyed by a digest of the address, not the address: uniqueness needs only equality, so the one
 //!   copy of an email stays on its customer's item, and a listing cursor (the key of the last item
 //!   read, which may be a claim) never carries an address into a URL or an access log.
+//! - **Exact outcomes after lost replies.** The SDK resends a request whose reply was lost, and
+//!   DynamoDB may have applied the first: the resent conditional write then fails on what its own
+//!   first attempt did. Every write stamps the item with a token of its operation, and every
+//!   failed condition returns the item, so a write that finds its own token answers its real
+//!   outcome (the created or patched customer, a done delete), and a patch is never applied twice.
+//!   A delete leaves a tombstone for that reason: "no item" cannot say whose delete it was. The
+//!   tombstone holds no customer data and expires after 30 days
+//!   ([`DynamoCustomerRepository::with_tombstone_retention`]).
 //! - **The address is flattened** into top-level attributes so that a merge patch sets and removes
 //!   parts in one `UpdateItem`, whether or not the customer had an address.
 //! - **Lookup by email** is one `Query` on the sparse `byEmail` index (only customer items carry
@@ -42,8 +55,8 @@
 //! | find by email | 1 `Query` on `byEmail` |
 //! | patch that leaves the email alone | 1 conditional `UpdateItem` returning the new item |
 //! | patch that sets or clears the email | 2: a consistent `GetItem`, then `TransactWriteItems` conditioned on the version read (transactions return no item, and the old claim's key is the old email) |
-//! | delete of a customer without email | 1 conditional `DeleteItem` |
-//! | delete of a customer with email | 2: the conditional `DeleteItem` fails and returns the item, then `TransactWriteItems` deletes customer and claim |
+//! | delete of a customer without email | 1 conditional `UpdateItem` that makes the item a tombstone |
+//! | delete of a customer with email | 2: the conditional `UpdateItem` fails and returns the item, then `TransactWriteItems` makes the tombstone and deletes the claim |
 //! | bulk put | 1 `TransactWriteItems` per 50 customers, plus retries |
 //!
 //! Races add attempts (bounded, with backoff); they never lose an update: every write is conditional.
@@ -58,7 +71,7 @@
 //!   (which could return it) cannot be conditioned on another item. Without the read, the old email
 //!   is unknown and the answer would be a second read anyway.
 //! - **Deleting a customer that has an email** must delete its claim in the same transaction, and
-//!   the claim's key is, again, the email. The first `DeleteItem` is the whole delete for a customer
+//!   the claim's key is, again, the email. The first `UpdateItem` is the whole delete for a customer
 //!   without email; for one with email its failed condition returns the item, which names the
 //!   claim. (Leaving claims behind to be cleaned lazily would make this one request, at the price of
 //!   keeping a trace of every deleted customer's email: we chose erasure.)

@@ -4,7 +4,7 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use crm_domain::RepositoryError;
 
@@ -26,6 +26,9 @@ pub struct TableDefinition {
     pub partition_key: &'static str,
     /// Global secondary indexes, all projecting every attribute.
     pub indexes: &'static [IndexDefinition],
+    /// The number attribute (epoch seconds) after which DynamoDB's time to live removes an item:
+    /// set on the tombstones of deleted customers.
+    pub time_to_live_attribute: &'static str,
     /// The DynamoDB actions the repository calls on the table itself.
     pub table_actions: &'static [&'static str],
     /// The DynamoDB actions the repository calls on the indexes.
@@ -39,6 +42,7 @@ pub const TABLE: TableDefinition = TableDefinition {
         name: EMAIL_INDEX,
         partition_key: "emailKey",
     }],
+    time_to_live_attribute: crate::item::EXPIRES_AT,
     // TransactWriteItems is not an IAM action: a transaction needs the action of each item it holds.
     table_actions: &[
         "dynamodb:GetItem",
@@ -54,7 +58,8 @@ pub const TABLE: TableDefinition = TableDefinition {
 pub const EMAIL_INDEX: &str = "byEmail";
 
 impl TableDefinition {
-    /// Creates a table of this layout named `name`, billed on demand, and waits until it is active.
+    /// Creates a table of this layout named `name`, billed on demand, waits until it is active,
+    /// and turns its time to live on.
     /// For local use and tests: in AWS the CloudFormation template creates the table.
     ///
     /// # Errors
@@ -100,13 +105,31 @@ impl TableDefinition {
                 .map(aws_sdk_dynamodb::types::TableStatus::as_str)
                 == Some("ACTIVE");
             if active {
-                return Ok(());
+                return self.enable_time_to_live(client, name).await;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         Err(RepositoryError::unavailable(
             "the table did not become active in 10 s",
         ))
+    }
+}
+
+impl TableDefinition {
+    async fn enable_time_to_live(&self, client: &Client, name: &str) -> Result<(), RepositoryError> {
+        let specification = TimeToLiveSpecification::builder()
+            .attribute_name(self.time_to_live_attribute)
+            .enabled(true)
+            .build()
+            .map_err(RepositoryError::unexpected)?;
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(specification)
+            .send()
+            .await
+            .map_err(|e| classify("UpdateTimeToLive", &e))?;
+        Ok(())
     }
 }
 

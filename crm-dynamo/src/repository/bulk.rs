@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use crm_domain::{BulkRejection, BulkReport, Customer, RepositoryError, batch_repeats};
 
 use super::DynamoCustomerRepository;
+use super::create::{ID_FREE, id_free_values};
 use super::retry::{Attempt, Attempts, retry_races};
 use super::transaction::cancelled_unexpectedly;
 use crate::error::ItemOutcome;
@@ -92,8 +93,8 @@ impl Attempts<usize> for ChunkImport<'_> {
             for (position, (_, customer)) in self.remaining.iter().enumerate() {
                 actions.push(self.repository.put(
                     customer_item(customer)?,
-                    "attribute_not_exists(#pk)",
-                    None,
+                    ID_FREE,
+                    Some(id_free_values()),
                 )?);
                 owners.push((position, false));
                 if let Some(email) = customer.email() {

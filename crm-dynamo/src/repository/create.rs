@@ -3,42 +3,76 @@
 //!
 //! The claim is what makes emails unique (a condition cannot look at a GSI), so it must be written
 //! in the same atomic step as the customer. The transaction is retried only when another writer was
-//! on the items; a failed condition is the answer (the id or the email is taken).
+//! on the items; a failed condition is the answer (the id or the email is taken), unless the item
+//! in the way carries this create's own [`WriteToken`]: then an earlier attempt, whose reply was
+//! lost, created it, and the create succeeded. The tombstone of a deleted customer does not hold
+//! its id: the id can be created again.
+
+use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use crm_domain::{Customer, Email, RepositoryError};
 
 use super::DynamoCustomerRepository;
 use super::retry::{Attempt, retry_races};
+use super::token::WriteToken;
 use super::transaction::{cancelled_unexpectedly, outcomes};
 use crate::error::{ItemOutcome, classify};
-use crate::item::{PK, claim_item, customer_item};
+use crate::item::{KIND_DELETED, PK, claim_item, customer_item, s};
+
+/// The condition of a create: no customer holds the id (none ever did, or it was deleted).
+pub(super) const ID_FREE: &str = "attribute_not_exists(#pk) OR kind = :deleted";
+
+/// The values [`ID_FREE`] refers to.
+pub(super) fn id_free_values() -> HashMap<String, AttributeValue> {
+    HashMap::from([(":deleted".to_owned(), s(KIND_DELETED))])
+}
 
 impl DynamoCustomerRepository {
     pub(super) async fn create_unbounded(
         &self,
         customer: &Customer,
     ) -> Result<(), RepositoryError> {
+        let token = &WriteToken::new();
         match customer.email() {
-            None => self.create_without_email(customer).await,
-            Some(email) => self.create_with_email(customer, email).await,
+            None => self.create_without_email(customer, token).await,
+            Some(email) => self.create_with_email(customer, email, token).await,
         }
     }
 
-    async fn create_without_email(&self, customer: &Customer) -> Result<(), RepositoryError> {
+    async fn create_without_email(
+        &self,
+        customer: &Customer,
+        token: &WriteToken,
+    ) -> Result<(), RepositoryError> {
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(customer_item(customer)?))
-            .condition_expression("attribute_not_exists(#pk)")
+            .set_item(Some(token.stamp(customer_item(customer)?)))
+            .condition_expression(ID_FREE)
             .expression_attribute_names("#pk", PK)
+            .set_expression_attribute_values(Some(id_free_values()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(RepositoryError::AlreadyExists),
+            Err(SdkError::ServiceError(failure))
+                if failure.err().is_conditional_check_failed_exception() =>
+            {
+                let old = match failure.into_err() {
+                    PutItemError::ConditionalCheckFailedException(e) => e.item,
+                    _ => None,
+                };
+                if old.is_some_and(|old| token.is_on(&old)) {
+                    Ok(())
+                } else {
+                    Err(RepositoryError::AlreadyExists)
+                }
+            }
             Err(e) => Err(classify("PutItem", &e)),
         }
     }
@@ -47,10 +81,15 @@ impl DynamoCustomerRepository {
         &self,
         customer: &Customer,
         email: &Email,
+        token: &WriteToken,
     ) -> Result<(), RepositoryError> {
         retry_races("create", move || async move {
             let actions = vec![
-                self.put(customer_item(customer)?, "attribute_not_exists(#pk)", None)?,
+                self.put(
+                    token.stamp(customer_item(customer)?),
+                    ID_FREE,
+                    Some(id_free_values()),
+                )?,
                 self.put(
                     claim_item(&email.normalized(), customer.id()),
                     "attribute_not_exists(#pk)",
@@ -61,6 +100,15 @@ impl DynamoCustomerRepository {
                 return Ok(Attempt::Done(()));
             };
             match outcomes(&reasons).as_slice() {
+                // An earlier attempt of this create wrote the customer (and its claim).
+                [ItemOutcome::ConditionFailed, _]
+                    if reasons
+                        .first()
+                        .and_then(|(_, old)| old.as_ref())
+                        .is_some_and(|old| token.is_on(old)) =>
+                {
+                    Ok(Attempt::Done(()))
+                }
                 [ItemOutcome::ConditionFailed, _] => Err(RepositoryError::AlreadyExists),
                 [_, ItemOutcome::ConditionFailed] => Err(RepositoryError::EmailTaken),
                 o if o.contains(&ItemOutcome::Retry) => Ok(Attempt::Retry),
@@ -69,8 +117,4 @@ impl DynamoCustomerRepository {
         })
         .await
     }
-}
-
-fn is_condition_failure<R>(error: &SdkError<PutItemError, R>) -> bool {
-    matches!(error, SdkError::ServiceError(e) if e.err().is_conditional_check_failed_exception())
 }

@@ -1,6 +1,12 @@
-//! Delete: one conditional `DeleteItem` for a customer without an email; for one with an email,
-//! that `DeleteItem` fails and returns the item, then one transaction deletes the customer and the
-//! claim on its email.
+//! Delete: the customer item becomes its tombstone, which keeps only the id, the version the
+//! delete made and the time (until DynamoDB's time to live removes it). For a customer without an
+//! email that is one conditional `UpdateItem`; for one with an email, that `UpdateItem` fails and
+//! returns the item, then one transaction writes the tombstone and releases the claim on the email.
+//!
+//! Why a tombstone rather than no item: a resent delete whose first attempt was applied must tell
+//! its own delete from another's, and "no item" cannot; the tombstone carries the delete's
+//! [`WriteToken`]. It holds no customer data (every data attribute is removed), it is not a
+//! customer to any read, patch or listing, and a create of the same id replaces it.
 //!
 //! The claim's key is the email, which only the item knows, and leaving claims behind would keep a
 //! trace of every deleted customer's email (we chose erasure). So the first request is the whole
@@ -12,18 +18,25 @@
 //! names another customer is logged as an integrity problem and left alone, and the customer is
 //! deleted without it.
 
-use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
-use aws_sdk_dynamodb::types::{Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
-use crm_domain::{CustomerId, RepositoryError, Version};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use crm_domain::{CustomerId, RepositoryError, Timestamp, Version};
 
 use super::DynamoCustomerRepository;
+use super::expression::UpdateExpression;
 use super::retry::{Attempt, retry_races};
+use super::token::WriteToken;
 use super::transaction::{ForeignClaim, cancelled_unexpectedly, names_another, outcomes};
 use crate::error::{ItemOutcome, classify};
-use crate::item::{PK, customer_pk, item_email_key, item_version, key, n};
+use crate::item::{
+    EXPIRES_AT, Item, KIND_CUSTOMER, KIND_DELETED, WRITE_TOKEN, customer_pk, data_attributes,
+    is_live, item_email_key, item_version, key, n, s,
+};
 
 impl DynamoCustomerRepository {
     pub(super) async fn delete_unbounded(
@@ -31,25 +44,27 @@ impl DynamoCustomerRepository {
         id: &CustomerId,
         expected: Option<Version>,
     ) -> Result<(), RepositoryError> {
+        let token = &WriteToken::new();
         let foreign = &ForeignClaim::default();
         retry_races("delete", move || async move {
-            // First try: a customer without an email goes in one conditional delete. When the
+            // First try: a customer without an email goes in one conditional update. When the
             // condition fails, DynamoDB hands back the item, which says why.
+            let mut tombstone = self.tombstone(token);
             let mut condition =
-                String::from("attribute_exists(#pk) AND attribute_not_exists(emailKey)");
-            let mut values = None;
+                String::from("#kind = :customer AND attribute_not_exists(#emailKey)");
             if let Some(version) = expected {
-                condition.push_str(" AND version = :expected");
-                values = Some(HashMap::from([(":expected".to_owned(), n(version))]));
+                condition.push_str(" AND #version = :expected");
+                tombstone.values.insert(":expected".to_owned(), n(version));
             }
             let request = self
                 .client
-                .delete_item()
+                .update_item()
                 .table_name(&self.table)
                 .set_key(Some(key(customer_pk(id))))
+                .update_expression(tombstone.expression())
                 .condition_expression(condition)
-                .expression_attribute_names("#pk", PK)
-                .set_expression_attribute_values(values)
+                .set_expression_attribute_names(Some(tombstone.names))
+                .set_expression_attribute_values(Some(tombstone.values))
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 );
@@ -59,15 +74,22 @@ impl DynamoCustomerRepository {
                     if failure.err().is_conditional_check_failed_exception() =>
                 {
                     match failure.into_err() {
-                        DeleteItemError::ConditionalCheckFailedException(e) => e.item,
+                        UpdateItemError::ConditionalCheckFailedException(e) => e.item,
                         _ => None,
                     }
                 }
-                Err(e) => return Err(classify("DeleteItem", &e)),
+                Err(e) => return Err(classify("UpdateItem", &e)),
             };
             let Some(old) = old else {
                 return Err(RepositoryError::NotFound);
             };
+            if token.is_on(&old) {
+                // An earlier attempt of this delete was applied, its reply lost.
+                return Ok(Attempt::Done(()));
+            }
+            if !is_live(&old) {
+                return Err(RepositoryError::NotFound);
+            }
             let current = item_version(&old).ok_or_else(|| cancelled_unexpectedly("delete"))?;
             if let Some(version) = expected
                 && version != current
@@ -78,32 +100,57 @@ impl DynamoCustomerRepository {
                 // The email went away between the two looks; start again.
                 return Ok(Attempt::Changed);
             };
-            self.delete_with_claim(id, current, email, expected, foreign)
+            self.delete_with_claim(id, current, email, expected, token, foreign)
                 .await
         })
         .await
     }
 
+    /// The update that turns a customer item into its tombstone: the kind changes, the version
+    /// goes up by one, the time and this delete's token are set, every data attribute goes, and
+    /// the time to live starts. Conditions may use `#kind`, `#version` and `#emailKey`, and the
+    /// value `:customer`.
+    fn tombstone(&self, token: &WriteToken) -> UpdateExpression {
+        let mut update = UpdateExpression::default();
+        update.add_version_bump(Timestamp::now());
+        update.set("kind", s(KIND_DELETED));
+        update.set(WRITE_TOKEN, token.value());
+        update.set(EXPIRES_AT, expiry(self.tombstone_retention));
+        for attribute in data_attributes() {
+            update.remove(attribute);
+        }
+        update
+            .values
+            .insert(":customer".to_owned(), s(KIND_CUSTOMER));
+        update
+    }
+
     /// The second step of deleting a customer that has an email: the customer, as of version
-    /// `seen`, and its claim go in one transaction. When the claim turns out to be another
-    /// customer's, `foreign` remembers it and the next attempt deletes the customer alone.
+    /// `seen`, becomes its tombstone and its claim goes, in one transaction. When the claim turns
+    /// out to be another customer's, `foreign` remembers it and the next attempt deletes the
+    /// customer alone.
     async fn delete_with_claim(
         &self,
         id: &CustomerId,
         seen: Version,
         normalized_email: &str,
         expected: Option<Version>,
+        token: &WriteToken,
         foreign: &ForeignClaim,
     ) -> Result<Attempt<()>, RepositoryError> {
-        let delete = Delete::builder()
+        let mut tombstone = self.tombstone(token);
+        tombstone.values.insert(":seen".to_owned(), n(seen));
+        let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(customer_pk(id))))
-            .condition_expression("version = :seen")
-            .expression_attribute_values(":seen", n(seen))
+            .update_expression(tombstone.expression())
+            .condition_expression("#kind = :customer AND #version = :seen")
+            .set_expression_attribute_names(Some(tombstone.names))
+            .set_expression_attribute_values(Some(tombstone.values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(RepositoryError::unexpected)?;
-        let mut actions = vec![TransactWriteItem::builder().delete(delete).build()];
+        let mut actions = vec![TransactWriteItem::builder().update(update).build()];
         if !foreign.is(normalized_email) {
             actions.push(self.delete_claim(normalized_email, id)?);
         }
@@ -112,8 +159,15 @@ impl DynamoCustomerRepository {
         };
         match outcomes(&reasons).as_slice() {
             [ItemOutcome::ConditionFailed, ..] => {
-                let old = reasons.first().and_then(|(_, item)| item.as_ref());
-                match (old.and_then(item_version), expected) {
+                let old: Option<&Item> = reasons.first().and_then(|(_, item)| item.as_ref());
+                if old.is_some_and(|old| token.is_on(old)) {
+                    // An earlier attempt of this transaction was applied.
+                    return Ok(Attempt::Done(()));
+                }
+                match (
+                    old.filter(|old| is_live(old)).and_then(item_version),
+                    expected,
+                ) {
                     // The customer was already gone.
                     (None, _) => Err(RepositoryError::NotFound),
                     (Some(current), Some(_)) => Err(RepositoryError::VersionConflict { current }),
@@ -134,4 +188,12 @@ impl DynamoCustomerRepository {
             _ => Err(cancelled_unexpectedly("delete")),
         }
     }
+}
+
+/// The time to live of a tombstone written now: `retention` from now, in epoch seconds.
+fn expiry(retention: Duration) -> AttributeValue {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    AttributeValue::N((now + retention).as_secs().to_string())
 }

@@ -9,7 +9,7 @@ use crm_domain::{Customer, CustomerId, Email, RepositoryError};
 
 use super::DynamoCustomerRepository;
 use crate::error::classify;
-use crate::item::{Item, customer_from_item, customer_pk, key, s};
+use crate::item::{Item, customer_from_item, customer_pk, is_live, key, s};
 use crate::table::EMAIL_INDEX;
 
 impl DynamoCustomerRepository {
@@ -17,11 +17,15 @@ impl DynamoCustomerRepository {
         &self,
         id: &CustomerId,
     ) -> Result<Option<Customer>, RepositoryError> {
-        self.get_item(id).await?.map(customer_from_item).transpose()
+        self.get_item(id)
+            .await?
+            .filter(is_live)
+            .map(customer_from_item)
+            .transpose()
     }
 
-    /// The stored item of customer `id`, read consistently; also the first step of an email
-    /// change.
+    /// The stored item of customer `id`, read consistently, tombstone or not; also the first step
+    /// of an email change.
     pub(super) async fn get_item(&self, id: &CustomerId) -> Result<Option<Item>, RepositoryError> {
         let output = self
             .client

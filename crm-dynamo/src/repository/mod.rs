@@ -12,9 +12,11 @@
 mod bulk;
 mod create;
 mod delete;
+mod expression;
 mod get;
 mod list;
 mod retry;
+mod token;
 mod transaction;
 mod update;
 
@@ -34,6 +36,9 @@ use crate::settings::DynamoSettings;
 /// The deadline of one repository operation when the caller sets none.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(3);
 
+/// How long the tombstone of a deleted customer stays when the caller sets nothing: 30 days.
+const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_hours(30 * 24);
+
 /// Customers in one DynamoDB table; see the [crate docs](crate) for the layout.
 #[derive(Debug, Clone)]
 pub struct DynamoCustomerRepository {
@@ -42,6 +47,9 @@ pub struct DynamoCustomerRepository {
     /// The most one operation may take, all its requests and retries included (for a bulk import:
     /// each chunk of it).
     deadline: Duration,
+    /// How long the tombstone of a deleted customer stays before DynamoDB's time to live removes
+    /// it.
+    tombstone_retention: Duration,
 }
 
 impl DynamoCustomerRepository {
@@ -61,6 +69,7 @@ impl DynamoCustomerRepository {
             client,
             table: table.into(),
             deadline: DEFAULT_DEADLINE,
+            tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
         }
     }
 
@@ -69,6 +78,14 @@ impl DynamoCustomerRepository {
     #[must_use]
     pub fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
+        self
+    }
+
+    /// The same repository keeping the tombstones of deleted customers for `retention` (30 days
+    /// unless set) before DynamoDB's time to live removes them (within about two days of expiry).
+    #[must_use]
+    pub fn with_tombstone_retention(mut self, retention: Duration) -> Self {
+        self.tombstone_retention = retention;
         self
     }
 

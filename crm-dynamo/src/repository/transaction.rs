@@ -29,11 +29,14 @@ impl DynamoCustomerRepository {
         condition: &str,
         values: Option<HashMap<String, AttributeValue>>,
     ) -> Result<TransactWriteItem, RepositoryError> {
+        let names = condition
+            .contains("#pk")
+            .then(|| HashMap::from([("#pk".to_owned(), PK.to_owned())]));
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression(condition)
-            .expression_attribute_names("#pk", PK)
+            .set_expression_attribute_names(names)
             .set_expression_attribute_values(values)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()

@@ -7,24 +7,31 @@
 //! returns no item and needs the old email (the old claim's key), so the customer is read first and
 //! written whole, on the condition that its version has not moved since; a change in between makes
 //! the attempt start again, never overwrite.
+//!
+//! Both stamp the customer with the operation's [`WriteToken`], and the single `UpdateItem` is
+//! conditioned on the customer not carrying it yet: a resent patch whose first attempt was applied
+//! fails its condition and answers the customer that attempt made, never applies twice.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 use crm_domain::{
     AddressPatch, Customer, CustomerId, CustomerPatch, Email, Patch, RepositoryError, Timestamp,
     Version,
 };
 
 use super::DynamoCustomerRepository;
+use super::expression::UpdateExpression;
 use super::retry::{Attempt, retry_races};
+use super::token::WriteToken;
 use super::transaction::{ForeignClaim, cancelled_unexpectedly, names_another, outcomes};
 use crate::error::{ItemOutcome, classify};
 use crate::item::{
-    ADDRESS_ATTRIBUTES, ADDRESS_LINE1, Item, PK, claim_item, customer_from_item, customer_item,
-    customer_pk, item_has_address, item_version, key, n, s,
+    ADDRESS_ATTRIBUTES, ADDRESS_LINE1, Item, KIND_CUSTOMER, WRITE_TOKEN, claim_item,
+    customer_from_item, customer_item, customer_pk, is_live, item_has_address, item_version, key,
+    n, s,
 };
 
 impl DynamoCustomerRepository {
@@ -35,24 +42,28 @@ impl DynamoCustomerRepository {
         expected: Option<Version>,
         now: Timestamp,
     ) -> Result<Customer, RepositoryError> {
+        let token = &WriteToken::new();
         if patch.email.is_keep() {
-            self.update_in_place(id, patch, expected, now).await
+            self.update_in_place(id, patch, expected, now, token).await
         } else {
-            self.update_with_claims(id, patch, expected, now).await
+            self.update_with_claims(id, patch, expected, now, token)
+                .await
         }
     }
 
     /// A patch that leaves the email alone: one `UpdateItem` that sets and removes the patched
-    /// attributes, bumps the version and returns the new item.
+    /// attributes, bumps the version, stamps the token and returns the new item.
     async fn update_in_place(
         &self,
         id: &CustomerId,
         patch: &CustomerPatch,
         expected: Option<Version>,
         now: Timestamp,
+        token: &WriteToken,
     ) -> Result<Customer, RepositoryError> {
         let mut update = UpdateExpression::default();
         update.add_version_bump(now);
+        update.set(WRITE_TOKEN, token.value());
         if let Some(name) = &patch.first_name {
             update.set("firstName", s(name.as_str()));
         }
@@ -70,8 +81,13 @@ impl DynamoCustomerRepository {
             }
             Patch::Set(address) => update.address(address),
         };
-        let mut condition = String::from("attribute_exists(#pk)");
-        update.names.insert("#pk".to_owned(), PK.to_owned());
+        // A live customer, not yet patched by this operation.
+        let mut condition = String::from(
+            "kind = :customer AND (attribute_not_exists(#writeToken) OR #writeToken <> :writeToken)",
+        );
+        update
+            .values
+            .insert(":customer".to_owned(), s(KIND_CUSTOMER));
         if let Some(version) = expected {
             condition.push_str(" AND #version = :expected");
             update.values.insert(":expected".to_owned(), n(version));
@@ -104,6 +120,10 @@ impl DynamoCustomerRepository {
                     UpdateItemError::ConditionalCheckFailedException(e) => e.item,
                     _ => None,
                 };
+                if let Some(old) = old.as_ref().filter(|old| token.is_on(old)) {
+                    // An earlier attempt of this patch was applied: this is its customer.
+                    return customer_from_item(old.clone());
+                }
                 Err(explain_failed_condition(
                     old.as_ref(),
                     expected,
@@ -123,10 +143,18 @@ impl DynamoCustomerRepository {
         patch: &CustomerPatch,
         expected: Option<Version>,
         now: Timestamp,
+        token: &WriteToken,
     ) -> Result<Customer, RepositoryError> {
         let foreign = &ForeignClaim::default();
         retry_races("update", move || async move {
             let item = self.get_item(id).await?.ok_or(RepositoryError::NotFound)?;
+            if token.is_on(&item) {
+                // An earlier attempt of this patch was applied, its reply lost.
+                return Ok(Attempt::Done(customer_from_item(item)?));
+            }
+            if !is_live(&item) {
+                return Err(RepositoryError::NotFound);
+            }
             let current = customer_from_item(item)?;
             if let Some(version) = expected
                 && version != current.version()
@@ -140,10 +168,13 @@ impl DynamoCustomerRepository {
                 .map_err(RepositoryError::InvalidPatch)?;
             let old_email = current.email().map(Email::normalized);
             let new_email = next.email().map(Email::normalized);
-            let values = HashMap::from([(":seen".to_owned(), n(current.version()))]);
+            let values = HashMap::from([
+                (":seen".to_owned(), n(current.version())),
+                (":customer".to_owned(), s(KIND_CUSTOMER)),
+            ]);
             let mut actions = vec![self.put(
-                customer_item(&next)?,
-                "attribute_exists(#pk) AND version = :seen",
+                token.stamp(customer_item(&next)?),
+                "kind = :customer AND version = :seen",
                 Some(values),
             )?];
             // Where the release of the old claim stands among the actions, and that email.
@@ -167,9 +198,16 @@ impl DynamoCustomerRepository {
             let outcomes = outcomes(&reasons);
             match outcomes.first() {
                 Some(ItemOutcome::ConditionFailed) => {
-                    // The customer changed or went away after it was read.
+                    // The customer changed or went away after it was read, or an earlier attempt
+                    // of this transaction was applied.
                     let old = reasons.first().and_then(|(_, item)| item.as_ref());
-                    match (old.and_then(item_version), expected) {
+                    if let Some(old) = old.filter(|old| token.is_on(old)) {
+                        return Ok(Attempt::Done(customer_from_item(old.clone())?));
+                    }
+                    match (
+                        old.filter(|old| is_live(old)).and_then(item_version),
+                        expected,
+                    ) {
                         (None, _) => Err(RepositoryError::NotFound),
                         (Some(current), Some(_)) => {
                             Err(RepositoryError::VersionConflict { current })
@@ -207,7 +245,7 @@ fn explain_failed_condition(
     expected: Option<Version>,
     needs_address: bool,
 ) -> RepositoryError {
-    let Some(old) = old else {
+    let Some(old) = old.filter(|old| is_live(old)) else {
         return RepositoryError::NotFound;
     };
     let current = item_version(old);
@@ -219,78 +257,5 @@ fn explain_failed_condition(
             RepositoryError::InvalidPatch(AddressPatch::line1_required())
         }
         _ => cancelled_unexpectedly("update"),
-    }
-}
-
-/// An update expression under construction: attribute names go through `#name` placeholders
-/// (several customer attributes are DynamoDB reserved words) and values through `:name`.
-#[derive(Default)]
-struct UpdateExpression {
-    sets: Vec<String>,
-    removes: Vec<String>,
-    names: HashMap<String, String>,
-    values: HashMap<String, AttributeValue>,
-}
-
-impl UpdateExpression {
-    fn name(&mut self, attribute: &str) -> String {
-        let placeholder = format!("#{attribute}");
-        self.names.insert(placeholder.clone(), attribute.to_owned());
-        placeholder
-    }
-
-    fn set(&mut self, attribute: &str, value: AttributeValue) {
-        let name = self.name(attribute);
-        self.values.insert(format!(":{attribute}"), value);
-        self.sets.push(format!("{name} = :{attribute}"));
-    }
-
-    fn remove(&mut self, attribute: &str) {
-        let name = self.name(attribute);
-        self.removes.push(name);
-    }
-
-    fn patch<T>(
-        &mut self,
-        attribute: &str,
-        patch: &Patch<T>,
-        value: impl Fn(&T) -> AttributeValue,
-    ) {
-        match patch {
-            Patch::Keep => {}
-            Patch::Clear => self.remove(attribute),
-            Patch::Set(v) => self.set(attribute, value(v)),
-        }
-    }
-
-    fn add_version_bump(&mut self, now: Timestamp) {
-        let version = self.name("version");
-        self.values
-            .insert(":one".to_owned(), AttributeValue::N("1".to_owned()));
-        self.sets.push(format!("{version} = {version} + :one"));
-        self.set("updatedAt", s(&now.to_string()));
-    }
-
-    /// Adds an address merge; true when the customer must already have an address (no `line1`).
-    fn address(&mut self, patch: &AddressPatch) -> bool {
-        let [line1, line2, city, region, postal_code, country] = ADDRESS_ATTRIBUTES;
-        if let Some(text) = &patch.line1 {
-            self.set(line1, s(text.as_str()));
-        }
-        self.patch(line2, &patch.line2, |t| s(t.as_str()));
-        self.patch(city, &patch.city, |t| s(t.as_str()));
-        self.patch(region, &patch.region, |t| s(t.as_str()));
-        self.patch(postal_code, &patch.postal_code, |t| s(t.as_str()));
-        self.patch(country, &patch.country, |c| s(c.as_str()));
-        patch.line1.is_none()
-    }
-
-    fn expression(&self) -> String {
-        let mut expression = format!("SET {}", self.sets.join(", "));
-        if !self.removes.is_empty() {
-            expression.push_str(" REMOVE ");
-            expression.push_str(&self.removes.join(", "));
-        }
-        expression
     }
 }

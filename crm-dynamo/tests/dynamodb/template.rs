@@ -190,6 +190,13 @@ fn check_table_layout(table_id: &str, table: &Value, errors: &mut Vec<String>) {
             ));
         }
     }
+    let time_to_live = json!({ "AttributeName": TABLE.time_to_live_attribute, "Enabled": true });
+    let actual_time_to_live = props.get("TimeToLiveSpecification").unwrap_or(&Value::Null);
+    if *actual_time_to_live != time_to_live {
+        errors.push(format!(
+            "{table_id}.TimeToLiveSpecification is {actual_time_to_live}, the code uses {time_to_live}"
+        ));
+    }
     if props.get("LocalSecondaryIndexes").is_some() {
         errors.push(format!(
             "{table_id} has LocalSecondaryIndexes; the code uses none"

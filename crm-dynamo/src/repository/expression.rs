@@ -1,0 +1,82 @@
+//! Update expressions under construction, for the writes that change an item in place (a patch,
+//! the tombstone of a delete).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use crm_domain::{AddressPatch, Patch, Timestamp};
+
+use crate::item::{ADDRESS_ATTRIBUTES, s};
+
+/// An update expression under construction: attribute names go through `#name` placeholders
+/// (several customer attributes are DynamoDB reserved words) and values through `:name`.
+#[derive(Default)]
+pub(super) struct UpdateExpression {
+    sets: Vec<String>,
+    removes: Vec<String>,
+    pub(super) names: HashMap<String, String>,
+    pub(super) values: HashMap<String, AttributeValue>,
+}
+
+impl UpdateExpression {
+    pub(super) fn name(&mut self, attribute: &str) -> String {
+        let placeholder = format!("#{attribute}");
+        self.names.insert(placeholder.clone(), attribute.to_owned());
+        placeholder
+    }
+
+    pub(super) fn set(&mut self, attribute: &str, value: AttributeValue) {
+        let name = self.name(attribute);
+        self.values.insert(format!(":{attribute}"), value);
+        self.sets.push(format!("{name} = :{attribute}"));
+    }
+
+    pub(super) fn remove(&mut self, attribute: &str) {
+        let name = self.name(attribute);
+        self.removes.push(name);
+    }
+
+    pub(super) fn patch<T>(
+        &mut self,
+        attribute: &str,
+        patch: &Patch<T>,
+        value: impl Fn(&T) -> AttributeValue,
+    ) {
+        match patch {
+            Patch::Keep => {}
+            Patch::Clear => self.remove(attribute),
+            Patch::Set(v) => self.set(attribute, value(v)),
+        }
+    }
+
+    pub(super) fn add_version_bump(&mut self, now: Timestamp) {
+        let version = self.name("version");
+        self.values
+            .insert(":one".to_owned(), AttributeValue::N("1".to_owned()));
+        self.sets.push(format!("{version} = {version} + :one"));
+        self.set("updatedAt", s(&now.to_string()));
+    }
+
+    /// Adds an address merge; true when the customer must already have an address (no `line1`).
+    pub(super) fn address(&mut self, patch: &AddressPatch) -> bool {
+        let [line1, line2, city, region, postal_code, country] = ADDRESS_ATTRIBUTES;
+        if let Some(text) = &patch.line1 {
+            self.set(line1, s(text.as_str()));
+        }
+        self.patch(line2, &patch.line2, |t| s(t.as_str()));
+        self.patch(city, &patch.city, |t| s(t.as_str()));
+        self.patch(region, &patch.region, |t| s(t.as_str()));
+        self.patch(postal_code, &patch.postal_code, |t| s(t.as_str()));
+        self.patch(country, &patch.country, |c| s(c.as_str()));
+        patch.line1.is_none()
+    }
+
+    pub(super) fn expression(&self) -> String {
+        let mut expression = format!("SET {}", self.sets.join(", "));
+        if !self.removes.is_empty() {
+            expression.push_str(" REMOVE ");
+            expression.push_str(&self.removes.join(", "));
+        }
+        expression
+    }
+}
