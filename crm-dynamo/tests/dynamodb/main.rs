@@ -6,6 +6,7 @@
 //! - [`requests`]: the requests each operation sends, counted against the crate docs, and the IAM
 //!   actions they need.
 //! - [`pagination`]: listing when DynamoDB cuts a Scan at 1 MB.
+//! - [`lost_replies`]: writes DynamoDB applied whose reply was lost, through a fault proxy.
 //! - [`transient`]: DynamoDB's "not now" answers, from a scripted endpoint on loopback.
 //! - [`outage`]: an endpoint that is down or silent.
 //! - [`template`]: the CloudFormation templates in `deploy/` against the code.
@@ -18,6 +19,7 @@ mod claims;
 mod contract;
 #[cfg(feature = "testcontainers")]
 mod docker;
+mod lost_replies;
 mod outage;
 mod pagination;
 mod requests;

@@ -1,0 +1,156 @@
+//! Writes that DynamoDB applied but whose reply was lost answer their real outcome.
+//!
+//! A [`FaultProxy`] between the SDK and DynamoDB Local loses the reply of exactly one request
+//! (after DynamoDB applied it, or holds it past the SDK's attempt timeout); the SDK sends the
+//! request again, and the retry meets what its own first attempt did. Each test states the answer
+//! the caller must get, and what the table must hold: one write, never two, never a refusal.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use crm_domain::{
+    Customer, CustomerId, CustomerPatch, CustomerRepository, NewCustomer, Timestamp, Version,
+};
+use crm_dynamo::DynamoCustomerRepository;
+use fault_proxy::{Fault, FaultProxy};
+use serde_json::{Value, json};
+
+use crate::support::{endpoint, repository_with, settings};
+
+/// Held past the attempt timeout, which is half the 2 s operation timeout below.
+const LATE: Fault = Fault::DelayReply(Duration::from_millis(1_500));
+
+/// A repository on a fresh table whose requests go through a fault proxy.
+async fn through_proxy() -> (DynamoCustomerRepository, FaultProxy) {
+    let upstream = endpoint();
+    let upstream = upstream.trim_start_matches("http://").trim_end_matches('/');
+    let proxy = FaultProxy::start(upstream.parse().unwrap()).await.unwrap();
+    let settings = settings()
+        .with_endpoint(proxy.endpoint())
+        .with_operation_timeout(Duration::from_secs(2));
+    (repository_with(settings).await, proxy)
+}
+
+fn customer(value: &Value) -> Customer {
+    let input = NewCustomer::from_json(value).unwrap();
+    Customer::create(input, CustomerId::generate(), Timestamp::now())
+}
+
+fn ada(email: Option<&str>) -> Customer {
+    let mut value = json!({"id": "ada", "firstName": "Ada", "lastName": "Lovelace"});
+    if let Some(email) = email {
+        value["email"] = json!(email);
+    }
+    customer(&value)
+}
+
+fn id() -> CustomerId {
+    CustomerId::parse("ada").unwrap()
+}
+
+fn rename(first_name: &str) -> CustomerPatch {
+    CustomerPatch::from_json(&json!({ "firstName": first_name })).unwrap()
+}
+
+/// Asserts that exactly one fault of each kind was injected on `operation`.
+fn assert_faulted(proxy: &FaultProxy, operation: &str, kind: Fault) {
+    let stats = proxy.stats();
+    assert_eq!(stats.faults_on(operation), 1, "{stats:?}");
+    assert_eq!(stats.faults_of(kind.name()), 1, "{stats:?}");
+}
+
+#[tokio::test]
+async fn a_create_whose_reply_was_lost_is_created_once() {
+    for fault in [Fault::DropReply, LATE] {
+        let (repo, proxy) = through_proxy().await;
+        let created = ada(None);
+        proxy.inject_next("PutItem", fault);
+        repo.create(&created)
+            .await
+            .unwrap_or_else(|e| panic!("{fault:?}: {e:?}"));
+        assert_faulted(&proxy, "PutItem", fault);
+        assert_eq!(repo.get(&id()).await.unwrap(), Some(created));
+    }
+}
+
+#[tokio::test]
+async fn a_create_with_an_email_whose_reply_was_lost_is_created_once() {
+    let (repo, proxy) = through_proxy().await;
+    let created = ada(Some("ada@example.com"));
+    proxy.inject_next("TransactWriteItems", Fault::DropReply);
+    repo.create(&created).await.unwrap();
+    assert_faulted(&proxy, "TransactWriteItems", Fault::DropReply);
+    assert_eq!(repo.get(&id()).await.unwrap(), Some(created));
+}
+
+#[tokio::test]
+async fn a_create_that_never_reached_dynamodb_is_sent_again() {
+    let (repo, proxy) = through_proxy().await;
+    let created = ada(None);
+    proxy.inject_next("PutItem", Fault::Reset);
+    repo.create(&created).await.unwrap();
+    assert_faulted(&proxy, "PutItem", Fault::Reset);
+    assert_eq!(repo.get(&id()).await.unwrap(), Some(created));
+}
+
+#[tokio::test]
+async fn a_patch_whose_reply_was_lost_is_applied_once_with_or_without_a_version() {
+    for expected in [None, Some(Version::FIRST)] {
+        let (repo, proxy) = through_proxy().await;
+        repo.create(&ada(None)).await.unwrap();
+        proxy.inject_next("UpdateItem", Fault::DropReply);
+        let patched = repo
+            .update(&id(), &rename("Augusta"), expected, Timestamp::now())
+            .await
+            .unwrap_or_else(|e| panic!("If-Match {expected:?}: {e:?}"));
+        assert_faulted(&proxy, "UpdateItem", Fault::DropReply);
+        assert_eq!(
+            patched.version(),
+            Version::FIRST.next(),
+            "no version skipped"
+        );
+        assert_eq!(patched.first_name().as_str(), "Augusta");
+        assert_eq!(repo.get(&id()).await.unwrap(), Some(patched));
+    }
+}
+
+#[tokio::test]
+async fn an_email_change_whose_reply_was_lost_is_applied_once() {
+    let (repo, proxy) = through_proxy().await;
+    repo.create(&ada(Some("ada@example.com"))).await.unwrap();
+    proxy.inject_next("TransactWriteItems", LATE);
+    let change = CustomerPatch::from_json(&json!({"email": "countess@example.com"})).unwrap();
+    let patched = repo
+        .update(&id(), &change, Some(Version::FIRST), Timestamp::now())
+        .await
+        .unwrap();
+    assert_faulted(&proxy, "TransactWriteItems", LATE);
+    assert_eq!(patched.version(), Version::FIRST.next());
+    assert_eq!(repo.get(&id()).await.unwrap(), Some(patched));
+    // The old address is free again, the new one taken.
+    repo.create(&customer(
+        &json!({"id": "other", "firstName": "O", "lastName": "O", "email": "ada@example.com"}),
+    ))
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_delete_whose_reply_was_lost_is_done_not_missing() {
+    for (email, operation) in [
+        (None, "UpdateItem"),
+        (Some("ada@example.com"), "TransactWriteItems"),
+    ] {
+        let (repo, proxy) = through_proxy().await;
+        repo.create(&ada(email)).await.unwrap();
+        proxy.inject_next(operation, Fault::DropReply);
+        repo.delete(&id(), Some(Version::FIRST))
+            .await
+            .unwrap_or_else(|e| panic!("{operation}: {e:?}"));
+        assert_faulted(&proxy, operation, Fault::DropReply);
+        assert_eq!(repo.get(&id()).await.unwrap(), None);
+        // A second delete is not this one's retry: the customer is gone.
+        assert!(repo.delete(&id(), None).await.is_err());
+    }
+}
