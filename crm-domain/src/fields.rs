@@ -399,6 +399,16 @@ impl Timestamp {
             .ok_or_else(|| InvalidValue::new("must be between the years 1 and 9999"))
     }
 
+    /// The time `duration` later, or the latest time this type holds when that is past it.
+    #[must_use]
+    pub fn after(&self, duration: std::time::Duration) -> Self {
+        /// 9999-12-31T23:59:59.999Z.
+        const LATEST: i64 = 253_402_300_799_999;
+        let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        Self::from_unix_millis(self.unix_millis().saturating_add(millis).min(LATEST))
+            .unwrap_or(*self)
+    }
+
     /// Milliseconds since the Unix epoch.
     pub fn unix_millis(&self) -> i64 {
         // Years 1–9999 keep this well inside i64.

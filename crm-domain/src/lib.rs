@@ -32,6 +32,7 @@
 
 mod customer;
 mod fields;
+pub mod idempotency;
 mod input;
 mod page;
 mod repository;
@@ -46,6 +47,7 @@ pub use fields::{
     Address, AddressText, CountryCode, CustomerId, Email, InvalidValue, PersonName, Phone,
     Timestamp, Version,
 };
+pub use idempotency::{Idempotency, IdempotencyKey, Keyed, RequestFingerprint};
 pub use page::{Cursor, Page, PageLimit};
 #[cfg(any(test, feature = "mock"))]
 pub use repository::MockCustomerRepository;

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 
 use crate::customer::{Customer, CustomerPatch};
 use crate::fields::{CustomerId, Email, Timestamp, Version};
+use crate::idempotency::{Idempotency, KeyLease, KeyState, KeyedWrite, Written};
 use crate::page::{Cursor, Page, PageLimit};
 use crate::validation::ValidationErrors;
 
@@ -57,6 +58,14 @@ pub enum RepositoryError {
         #[source]
         source: BoxError,
     },
+    /// A request with the same idempotency key is still running; nothing was written. Retry after
+    /// it: the retry gets its outcome.
+    #[error("a request with this idempotency key is still running")]
+    KeyInUse,
+    /// The idempotency key was used for another request (another method, path or body); nothing
+    /// was written.
+    #[error("this idempotency key was used for another request")]
+    KeyReused,
     /// Anything else: a bug or a store answering what it should not. Details go to logs only.
     #[error("unexpected customer store error")]
     Unexpected(#[source] BoxError),
@@ -213,4 +222,41 @@ pub trait CustomerRepository: Send + Sync {
     /// bounded retries (some customers may have been written: importing again reports them as
     /// [`BulkRejection::AlreadyExists`]), or [`Unexpected`](RepositoryError::Unexpected).
     async fn put_many(&self, customers: &[Customer]) -> Result<BulkReport, RepositoryError>;
+
+    /// Begins a write under an idempotency key (see [`idempotency`](crate::idempotency)): what the
+    /// store knows of the key, and when it is free, the key held for this request until `hold`
+    /// from now.
+    ///
+    /// A key MUST be held by at most one request at a time; a key whose hold ran out without a
+    /// recorded outcome MAY be taken over by a request with the same fingerprint. Records expire
+    /// [`KEY_RETENTION`](crate::idempotency::KEY_RETENTION) after the key's first use.
+    ///
+    /// # Errors
+    /// [`Unavailable`](RepositoryError::Unavailable) or [`Unexpected`](RepositoryError::Unexpected).
+    async fn begin_keyed(
+        &self,
+        idempotency: &Idempotency,
+        hold: Duration,
+    ) -> Result<KeyState, RepositoryError>;
+
+    /// Makes `write`, with the rules of [`create`](Self::create), [`update`](Self::update) or
+    /// [`delete`](Self::delete), and records its outcome under the key of `lease` in the same
+    /// atomic step: either both happen or neither.
+    ///
+    /// # Errors
+    /// Those of the write; [`Unavailable`](RepositoryError::Unavailable) also when the key is no
+    /// longer held by `lease` (its hold ran out and another request took it over), in which case
+    /// nothing was written.
+    async fn write_keyed(
+        &self,
+        write: &KeyedWrite,
+        lease: &KeyLease,
+    ) -> Result<Written, RepositoryError>;
+
+    /// Gives back the key of `lease` after its write was refused and changed nothing, so that the
+    /// same request sent again runs again. A key no longer held by `lease` is left alone.
+    ///
+    /// # Errors
+    /// [`Unavailable`](RepositoryError::Unavailable) or [`Unexpected`](RepositoryError::Unexpected).
+    async fn release_key(&self, lease: &KeyLease) -> Result<(), RepositoryError>;
 }

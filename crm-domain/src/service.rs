@@ -5,11 +5,17 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::customer::{Customer, CustomerPatch, NewCustomer};
 use crate::fields::{CustomerId, Email, Timestamp, Version};
+use crate::idempotency::{Idempotency, KeyState, Keyed, KeyedWrite, Written};
 use crate::page::{Cursor, Page, PageLimit};
 use crate::repository::{BulkReport, CustomerRepository, RepositoryError};
+
+/// How long an idempotency key is held for its request unless set otherwise: twice the HTTP
+/// adapter's default request deadline.
+const DEFAULT_KEY_HOLD: Duration = Duration::from_secs(10);
 
 /// Where the service reads the time. Inject a fixed clock in tests.
 pub trait Clock: Send + Sync + fmt::Debug {
@@ -44,6 +50,7 @@ impl Clock for FixedClock {
 pub struct CustomerService {
     repository: Arc<dyn CustomerRepository>,
     clock: Arc<dyn Clock>,
+    key_hold: Duration,
 }
 
 impl fmt::Debug for CustomerService {
@@ -60,7 +67,17 @@ impl CustomerService {
         Self {
             repository,
             clock: Arc::new(SystemClock),
+            key_hold: DEFAULT_KEY_HOLD,
         }
+    }
+
+    /// The same service holding an idempotency key for `hold` while its request runs (10 s unless
+    /// set): a retry within the hold is told the first request still runs; after it, the retry
+    /// may take the key over. Set it to at least the longest a request may take.
+    #[must_use]
+    pub fn with_key_hold(mut self, hold: Duration) -> Self {
+        self.key_hold = hold;
+        self
     }
 
     /// The same service reading time from `clock`.
@@ -147,6 +164,120 @@ impl CustomerService {
         expected: Option<Version>,
     ) -> Result<(), RepositoryError> {
         self.repository.delete(id, expected).await
+    }
+
+    /// [`create`](Self::create), made idempotent by `key` when given (see
+    /// [`idempotency`](crate::idempotency)): a request sent again with the same key and
+    /// fingerprint is answered from the first one's record, without a second write.
+    ///
+    /// # Errors
+    /// As [`create`](Self::create); [`KeyInUse`](RepositoryError::KeyInUse) while a request with
+    /// the key runs, [`KeyReused`](RepositoryError::KeyReused) when the key was used for another
+    /// request.
+    pub async fn create_idempotent(
+        &self,
+        input: NewCustomer,
+        key: Option<&Idempotency>,
+    ) -> Result<Keyed<Customer>, RepositoryError> {
+        let customer = self.customer_from(input);
+        let Some(key) = key else {
+            self.repository.create(&customer).await?;
+            return Ok(Keyed::Done(customer));
+        };
+        self.keyed(key, KeyedWrite::Create(customer))
+            .await?
+            .try_map(Written::into_customer)
+    }
+
+    /// [`update`](Self::update), made idempotent by `key` when given; see
+    /// [`create_idempotent`](Self::create_idempotent). An empty patch writes nothing, so it
+    /// records nothing either.
+    ///
+    /// # Errors
+    /// As [`update`](Self::update) and [`create_idempotent`](Self::create_idempotent).
+    pub async fn update_idempotent(
+        &self,
+        id: &CustomerId,
+        patch: &CustomerPatch,
+        expected: Option<Version>,
+        key: Option<&Idempotency>,
+    ) -> Result<Keyed<Customer>, RepositoryError> {
+        match key {
+            Some(key) if !patch.is_empty() => {
+                let write = KeyedWrite::Update {
+                    id: id.clone(),
+                    patch: patch.clone(),
+                    expected,
+                    now: self.clock.now(),
+                };
+                self.keyed(key, write)
+                    .await?
+                    .try_map(Written::into_customer)
+            }
+            _ => self.update(id, patch, expected).await.map(Keyed::Done),
+        }
+    }
+
+    /// [`delete`](Self::delete), made idempotent by `key` when given; see
+    /// [`create_idempotent`](Self::create_idempotent).
+    ///
+    /// # Errors
+    /// As [`delete`](Self::delete) and [`create_idempotent`](Self::create_idempotent).
+    pub async fn delete_idempotent(
+        &self,
+        id: &CustomerId,
+        expected: Option<Version>,
+        key: Option<&Idempotency>,
+    ) -> Result<Keyed<()>, RepositoryError> {
+        let Some(key) = key else {
+            return self.delete(id, expected).await.map(Keyed::Done);
+        };
+        let write = KeyedWrite::Delete {
+            id: id.clone(),
+            expected,
+        };
+        self.keyed(key, write)
+            .await?
+            .try_map(|_| Ok::<_, RepositoryError>(()))
+    }
+
+    /// Runs `write` under `key`: the write with its record when the key is fresh, the first
+    /// outcome when it is done, a refusal when it is busy or was used for another request.
+    async fn keyed(
+        &self,
+        key: &Idempotency,
+        write: KeyedWrite,
+    ) -> Result<Keyed<Written>, RepositoryError> {
+        let lease = match self.repository.begin_keyed(key, self.key_hold).await? {
+            KeyState::Fresh(lease) => lease,
+            KeyState::Done(outcome) => {
+                let current = match outcome.version {
+                    Some(version) => self
+                        .repository
+                        .get(&outcome.id)
+                        .await?
+                        .filter(|c| c.version() == version),
+                    None => None,
+                };
+                return Ok(Keyed::Replayed { outcome, current });
+            }
+            KeyState::Running => return Err(RepositoryError::KeyInUse),
+            KeyState::OtherRequest => return Err(RepositoryError::KeyReused),
+        };
+        match self.repository.write_keyed(&write, &lease).await {
+            Ok(written) => Ok(Keyed::Done(written)),
+            // Maybe written, maybe not: the key stays held until its hold runs out, and a retry
+            // then finds the record, or runs the write.
+            Err(error @ (RepositoryError::Unavailable { .. } | RepositoryError::Unexpected(_))) => {
+                Err(error)
+            }
+            Err(refusal) => {
+                // Nothing was written: a retry must run again. If the key cannot be given back,
+                // its hold runs out.
+                let _ = self.repository.release_key(&lease).await;
+                Err(refusal)
+            }
+        }
     }
 
     /// One page of customers.

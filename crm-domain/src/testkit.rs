@@ -25,9 +25,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::idempotency::{KeyState, KeyedWrite, RecordedOutcome, WriteKind, Written};
 use crate::{
     BulkRejection, Cursor, Customer, CustomerId, CustomerPatch, CustomerRepository, Email,
-    NewCustomer, PageLimit, RepositoryError, Timestamp, Version,
+    Idempotency, IdempotencyKey, NewCustomer, PageLimit, RepositoryError, RequestFingerprint,
+    Timestamp, Version,
 };
 
 /// Runs a contract case on a multi-threaded runtime, so concurrency cases really run in parallel.
@@ -74,6 +76,12 @@ macro_rules! __contract_cases {
     };
     ($mode:ident $($factory:expr)?) => {
         $crate::__contract_cases! { @list $mode [$($factory)?]
+            a_deleted_id_can_be_created_again_as_a_new_customer,
+            every_write_answers_what_it_stored_one_version_at_a_time,
+            a_keyed_write_records_its_outcome_for_the_same_request_only,
+            a_held_key_is_running_until_its_hold_runs_out,
+            a_refused_keyed_write_gives_its_key_back,
+            keyed_patches_and_deletes_record_their_outcomes,
             creates_and_reads_back_a_customer,
             create_never_overwrites_an_existing_id,
             get_of_an_unknown_id_is_none,
@@ -105,8 +113,6 @@ macro_rules! __contract_cases {
             a_refused_delete_keeps_the_email_claimed,
             a_cursor_outlives_the_customer_it_points_at,
             concurrent_email_changes_to_one_address_have_one_winner,
-            a_deleted_id_can_be_created_again_as_a_new_customer,
-            every_write_answers_what_it_stored_one_version_at_a_time,
         }
     };
 }
@@ -267,6 +273,180 @@ pub async fn every_write_answers_what_it_stored_one_version_at_a_time(repo: Repo
         .await
         .expect("delete at the last version succeeds");
     assert_eq!(stored(&repo, "steps").await, None);
+}
+
+fn keyed(key: &str, fingerprint: &str) -> Idempotency {
+    Idempotency {
+        key: IdempotencyKey::parse(key).expect("a valid key"),
+        fingerprint: RequestFingerprint::new(fingerprint),
+    }
+}
+
+const HOLD: Duration = Duration::from_secs(60);
+
+/// Begins `key` and expects it fresh: its lease.
+async fn fresh(repo: &Repo, key: &Idempotency) -> crate::idempotency::KeyLease {
+    match repo.begin_keyed(key, HOLD).await.expect("begin succeeds") {
+        KeyState::Fresh(lease) => lease,
+        other => panic!("expected a fresh key, found {other:?}"),
+    }
+}
+
+/// The first write under a key records its outcome: the same request again is told that outcome,
+/// another request with that key is told the key is taken, and nothing is written twice.
+pub async fn a_keyed_write_records_its_outcome_for_the_same_request_only(repo: Repo) {
+    let key = keyed("order-1", "fingerprint-a");
+    let lease = fresh(&repo, &key).await;
+    let created = named("keyed");
+    let written = repo
+        .write_keyed(&KeyedWrite::Create(created.clone()), &lease)
+        .await
+        .expect("the keyed create succeeds");
+    assert_eq!(written, Written::Customer(created.clone()));
+    let recorded = RecordedOutcome {
+        kind: WriteKind::Create,
+        id: id("keyed"),
+        version: Some(Version::FIRST),
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            repo.begin_keyed(&key, HOLD).await.expect("begin succeeds"),
+            KeyState::Done(recorded.clone())
+        );
+    }
+    assert_eq!(
+        repo.begin_keyed(&keyed("order-1", "fingerprint-b"), HOLD)
+            .await
+            .expect("begin succeeds"),
+        KeyState::OtherRequest
+    );
+    // A lease of a done key writes nothing more.
+    let again = repo
+        .write_keyed(&KeyedWrite::Create(named("other")), &lease)
+        .await;
+    assert!(
+        matches!(again, Err(RepositoryError::Unavailable { .. })),
+        "{again:?}"
+    );
+    assert_eq!(stored(&repo, "other").await, None);
+    assert_eq!(stored(&repo, "keyed").await, Some(created));
+}
+
+/// A key is held by one request at a time; a hold that runs out lets the same request take the
+/// key over, and the first holder then writes nothing.
+pub async fn a_held_key_is_running_until_its_hold_runs_out(repo: Repo) {
+    let key = keyed("order-2", "fingerprint-a");
+    let first = fresh(&repo, &key).await;
+    assert_eq!(
+        repo.begin_keyed(&key, HOLD).await.expect("begin succeeds"),
+        KeyState::Running
+    );
+    let short = keyed("order-3", "fingerprint-a");
+    let stale = match repo
+        .begin_keyed(&short, Duration::ZERO)
+        .await
+        .expect("begin")
+    {
+        KeyState::Fresh(lease) => lease,
+        other => panic!("expected a fresh key, found {other:?}"),
+    };
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let taken_over = fresh(&repo, &short).await;
+    let late = repo
+        .write_keyed(&KeyedWrite::Create(named("late")), &stale)
+        .await;
+    assert!(
+        matches!(late, Err(RepositoryError::Unavailable { .. })),
+        "{late:?}"
+    );
+    assert_eq!(stored(&repo, "late").await, None);
+    repo.write_keyed(&KeyedWrite::Create(named("taker")), &taken_over)
+        .await
+        .expect("the new holder writes");
+    repo.write_keyed(&KeyedWrite::Create(named("first")), &first)
+        .await
+        .expect("the first key was never lost");
+}
+
+/// A keyed write that is refused changes nothing and records nothing: once the key is given
+/// back, the same request runs again.
+pub async fn a_refused_keyed_write_gives_its_key_back(repo: Repo) {
+    create(&repo, &named("taken")).await;
+    let key = keyed("order-4", "fingerprint-a");
+    let lease = fresh(&repo, &key).await;
+    let refused = repo
+        .write_keyed(&KeyedWrite::Create(named("taken")), &lease)
+        .await;
+    assert!(
+        matches!(refused, Err(RepositoryError::AlreadyExists)),
+        "{refused:?}"
+    );
+    repo.release_key(&lease).await.expect("release succeeds");
+    let lease = fresh(&repo, &key).await;
+    repo.delete(&id("taken"), None)
+        .await
+        .expect("delete succeeds");
+    repo.write_keyed(&KeyedWrite::Create(named("taken")), &lease)
+        .await
+        .expect("the same request, run again, succeeds");
+}
+
+/// Patches and deletes under a key record what they did, and a patch refused for its version
+/// records nothing.
+pub async fn keyed_patches_and_deletes_record_their_outcomes(repo: Repo) {
+    create(&repo, &with_email("kp", "kp@example.com")).await;
+    let key = keyed("patch-1", "fingerprint-a");
+    let lease = fresh(&repo, &key).await;
+    let write = KeyedWrite::Update {
+        id: id("kp"),
+        patch: patch(&json!({"email": "kp2@example.com"})),
+        expected: Some(Version::FIRST),
+        now: t1(),
+    };
+    let Written::Customer(patched) = repo.write_keyed(&write, &lease).await.expect("patch") else {
+        panic!("a patch answers the customer");
+    };
+    assert_eq!(patched.version(), Version::FIRST.next());
+    assert_eq!(stored(&repo, "kp").await, Some(patched));
+    assert_eq!(
+        repo.begin_keyed(&key, HOLD).await.expect("begin"),
+        KeyState::Done(RecordedOutcome {
+            kind: WriteKind::Update,
+            id: id("kp"),
+            version: Some(Version::FIRST.next()),
+        })
+    );
+
+    let key = keyed("delete-1", "fingerprint-a");
+    let lease = fresh(&repo, &key).await;
+    let stale = KeyedWrite::Delete {
+        id: id("kp"),
+        expected: Some(Version::FIRST),
+    };
+    let refused = repo.write_keyed(&stale, &lease).await;
+    assert!(
+        matches!(refused, Err(RepositoryError::VersionConflict { .. })),
+        "{refused:?}"
+    );
+    let delete = KeyedWrite::Delete {
+        id: id("kp"),
+        expected: None,
+    };
+    assert_eq!(
+        repo.write_keyed(&delete, &lease).await.expect("delete"),
+        Written::Deleted
+    );
+    assert_eq!(stored(&repo, "kp").await, None);
+    assert_eq!(
+        repo.begin_keyed(&key, HOLD).await.expect("begin"),
+        KeyState::Done(RecordedOutcome {
+            kind: WriteKind::Delete,
+            id: id("kp"),
+            version: None,
+        })
+    );
+    // The email of the deleted customer is free.
+    create(&repo, &with_email("kp-next", "kp2@example.com")).await;
 }
 
 /// A customer can be read back exactly as it was written.
@@ -1070,6 +1250,8 @@ every_repository_error! {
         crate::ValidationErrors::single("address.line1", "is required"),
     ),
     RepositoryError::InvalidCursor => RepositoryError::InvalidCursor,
+    RepositoryError::KeyInUse => RepositoryError::KeyInUse,
+    RepositoryError::KeyReused => RepositoryError::KeyReused,
     RepositoryError::Unavailable { .. } => RepositoryError::unavailable("throttled"),
     RepositoryError::Unexpected(_) => RepositoryError::unexpected("a bug"),
 }

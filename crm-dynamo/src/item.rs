@@ -15,6 +15,7 @@ pub type Item = HashMap<String, AttributeValue>;
 pub(crate) const PK: &str = "pk";
 const CUSTOMER_PREFIX: &str = "CUSTOMER#";
 const EMAIL_PREFIX: &str = "EMAIL#";
+const KEY_PREFIX: &str = "IDEMPOTENCY#";
 pub(crate) const KIND_CUSTOMER: &str = "customer";
 /// The kind of what a delete leaves of a customer: its id, version and time of deletion.
 pub(crate) const KIND_DELETED: &str = "deleted";
@@ -47,11 +48,21 @@ pub(crate) fn customer_pk(id: &CustomerId) -> String {
 /// one copy of an email stays on its customer's item, and a listing cursor (which may be the key of
 /// a claim) never carries an address into a URL.
 pub(crate) fn email_pk(normalized_email: &str) -> String {
+    digest_pk(EMAIL_PREFIX, normalized_email)
+}
+
+/// The key of the record of an idempotency key: its SHA-256, in hex, so that the client's text is
+/// not stored.
+pub(crate) fn key_pk(idempotency_key: &str) -> String {
+    digest_pk(KEY_PREFIX, idempotency_key)
+}
+
+fn digest_pk(prefix: &str, text: &str) -> String {
     use sha2::{Digest as _, Sha256};
     use std::fmt::Write as _;
-    let digest = Sha256::digest(normalized_email.as_bytes());
-    let mut pk = String::with_capacity(EMAIL_PREFIX.len() + 2 * digest.len());
-    pk.push_str(EMAIL_PREFIX);
+    let digest = Sha256::digest(text.as_bytes());
+    let mut pk = String::with_capacity(prefix.len() + 2 * digest.len());
+    pk.push_str(prefix);
     for byte in digest {
         let _ = write!(pk, "{byte:02x}");
     }
@@ -66,7 +77,10 @@ pub(crate) fn key(pk: String) -> Item {
 pub(crate) fn is_valid_pk(pk: &str) -> bool {
     if let Some(id) = pk.strip_prefix(CUSTOMER_PREFIX) {
         CustomerId::parse(id).is_ok()
-    } else if let Some(digest) = pk.strip_prefix(EMAIL_PREFIX) {
+    } else if let Some(digest) = pk
+        .strip_prefix(EMAIL_PREFIX)
+        .or_else(|| pk.strip_prefix(KEY_PREFIX))
+    {
         digest.len() == 64
             && digest
                 .bytes()
@@ -330,6 +344,7 @@ mod tests {
     fn only_keys_this_repository_writes_are_valid_positions() {
         assert!(is_valid_pk("CUSTOMER#abc"));
         assert!(is_valid_pk(&email_pk("ada@example.com")));
+        assert!(is_valid_pk(&key_pk("order-1")));
         for bad in [
             "CUSTOMER#",
             "CUSTOMER#a b",

@@ -116,7 +116,11 @@ impl TableDefinition {
 }
 
 impl TableDefinition {
-    async fn enable_time_to_live(&self, client: &Client, name: &str) -> Result<(), RepositoryError> {
+    async fn enable_time_to_live(
+        &self,
+        client: &Client,
+        name: &str,
+    ) -> Result<(), RepositoryError> {
         let specification = TimeToLiveSpecification::builder()
             .attribute_name(self.time_to_live_attribute)
             .enabled(true)

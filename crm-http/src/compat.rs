@@ -10,15 +10,17 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse as _, Response};
 use crm_domain::{
-    Address, AddressText, Customer, CustomerId, CustomerPatch, FieldError, NewCustomer, PageLimit,
-    ValidationErrors,
+    Address, AddressText, Customer, CustomerId, CustomerPatch, FieldError, Keyed, NewCustomer,
+    PageLimit, ValidationErrors,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::customers::mark_replayed;
 use crate::error::ApiError;
-use crate::extract::AnyJson;
+use crate::extract::{AnyJson, KeyHeader};
 use crate::state::AppState;
 
 /// One customer as `GET /Customers` shows it.
@@ -133,33 +135,68 @@ fn carried_length(customer: &LegacyCustomer) -> Result<usize, ApiError> {
 /// `POST /Customers` → 200 with the customer created. The id is taken from the body, or generated.
 pub(crate) async fn create(
     State(state): State<AppState>,
+    key: KeyHeader,
     AnyJson(body): AnyJson,
-) -> Result<Json<LegacyCustomer>, ApiError> {
+) -> Result<Response, ApiError> {
     let input = new_customer(&body)?;
-    let customer = state.service().create(input).await?;
-    Ok(Json(LegacyCustomer::from(&customer)))
+    let key = key.with_body(Some(&body));
+    let created = state
+        .service()
+        .create_idempotent(input, key.as_ref())
+        .await?;
+    Ok(legacy(created))
 }
 
 /// `PATCH /Customers` → 200 with the customer; only the fields given change.
 pub(crate) async fn update(
     State(state): State<AppState>,
+    key: KeyHeader,
     AnyJson(body): AnyJson,
-) -> Result<Json<LegacyCustomer>, ApiError> {
+) -> Result<Response, ApiError> {
+    let key = key.with_body(Some(&body));
     let (id, rest) = take_id(body)?;
     let patch = patch(Value::Object(rest))?;
-    let customer = state.service().update(&id, &patch, None).await?;
-    Ok(Json(LegacyCustomer::from(&customer)))
+    let updated = state
+        .service()
+        .update_idempotent(&id, &patch, None, key.as_ref())
+        .await?;
+    Ok(legacy(updated))
+}
+
+/// The legacy answer of a create or an update: the customer in the seed's shape; for a replay
+/// (see [`replayed`](crate::customers::replayed)) marked as one, and only its id when the customer
+/// changed since.
+fn legacy(written: Keyed<Customer>) -> Response {
+    match written {
+        Keyed::Done(customer) => Json(LegacyCustomer::from(&customer)).into_response(),
+        Keyed::Replayed { outcome, current } => {
+            let body = match current {
+                Some(customer) => json!(LegacyCustomer::from(&customer)),
+                None => json!({ "id": outcome.id }),
+            };
+            mark_replayed(Json(body).into_response())
+        }
+    }
 }
 
 /// `DELETE /Customers` → 200 with `{"id"}` of the customer deleted. Members other than `id` are
 /// ignored: the `SimpleCRMAPI` read only the id, and clients often send the whole customer.
 pub(crate) async fn delete(
     State(state): State<AppState>,
+    key: KeyHeader,
     AnyJson(body): AnyJson,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    let key = key.with_body(Some(&body));
     let (id, _) = take_id(body)?;
-    state.service().delete(&id, None).await?;
-    Ok(Json(json!({ "id": id })))
+    let deleted = state
+        .service()
+        .delete_idempotent(&id, None, key.as_ref())
+        .await?;
+    let response = Json(json!({ "id": id })).into_response();
+    Ok(match deleted {
+        Keyed::Done(()) => response,
+        Keyed::Replayed { .. } => mark_replayed(response),
+    })
 }
 
 /// Splits `{"id": …, rest…}` into the id and the rest.

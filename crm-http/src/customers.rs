@@ -3,24 +3,39 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use crm_domain::{Customer, CustomerPatch, NewCustomer, Page, Version};
+use crm_domain::idempotency::RecordedOutcome;
+use crm_domain::{Customer, CustomerPatch, Keyed, NewCustomer, Page, Version};
 use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::extract::{CreateJson, IdPath, IfMatch, ListQuery, PatchJson, Prefix};
+use crate::extract::{CreateJson, IdPath, IfMatch, KeyHeader, ListQuery, PatchJson, Prefix};
 use crate::state::AppState;
 
 /// `POST /customers` → 201 with the customer, `Location` and `ETag`.
 pub(crate) async fn create(
     State(state): State<AppState>,
     Prefix(prefix): Prefix,
+    key: KeyHeader,
     CreateJson(body): CreateJson,
 ) -> Result<Response, ApiError> {
     let input = NewCustomer::from_json(&body)?;
-    let customer = state.service().create(input).await?;
-    let location = format!("{prefix}/customers/{}", customer.id());
-    let mut response = with_etag(StatusCode::CREATED, &customer);
+    let key = key.with_body(Some(&body));
+    let created = state
+        .service()
+        .create_idempotent(input, key.as_ref())
+        .await?;
+    let (id, mut response) = match created {
+        Keyed::Done(customer) => (
+            customer.id().clone(),
+            with_etag(StatusCode::CREATED, &customer),
+        ),
+        Keyed::Replayed { outcome, current } => (
+            outcome.id.clone(),
+            replayed(StatusCode::CREATED, &outcome, current.as_ref()),
+        ),
+    };
+    let location = format!("{prefix}/customers/{id}");
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -61,12 +76,22 @@ pub(crate) async fn update(
     State(state): State<AppState>,
     IdPath(id): IdPath,
     if_match: IfMatch,
+    key: KeyHeader,
     PatchJson(body): PatchJson,
 ) -> Result<Response, ApiError> {
     let patch = CustomerPatch::from_json(&body)?;
     let expected = if_match.expected_version(state.service(), &id).await?;
-    let customer = state.service().update(&id, &patch, expected).await?;
-    Ok(with_etag(StatusCode::OK, &customer))
+    let key = key.with_body(Some(&body));
+    let updated = state
+        .service()
+        .update_idempotent(&id, &patch, expected, key.as_ref())
+        .await?;
+    Ok(match updated {
+        Keyed::Done(customer) => with_etag(StatusCode::OK, &customer),
+        Keyed::Replayed { outcome, current } => {
+            replayed(StatusCode::OK, &outcome, current.as_ref())
+        }
+    })
 }
 
 /// `DELETE /customers/{id}` → 204.
@@ -74,10 +99,55 @@ pub(crate) async fn delete(
     State(state): State<AppState>,
     IdPath(id): IdPath,
     if_match: IfMatch,
-) -> Result<StatusCode, ApiError> {
+    key: KeyHeader,
+) -> Result<Response, ApiError> {
     let expected = if_match.expected_version(state.service(), &id).await?;
-    state.service().delete(&id, expected).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let key = key.with_body(None);
+    let deleted = state
+        .service()
+        .delete_idempotent(&id, expected, key.as_ref())
+        .await?;
+    let response = StatusCode::NO_CONTENT.into_response();
+    Ok(match deleted {
+        Keyed::Done(()) => response,
+        Keyed::Replayed { .. } => mark_replayed(response),
+    })
+}
+
+/// Marks a response answered from the record of an earlier request with the same
+/// `Idempotency-Key`, without a write (Stripe's name, which clients already know).
+pub(crate) const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// The answer to a request whose `Idempotency-Key` an earlier request used: that request's status
+/// and `ETag`, marked [`IDEMPOTENT_REPLAYED`]. The body is the customer when it is still as that
+/// request left it; when it changed since, the record holds no copy of it (records hold no
+/// customer field), so the body says only which customer and which version that request made.
+pub(crate) fn replayed(
+    status: StatusCode,
+    outcome: &RecordedOutcome,
+    current: Option<&Customer>,
+) -> Response {
+    let response = if let Some(customer) = current {
+        with_etag(status, customer)
+    } else {
+        let body = json!({"id": outcome.id, "version": outcome.version});
+        let mut response = (status, Json(body)).into_response();
+        if let Some(version) = outcome.version
+            && let Ok(etag) = HeaderValue::from_str(&etag(version))
+        {
+            response.headers_mut().insert(header::ETAG, etag);
+        }
+        response
+    };
+    mark_replayed(response)
+}
+
+/// `response`, marked [`IDEMPOTENT_REPLAYED`].
+pub(crate) fn mark_replayed(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    response
 }
 
 /// `GET /health` → 200. It does not touch the store: it says the function runs, and a store outage

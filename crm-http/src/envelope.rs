@@ -35,13 +35,17 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
-use crm_domain::{Cursor, Customer, CustomerId, FieldError, PageLimit, RepositoryError};
+use axum::response::{IntoResponse as _, Response};
+use crm_domain::{
+    Cursor, Customer, CustomerId, FieldError, Idempotency, Keyed, PageLimit, RepositoryError,
+};
 use serde_json::{Map, Value, json};
 use tracing::Instrument as _;
 
 use crate::compat;
+use crate::customers::mark_replayed;
 use crate::error::ApiError;
-use crate::extract::AnyJson;
+use crate::extract::{AnyJson, KeyHeader};
 use crate::middleware::{BODY_LIMIT, PlatformContext};
 use crate::state::AppState;
 
@@ -102,12 +106,20 @@ impl Operation {
     }
 }
 
-/// `POST /DynamoDBManager` → 200 with the operation's result.
+/// `POST /DynamoDBManager` → 200 with the operation's result. Its writes honour `Idempotency-Key`.
 pub(crate) async fn route(
     State(state): State<AppState>,
+    key: KeyHeader,
     AnyJson(body): AnyJson,
-) -> Result<Json<Value>, ApiError> {
-    invoke(&state, body).await.map(Json)
+) -> Result<Response, ApiError> {
+    let key = key.with_body(Some(&body));
+    let (result, replayed) = run(&state, body, key.as_ref()).await?;
+    let response = Json(result).into_response();
+    Ok(if replayed {
+        mark_replayed(response)
+    } else {
+        response
+    })
 }
 
 /// Runs one envelope and returns its result.
@@ -116,25 +128,35 @@ pub(crate) async fn route(
 /// 400 for an envelope that is not as documented (the text says what is supported), 403 for another
 /// table, and the errors of the service call: 404, 409, 422, 503, 500.
 pub async fn invoke(state: &AppState, envelope: Value) -> Result<Value, ApiError> {
+    run(state, envelope, None).await.map(|(result, _)| result)
+}
+
+/// Runs one envelope, its write under `key` when given: the result, and whether it was answered
+/// from the record of an earlier request with the key.
+async fn run(
+    state: &AppState,
+    envelope: Value,
+    key: Option<&Idempotency>,
+) -> Result<(Value, bool), ApiError> {
     let (operation, payload) = read_envelope(state, envelope)?;
     let service = state.service();
     match operation {
-        Operation::Ping => Ok(json!("pong")),
-        Operation::Echo => Ok(payload.unwrap_or(Value::Null)),
+        Operation::Ping => Ok((json!("pong"), false)),
+        Operation::Echo => Ok((payload.unwrap_or(Value::Null), false)),
         Operation::Create => {
             let payload = members(payload, operation, &["Item"], &["Item"])?;
             let input = compat::new_customer(member(&payload, operation, "Item")?)?;
-            let customer = service.create(input).await?;
-            Ok(json!({ "Item": item(&customer)? }))
+            let created = service.create_idempotent(input, key).await?;
+            written("Item", created)
         }
         Operation::Read => {
             let payload = members(payload, operation, &["Key"], &["Key"])?;
-            let Some(id) = key(member(&payload, operation, "Key")?)? else {
-                return Ok(json!({}));
+            let Some(id) = key_of(member(&payload, operation, "Key")?)? else {
+                return Ok((json!({}), false));
             };
             match service.get(&id).await {
-                Ok(customer) => Ok(json!({ "Item": item(&customer)? })),
-                Err(RepositoryError::NotFound) => Ok(json!({})),
+                Ok(customer) => Ok((json!({ "Item": item(&customer)? }), false)),
+                Err(RepositoryError::NotFound) => Ok((json!({}), false)),
                 Err(e) => Err(e.into()),
             }
         }
@@ -151,16 +173,16 @@ pub async fn invoke(state: &AppState, envelope: Value) -> Result<Value, ApiError
                 ],
                 &["Key", "UpdateExpression", "ExpressionAttributeValues"],
             )?;
-            let id = key(member(&payload, operation, "Key")?)?.ok_or(ApiError::MalformedId)?;
+            let id = key_of(member(&payload, operation, "Key")?)?.ok_or(ApiError::MalformedId)?;
             let patch = update_patch(update_document(&payload)?)?;
-            let customer = service.update(&id, &patch, None).await?;
-            Ok(json!({ "Attributes": item(&customer)? }))
+            let updated = service.update_idempotent(&id, &patch, None, key).await?;
+            written("Attributes", updated)
         }
         Operation::Delete => {
             let payload = members(payload, operation, &["Key"], &["Key"])?;
-            let id = key(member(&payload, operation, "Key")?)?.ok_or(ApiError::MalformedId)?;
-            service.delete(&id, None).await?;
-            Ok(json!({}))
+            let id = key_of(member(&payload, operation, "Key")?)?.ok_or(ApiError::MalformedId)?;
+            let deleted = service.delete_idempotent(&id, None, key).await?;
+            Ok((json!({}), matches!(deleted, Keyed::Replayed { .. })))
         }
         Operation::List => {
             let payload = members(
@@ -183,9 +205,23 @@ pub async fn invoke(state: &AppState, envelope: Value) -> Result<Value, ApiError
                     json!({ "cursor": next.as_str() }),
                 );
             }
-            Ok(result)
+            Ok((result, false))
         }
     }
+}
+
+/// The result of a create (`{"Item"}`) or an update (`{"Attributes"}`): the customer as a
+/// plain JSON item; for a replay of an earlier request with the same key, the customer as it is
+/// when still as that request left it, else only its id.
+fn written(member: &str, written: Keyed<Customer>) -> Result<(Value, bool), ApiError> {
+    let (customer, replayed) = match written {
+        Keyed::Done(customer) => (item(&customer)?, false),
+        Keyed::Replayed { outcome, current } => match current {
+            Some(customer) => (item(&customer)?, true),
+            None => (json!({ "id": outcome.id }), true),
+        },
+    };
+    Ok((json!({ member: customer }), replayed))
 }
 
 /// Runs one envelope that did not come over HTTP (a direct Lambda invocation, which `platform`
@@ -343,7 +379,7 @@ fn member<'p>(
 
 /// The customer id of a `Key` (`{"id": "<id>"}`); `None` when the id is not well-formed, since such an
 /// id names no customer.
-fn key(key: &Value) -> Result<Option<CustomerId>, ApiError> {
+fn key_of(key: &Value) -> Result<Option<CustomerId>, ApiError> {
     match key.as_object() {
         Some(object) if object.len() == 1 => match object.get("id") {
             Some(Value::String(id)) => Ok(CustomerId::parse(id).ok()),

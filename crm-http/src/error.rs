@@ -26,6 +26,8 @@ pub const PROBLEM_TYPE_PREFIX: &str = "urn:problem:crm:";
 
 /// `Retry-After` when the store gave no hint: one second.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long a client should wait before sending again a request whose key another request holds.
+const KEY_IN_USE_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Everything that can go wrong with a request. Each variant documents its status; [`ApiError::status`],
 /// [`ApiError::code`] and [`ApiError::problem`] all read them from one match
@@ -187,6 +189,8 @@ impl ApiError {
                 RepositoryError::VersionConflict { current } => describe(S::PRECONDITION_FAILED, "version-mismatch", "Version mismatch", CurrentVersion(*current)),
                 RepositoryError::InvalidPatch(_) => describe(S::UNPROCESSABLE_ENTITY, "validation-failed", "Validation failed", Text(INVALID_FIELDS)),
                 RepositoryError::InvalidCursor => describe(S::BAD_REQUEST, "invalid-cursor", "Invalid cursor", Text(INVALID_CURSOR)),
+                RepositoryError::KeyInUse => describe(S::CONFLICT, "idempotency-key-in-use", "Idempotency key in use", Message),
+                RepositoryError::KeyReused => describe(S::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "Idempotency key reused", Message),
                 RepositoryError::Unavailable { .. } => describe(S::SERVICE_UNAVAILABLE, "store-unavailable", "Service unavailable", Text(UNAVAILABLE)),
                 // `Unexpected`, and any variant added to the domain after this match was written.
                 _ => describe(S::INTERNAL_SERVER_ERROR, "internal-error", "Internal server error", Text(INTERNAL)),
@@ -212,6 +216,8 @@ impl ApiError {
                 Some(retry_after.unwrap_or(DEFAULT_RETRY_AFTER))
             }
             Self::DeadlineExceeded(_) => Some(DEFAULT_RETRY_AFTER),
+            // The first request with the key is bounded by its deadline; its outcome is there then.
+            Self::Repository(RepositoryError::KeyInUse) => Some(KEY_IN_USE_RETRY_AFTER),
             _ => None,
         }
     }

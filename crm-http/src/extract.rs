@@ -6,7 +6,8 @@
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use crm_domain::{
-    Cursor, CustomerId, CustomerService, Email, PageLimit, ValidationErrors, Version,
+    Cursor, CustomerId, CustomerService, Email, Idempotency, IdempotencyKey, PageLimit,
+    RequestFingerprint, ValidationErrors, Version,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, header};
@@ -328,6 +329,96 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
             .transpose()
             .map_err(|_| ApiError::MalformedCursor)?;
         Ok(Self::Page { limit, cursor })
+    }
+}
+
+/// The `Idempotency-Key` of a write (IETF httpapi draft `draft-ietf-httpapi-idempotency-key-header`),
+/// with the parts of the request its fingerprint covers besides the body: the method, the path and
+/// `If-Match`. No header: the write runs without a key.
+///
+/// The key is a Structured Field string (`"8e03978e-…"`) or, as many clients send it, the bare
+/// text; either way 1 to 255 visible ASCII characters. Anything else, or two of the header, is a
+/// 400 that quotes nothing of it.
+pub(crate) struct KeyHeader(Option<KeyedRequest>);
+
+/// A request that carries an idempotency key.
+pub(crate) struct KeyedRequest {
+    key: IdempotencyKey,
+    method: http::Method,
+    path: String,
+    if_match: Vec<u8>,
+}
+
+/// The header's name.
+pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+impl KeyHeader {
+    /// The key, with the fingerprint of this request with `body`: the SHA-256 of the method, the
+    /// path, `If-Match` and the body's JSON (as parsed, so that whitespace does not count).
+    pub(crate) fn with_body(&self, body: Option<&Value>) -> Option<Idempotency> {
+        use sha2::{Digest as _, Sha256};
+        use std::fmt::Write as _;
+        let request = self.0.as_ref()?;
+        let mut digest = Sha256::new();
+        for part in [
+            request.method.as_str().as_bytes(),
+            request.path.as_bytes(),
+            &request.if_match,
+        ] {
+            digest.update(part);
+            digest.update([0]);
+        }
+        if let Some(body) = body {
+            digest.update(body.to_string().as_bytes());
+        }
+        let hex = digest
+            .finalize()
+            .iter()
+            .fold(String::new(), |mut hex, byte| {
+                let _ = write!(hex, "{byte:02x}");
+                hex
+            });
+        Some(Idempotency {
+            key: request.key.clone(),
+            fingerprint: RequestFingerprint::new(hex),
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for KeyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let mut values = parts.headers.get_all(IDEMPOTENCY_KEY).iter();
+        let Some(value) = values.next() else {
+            return Ok(Self(None));
+        };
+        let invalid = || {
+            ApiError::BadRequest(
+                "Idempotency-Key must be one string of 1 to 255 visible ASCII characters".into(),
+            )
+        };
+        if values.next().is_some() {
+            return Err(invalid());
+        }
+        let text = value.to_str().map_err(|_| invalid())?;
+        let text = text
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .unwrap_or(text);
+        let key = IdempotencyKey::parse(text).map_err(|_| invalid())?;
+        let if_match = parts
+            .headers
+            .get_all(header::IF_MATCH)
+            .iter()
+            .flat_map(|v| v.as_bytes().iter().copied().chain([b'\n']))
+            .collect();
+        Ok(Self(Some(KeyedRequest {
+            key,
+            method: parts.method.clone(),
+            path: parts.uri.path().to_owned(),
+            if_match,
+        })))
     }
 }
 

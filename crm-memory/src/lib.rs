@@ -18,14 +18,19 @@
 //! # let _ = service;
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use crm_domain::idempotency::{
+    KEY_RETENTION, KeyLease, KeyState, KeyedWrite, RecordedOutcome, Written,
+};
 use crm_domain::{
     BulkRejection, BulkReport, Cursor, Customer, CustomerId, CustomerPatch, CustomerRepository,
-    Email, Page, PageLimit, RepositoryError, Timestamp, Version, batch_repeats,
+    Email, Idempotency, IdempotencyKey, Page, PageLimit, RepositoryError, RequestFingerprint,
+    Timestamp, Version, batch_repeats,
 };
 
 /// Customers in memory; see the [crate docs](crate).
@@ -39,9 +44,98 @@ struct State {
     customers: BTreeMap<CustomerId, Customer>,
     /// Normalized email → the customer that owns it.
     emails: HashMap<String, CustomerId>,
+    /// Idempotency keys, with what their requests did.
+    keys: HashMap<IdempotencyKey, KeyRecord>,
+    /// The keys in the order they expire (all live [`KEY_RETENTION`] from their first use), so
+    /// that dropping the expired costs nothing per request.
+    key_expiry: VecDeque<(Timestamp, IdempotencyKey)>,
+    /// How many keys were handed out: each holder's token is its number.
+    holders: u64,
+}
+
+/// What the store knows of one idempotency key.
+#[derive(Debug)]
+struct KeyRecord {
+    fingerprint: RequestFingerprint,
+    /// The request that holds the key, until when; `None` once the outcome is recorded.
+    holder: Option<(String, Timestamp)>,
+    expires_at: Timestamp,
+    outcome: Option<RecordedOutcome>,
 }
 
 impl State {
+    fn create(&mut self, customer: &Customer) -> Result<(), RepositoryError> {
+        if let Some(conflict) = self.create_conflict(customer) {
+            return Err(conflict);
+        }
+        self.insert(customer.clone());
+        Ok(())
+    }
+
+    fn update(
+        &mut self,
+        id: &CustomerId,
+        patch: &CustomerPatch,
+        expected: Option<Version>,
+        now: Timestamp,
+    ) -> Result<Customer, RepositoryError> {
+        let current = self.current(id, expected)?;
+        let updated = current
+            .patched(patch, now)
+            .map_err(RepositoryError::InvalidPatch)?;
+        let old_email = current.email().map(Email::normalized);
+        let new_email = updated.email().map(Email::normalized);
+        if let Some(new) = &new_email
+            && self.emails.get(new).is_some_and(|owner| owner != id)
+        {
+            return Err(RepositoryError::EmailTaken);
+        }
+        if old_email != new_email
+            && let Some(old) = old_email
+        {
+            self.emails.remove(&old);
+        }
+        self.insert(updated.clone());
+        Ok(updated)
+    }
+
+    fn delete(
+        &mut self,
+        id: &CustomerId,
+        expected: Option<Version>,
+    ) -> Result<(), RepositoryError> {
+        self.current(id, expected)?;
+        if let Some(removed) = self.customers.remove(id)
+            && let Some(email) = removed.email()
+        {
+            self.emails.remove(&email.normalized());
+        }
+        Ok(())
+    }
+
+    /// Drops the records of the keys that expired by `now`.
+    fn expire_keys(&mut self, now: Timestamp) {
+        while let Some((expires_at, key)) = self.key_expiry.front() {
+            if *expires_at > now {
+                break;
+            }
+            if self.keys.get(key).is_some_and(|r| r.expires_at <= now) {
+                self.keys.remove(key);
+            }
+            self.key_expiry.pop_front();
+        }
+    }
+
+    /// The record of `lease`'s key, if `lease` still holds it.
+    fn held(&mut self, lease: &KeyLease) -> Option<&mut KeyRecord> {
+        self.keys.get_mut(&lease.idempotency.key).filter(|record| {
+            record
+                .holder
+                .as_ref()
+                .is_some_and(|(holder, _)| *holder == lease.holder)
+        })
+    }
+
     /// Why `customer` cannot be inserted, if it cannot.
     fn create_conflict(&self, customer: &Customer) -> Option<RepositoryError> {
         if self.customers.contains_key(customer.id()) {
@@ -108,12 +202,7 @@ impl InMemoryCustomerRepository {
 #[async_trait]
 impl CustomerRepository for InMemoryCustomerRepository {
     async fn create(&self, customer: &Customer) -> Result<(), RepositoryError> {
-        let mut state = self.write();
-        if let Some(conflict) = state.create_conflict(customer) {
-            return Err(conflict);
-        }
-        state.insert(customer.clone());
-        Ok(())
+        self.write().create(customer)
     }
 
     async fn get(&self, id: &CustomerId) -> Result<Option<Customer>, RepositoryError> {
@@ -136,25 +225,7 @@ impl CustomerRepository for InMemoryCustomerRepository {
         expected: Option<Version>,
         now: Timestamp,
     ) -> Result<Customer, RepositoryError> {
-        let mut state = self.write();
-        let current = state.current(id, expected)?;
-        let updated = current
-            .patched(patch, now)
-            .map_err(RepositoryError::InvalidPatch)?;
-        let old_email = current.email().map(Email::normalized);
-        let new_email = updated.email().map(Email::normalized);
-        if let Some(new) = &new_email
-            && state.emails.get(new).is_some_and(|owner| owner != id)
-        {
-            return Err(RepositoryError::EmailTaken);
-        }
-        if old_email != new_email
-            && let Some(old) = old_email
-        {
-            state.emails.remove(&old);
-        }
-        state.insert(updated.clone());
-        Ok(updated)
+        self.write().update(id, patch, expected, now)
     }
 
     async fn delete(
@@ -162,14 +233,7 @@ impl CustomerRepository for InMemoryCustomerRepository {
         id: &CustomerId,
         expected: Option<Version>,
     ) -> Result<(), RepositoryError> {
-        let mut state = self.write();
-        state.current(id, expected)?;
-        if let Some(removed) = state.customers.remove(id)
-            && let Some(email) = removed.email()
-        {
-            state.emails.remove(&email.normalized());
-        }
-        Ok(())
+        self.write().delete(id, expected)
     }
 
     async fn list<'c>(
@@ -221,5 +285,104 @@ impl CustomerRepository for InMemoryCustomerRepository {
             }
         }
         Ok(report)
+    }
+
+    async fn begin_keyed(
+        &self,
+        idempotency: &Idempotency,
+        hold: Duration,
+    ) -> Result<KeyState, RepositoryError> {
+        let now = Timestamp::now();
+        let mut state = self.write();
+        state.expire_keys(now);
+        state.holders += 1;
+        let holder = state.holders.to_string();
+        let held_until = now.after(hold);
+        let expires_at = match state.keys.get_mut(&idempotency.key) {
+            None => {
+                let expires_at = now.after(KEY_RETENTION);
+                state.keys.insert(
+                    idempotency.key.clone(),
+                    KeyRecord {
+                        fingerprint: idempotency.fingerprint.clone(),
+                        holder: Some((holder.clone(), held_until)),
+                        expires_at,
+                        outcome: None,
+                    },
+                );
+                state
+                    .key_expiry
+                    .push_back((expires_at, idempotency.key.clone()));
+                expires_at
+            }
+            Some(record) if record.fingerprint != idempotency.fingerprint => {
+                return Ok(KeyState::OtherRequest);
+            }
+            Some(KeyRecord {
+                outcome: Some(outcome),
+                ..
+            }) => return Ok(KeyState::Done(outcome.clone())),
+            Some(KeyRecord {
+                holder: Some((_, until)),
+                ..
+            }) if *until > now => return Ok(KeyState::Running),
+            // Held by a request whose hold ran out, or given back: this request takes it.
+            Some(record) => {
+                record.holder = Some((holder.clone(), held_until));
+                record.expires_at
+            }
+        };
+        Ok(KeyState::Fresh(KeyLease {
+            idempotency: idempotency.clone(),
+            holder,
+            held_until,
+            expires_at,
+        }))
+    }
+
+    async fn write_keyed(
+        &self,
+        write: &KeyedWrite,
+        lease: &KeyLease,
+    ) -> Result<Written, RepositoryError> {
+        let mut state = self.write();
+        if state.held(lease).is_none() {
+            return Err(RepositoryError::unavailable(
+                "the idempotency key is no longer held by this request",
+            ));
+        }
+        let (id, written) = match write {
+            KeyedWrite::Create(customer) => {
+                state.create(customer)?;
+                (customer.id(), Written::Customer(customer.clone()))
+            }
+            KeyedWrite::Update {
+                id,
+                patch,
+                expected,
+                now,
+            } => (
+                id,
+                Written::Customer(state.update(id, patch, *expected, *now)?),
+            ),
+            KeyedWrite::Delete { id, expected } => {
+                state.delete(id, *expected)?;
+                (id, Written::Deleted)
+            }
+        };
+        let outcome = written.outcome(write.kind(), id);
+        if let Some(record) = state.held(lease) {
+            record.holder = None;
+            record.outcome = Some(outcome);
+        }
+        Ok(written)
+    }
+
+    async fn release_key(&self, lease: &KeyLease) -> Result<(), RepositoryError> {
+        let mut state = self.write();
+        if state.held(lease).is_some() {
+            state.keys.remove(&lease.idempotency.key);
+        }
+        Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! Create: one conditional `PutItem` for a customer without an email; with an email, one
-//! transaction that writes the customer and claims its email, both only if absent.
+//! transaction that writes the customer and claims its email, both only if absent (and, under an
+//! idempotency key, completes the key's record in the same transaction).
 //!
 //! The claim is what makes emails unique (a condition cannot look at a GSI), so it must be written
 //! in the same atomic step as the customer. The transaction is retried only when another writer was
@@ -13,9 +14,11 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
-use crm_domain::{Customer, Email, RepositoryError};
+use crm_domain::idempotency::{KeyLease, WriteKind, Written};
+use crm_domain::{Customer, RepositoryError};
 
 use super::DynamoCustomerRepository;
+use super::idempotency::lease_lost;
 use super::retry::{Attempt, retry_races};
 use super::token::WriteToken;
 use super::transaction::{cancelled_unexpectedly, outcomes};
@@ -31,14 +34,17 @@ pub(super) fn id_free_values() -> HashMap<String, AttributeValue> {
 }
 
 impl DynamoCustomerRepository {
+    /// Creates `customer`, completing the key of `lease` in the same step when given.
     pub(super) async fn create_unbounded(
         &self,
         customer: &Customer,
+        lease: Option<&KeyLease>,
     ) -> Result<(), RepositoryError> {
         let token = &WriteToken::new();
-        match customer.email() {
-            None => self.create_without_email(customer, token).await,
-            Some(email) => self.create_with_email(customer, email, token).await,
+        if customer.email().is_none() && lease.is_none() {
+            self.create_without_email(customer, token).await
+        } else {
+            self.create_in_transaction(customer, token, lease).await
         }
     }
 
@@ -77,42 +83,61 @@ impl DynamoCustomerRepository {
         }
     }
 
-    async fn create_with_email(
+    /// A create as one transaction: the customer, the claim on its email if it has one, and the
+    /// completion of the idempotency key it runs under if any.
+    async fn create_in_transaction(
         &self,
         customer: &Customer,
-        email: &Email,
         token: &WriteToken,
+        lease: Option<&KeyLease>,
     ) -> Result<(), RepositoryError> {
         retry_races("create", move || async move {
-            let actions = vec![
-                self.put(
-                    token.stamp(customer_item(customer)?),
-                    ID_FREE,
-                    Some(id_free_values()),
-                )?,
-                self.put(
+            let mut actions = vec![self.put(
+                token.stamp(customer_item(customer)?),
+                ID_FREE,
+                Some(id_free_values()),
+            )?];
+            // Where the claim and the key's completion stand among the actions.
+            let mut claim_at = None;
+            if let Some(email) = customer.email() {
+                claim_at = Some(actions.len());
+                actions.push(self.put(
                     claim_item(&email.normalized(), customer.id()),
                     "attribute_not_exists(#pk)",
                     None,
-                )?,
-            ];
+                )?);
+            }
+            let mut key_at = None;
+            if let Some(lease) = lease {
+                let outcome =
+                    Written::Customer(customer.clone()).outcome(WriteKind::Create, customer.id());
+                key_at = Some(actions.len());
+                actions.push(self.complete_key(lease, &outcome)?);
+            }
             let Some(reasons) = self.transact(actions).await? else {
                 return Ok(Attempt::Done(()));
             };
-            match outcomes(&reasons).as_slice() {
-                // An earlier attempt of this create wrote the customer (and its claim).
-                [ItemOutcome::ConditionFailed, _]
-                    if reasons
-                        .first()
-                        .and_then(|(_, old)| old.as_ref())
-                        .is_some_and(|old| token.is_on(old)) =>
-                {
-                    Ok(Attempt::Done(()))
-                }
-                [ItemOutcome::ConditionFailed, _] => Err(RepositoryError::AlreadyExists),
-                [_, ItemOutcome::ConditionFailed] => Err(RepositoryError::EmailTaken),
-                o if o.contains(&ItemOutcome::Retry) => Ok(Attempt::Retry),
-                _ => Err(cancelled_unexpectedly("create")),
+            let failed = |at: Option<usize>| {
+                at.is_some_and(|at| {
+                    reasons
+                        .get(at)
+                        .is_some_and(|(o, _)| *o == ItemOutcome::ConditionFailed)
+                })
+            };
+            let customer_in_the_way = reasons.first().and_then(|(_, old)| old.as_ref());
+            if failed(Some(0)) && customer_in_the_way.is_some_and(|old| token.is_on(old)) {
+                // An earlier attempt of this create wrote the customer (and the rest).
+                Ok(Attempt::Done(()))
+            } else if failed(Some(0)) {
+                Err(RepositoryError::AlreadyExists)
+            } else if failed(claim_at) {
+                Err(RepositoryError::EmailTaken)
+            } else if failed(key_at) {
+                Err(lease_lost())
+            } else if outcomes(&reasons).contains(&ItemOutcome::Retry) {
+                Ok(Attempt::Retry)
+            } else {
+                Err(cancelled_unexpectedly("create"))
             }
         })
         .await

@@ -25,10 +25,12 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
+use crm_domain::idempotency::{KeyLease, WriteKind, Written};
 use crm_domain::{CustomerId, RepositoryError, Timestamp, Version};
 
 use super::DynamoCustomerRepository;
 use super::expression::UpdateExpression;
+use super::idempotency::lease_lost;
 use super::retry::{Attempt, retry_races};
 use super::token::WriteToken;
 use super::transaction::{ForeignClaim, cancelled_unexpectedly, names_another, outcomes};
@@ -39,46 +41,24 @@ use crate::item::{
 };
 
 impl DynamoCustomerRepository {
+    /// Deletes customer `id`, completing the key of `lease` in the same step when given.
     pub(super) async fn delete_unbounded(
         &self,
         id: &CustomerId,
         expected: Option<Version>,
+        lease: Option<&KeyLease>,
     ) -> Result<(), RepositoryError> {
         let token = &WriteToken::new();
         let foreign = &ForeignClaim::default();
+        let keyed = &Keyed { token, lease };
         retry_races("delete", move || async move {
-            // First try: a customer without an email goes in one conditional update. When the
+            // First try: a customer without an email goes in one conditional update (a
+            // transaction with the key's completion under an idempotency key). When the
             // condition fails, DynamoDB hands back the item, which says why.
-            let mut tombstone = self.tombstone(token);
-            let mut condition =
-                String::from("#kind = :customer AND attribute_not_exists(#emailKey)");
-            if let Some(version) = expected {
-                condition.push_str(" AND #version = :expected");
-                tombstone.values.insert(":expected".to_owned(), n(version));
-            }
-            let request = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(key(customer_pk(id))))
-                .update_expression(tombstone.expression())
-                .condition_expression(condition)
-                .set_expression_attribute_names(Some(tombstone.names))
-                .set_expression_attribute_values(Some(tombstone.values))
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                );
-            let old = match request.send().await {
-                Ok(_) => return Ok(Attempt::Done(())),
-                Err(SdkError::ServiceError(failure))
-                    if failure.err().is_conditional_check_failed_exception() =>
-                {
-                    match failure.into_err() {
-                        UpdateItemError::ConditionalCheckFailedException(e) => e.item,
-                        _ => None,
-                    }
-                }
-                Err(e) => return Err(classify("UpdateItem", &e)),
+            let old = match self.first_try(id, expected, token, lease).await? {
+                FirstTry::Done => return Ok(Attempt::Done(())),
+                FirstTry::Retry => return Ok(Attempt::Retry),
+                FirstTry::Refused(old) => old,
             };
             let Some(old) = old else {
                 return Err(RepositoryError::NotFound);
@@ -100,10 +80,79 @@ impl DynamoCustomerRepository {
                 // The email went away between the two looks; start again.
                 return Ok(Attempt::Changed);
             };
-            self.delete_with_claim(id, current, email, expected, token, foreign)
+            self.delete_with_claim(id, current, email, expected, keyed, foreign)
                 .await
         })
         .await
+    }
+
+    /// The first request of a delete: the tombstone, on the condition that the customer has no
+    /// email (and is at `expected`).
+    async fn first_try(
+        &self,
+        id: &CustomerId,
+        expected: Option<Version>,
+        token: &WriteToken,
+        lease: Option<&KeyLease>,
+    ) -> Result<FirstTry, RepositoryError> {
+        let mut tombstone = self.tombstone(token);
+        let mut condition = String::from("#kind = :customer AND attribute_not_exists(#emailKey)");
+        if let Some(version) = expected {
+            condition.push_str(" AND #version = :expected");
+            tombstone.values.insert(":expected".to_owned(), n(version));
+        }
+        if let Some(lease) = lease {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(customer_pk(id))))
+                .update_expression(tombstone.expression())
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(tombstone.names))
+                .set_expression_attribute_values(Some(tombstone.values))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .map_err(RepositoryError::unexpected)?;
+            let outcome = Written::Deleted.outcome(WriteKind::Delete, id);
+            let actions = vec![
+                TransactWriteItem::builder().update(update).build(),
+                self.complete_key(lease, &outcome)?,
+            ];
+            let Some(reasons) = self.transact(actions).await? else {
+                return Ok(FirstTry::Done);
+            };
+            return match outcomes(&reasons).as_slice() {
+                [ItemOutcome::ConditionFailed, _] => Ok(FirstTry::Refused(
+                    reasons.into_iter().next().and_then(|(_, item)| item),
+                )),
+                [_, ItemOutcome::ConditionFailed] => Err(lease_lost()),
+                o if o.contains(&ItemOutcome::Retry) => Ok(FirstTry::Retry),
+                _ => Err(cancelled_unexpectedly("delete")),
+            };
+        }
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(customer_pk(id))))
+            .update_expression(tombstone.expression())
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(tombstone.names))
+            .set_expression_attribute_values(Some(tombstone.values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        match request.send().await {
+            Ok(_) => Ok(FirstTry::Done),
+            Err(SdkError::ServiceError(failure))
+                if failure.err().is_conditional_check_failed_exception() =>
+            {
+                Ok(FirstTry::Refused(match failure.into_err() {
+                    UpdateItemError::ConditionalCheckFailedException(e) => e.item,
+                    _ => None,
+                }))
+            }
+            Err(e) => Err(classify("UpdateItem", &e)),
+        }
     }
 
     /// The update that turns a customer item into its tombstone: the kind changes, the version
@@ -135,7 +184,7 @@ impl DynamoCustomerRepository {
         seen: Version,
         normalized_email: &str,
         expected: Option<Version>,
-        token: &WriteToken,
+        Keyed { token, lease }: &Keyed<'_>,
         foreign: &ForeignClaim,
     ) -> Result<Attempt<()>, RepositoryError> {
         let mut tombstone = self.tombstone(token);
@@ -151,11 +200,26 @@ impl DynamoCustomerRepository {
             .build()
             .map_err(RepositoryError::unexpected)?;
         let mut actions = vec![TransactWriteItem::builder().update(update).build()];
+        let mut release_at = None;
         if !foreign.is(normalized_email) {
+            release_at = Some(actions.len());
             actions.push(self.delete_claim(normalized_email, id)?);
+        }
+        let mut key_at = None;
+        if let Some(lease) = lease {
+            key_at = Some(actions.len());
+            let outcome = Written::Deleted.outcome(WriteKind::Delete, id);
+            actions.push(self.complete_key(lease, &outcome)?);
         }
         let Some(reasons) = self.transact(actions).await? else {
             return Ok(Attempt::Done(()));
+        };
+        let failed = |at: Option<usize>| {
+            at.is_some_and(|at| {
+                reasons
+                    .get(at)
+                    .is_some_and(|(o, _)| *o == ItemOutcome::ConditionFailed)
+            })
         };
         match outcomes(&reasons).as_slice() {
             [ItemOutcome::ConditionFailed, ..] => {
@@ -177,12 +241,14 @@ impl DynamoCustomerRepository {
                 }
             }
             // The claim names another customer: not ours to delete.
-            [ItemOutcome::Fine, ItemOutcome::ConditionFailed]
-                if names_another(reasons.get(1), id) =>
+            [ItemOutcome::Fine, ..]
+                if failed(release_at)
+                    && release_at.is_some_and(|at| names_another(reasons.get(at), id)) =>
             {
                 foreign.found(normalized_email, "delete");
                 Ok(Attempt::Changed)
             }
+            [ItemOutcome::Fine, ..] if failed(key_at) => Err(lease_lost()),
             // Another writer was on the items, or the store throttled.
             o if o.contains(&ItemOutcome::Retry) => Ok(Attempt::Retry),
             _ => Err(cancelled_unexpectedly("delete")),
@@ -196,4 +262,20 @@ fn expiry(retention: Duration) -> AttributeValue {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     AttributeValue::N((now + retention).as_secs().to_string())
+}
+
+/// The write token of one delete and the idempotency key it completes, if any.
+struct Keyed<'a> {
+    token: &'a WriteToken,
+    lease: Option<&'a KeyLease>,
+}
+
+/// What the first request of a delete came to.
+enum FirstTry {
+    /// The customer is a tombstone now.
+    Done,
+    /// Another writer was on the items: back off and try again.
+    Retry,
+    /// The condition failed; the item as DynamoDB returned it, if there was one.
+    Refused(Option<Item>),
 }

@@ -14,6 +14,7 @@ mod create;
 mod delete;
 mod expression;
 mod get;
+mod idempotency;
 mod list;
 mod retry;
 mod token;
@@ -24,9 +25,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use crm_domain::idempotency::{KeyLease, KeyState, KeyedWrite, Written};
 use crm_domain::{
-    BulkReport, Cursor, Customer, CustomerId, CustomerPatch, CustomerRepository, Email, Page,
-    PageLimit, RepositoryError, Timestamp, Version,
+    BulkReport, Cursor, Customer, CustomerId, CustomerPatch, CustomerRepository, Email,
+    Idempotency, Page, PageLimit, RepositoryError, Timestamp, Version,
 };
 
 use crate::error::{DynamoFailure, RETRY_AFTER};
@@ -139,7 +141,8 @@ impl DynamoCustomerRepository {
 #[async_trait]
 impl CustomerRepository for DynamoCustomerRepository {
     async fn create(&self, customer: &Customer) -> Result<(), RepositoryError> {
-        self.within("create", self.create_unbounded(customer)).await
+        self.within("create", self.create_unbounded(customer, None))
+            .await
     }
 
     async fn get(&self, id: &CustomerId) -> Result<Option<Customer>, RepositoryError> {
@@ -158,8 +161,11 @@ impl CustomerRepository for DynamoCustomerRepository {
         expected: Option<Version>,
         now: Timestamp,
     ) -> Result<Customer, RepositoryError> {
-        self.within("update", self.update_unbounded(id, patch, expected, now))
-            .await
+        self.within(
+            "update",
+            self.update_unbounded(id, patch, expected, now, None),
+        )
+        .await
     }
 
     async fn delete(
@@ -167,7 +173,7 @@ impl CustomerRepository for DynamoCustomerRepository {
         id: &CustomerId,
         expected: Option<Version>,
     ) -> Result<(), RepositoryError> {
-        self.within("delete", self.delete_unbounded(id, expected))
+        self.within("delete", self.delete_unbounded(id, expected, None))
             .await
     }
 
@@ -184,6 +190,50 @@ impl CustomerRepository for DynamoCustomerRepository {
     /// takes as long as it takes, but no chunk hangs.
     async fn put_many(&self, customers: &[Customer]) -> Result<BulkReport, RepositoryError> {
         self.put_many_unbounded(customers).await
+    }
+
+    async fn begin_keyed(
+        &self,
+        idempotency: &Idempotency,
+        hold: Duration,
+    ) -> Result<KeyState, RepositoryError> {
+        self.within("begin keyed", self.begin_keyed_unbounded(idempotency, hold))
+            .await
+    }
+
+    async fn write_keyed(
+        &self,
+        write: &KeyedWrite,
+        lease: &KeyLease,
+    ) -> Result<Written, RepositoryError> {
+        let lease = Some(lease);
+        match write {
+            KeyedWrite::Create(customer) => self
+                .within("create", self.create_unbounded(customer, lease))
+                .await
+                .map(|()| Written::Customer(customer.clone())),
+            KeyedWrite::Update {
+                id,
+                patch,
+                expected,
+                now,
+            } => self
+                .within(
+                    "update",
+                    self.update_unbounded(id, patch, *expected, *now, lease),
+                )
+                .await
+                .map(Written::Customer),
+            KeyedWrite::Delete { id, expected } => self
+                .within("delete", self.delete_unbounded(id, *expected, lease))
+                .await
+                .map(|()| Written::Deleted),
+        }
+    }
+
+    async fn release_key(&self, lease: &KeyLease) -> Result<(), RepositoryError> {
+        self.within("release key", self.release_key_unbounded(lease))
+            .await
     }
 }
 

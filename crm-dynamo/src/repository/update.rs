@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+use crm_domain::idempotency::{KeyLease, WriteKind, Written};
 use crm_domain::{
     AddressPatch, Customer, CustomerId, CustomerPatch, Email, Patch, RepositoryError, Timestamp,
     Version,
@@ -24,6 +25,7 @@ use crm_domain::{
 
 use super::DynamoCustomerRepository;
 use super::expression::UpdateExpression;
+use super::idempotency::lease_lost;
 use super::retry::{Attempt, retry_races};
 use super::token::WriteToken;
 use super::transaction::{ForeignClaim, cancelled_unexpectedly, names_another, outcomes};
@@ -41,12 +43,13 @@ impl DynamoCustomerRepository {
         patch: &CustomerPatch,
         expected: Option<Version>,
         now: Timestamp,
+        lease: Option<&KeyLease>,
     ) -> Result<Customer, RepositoryError> {
         let token = &WriteToken::new();
-        if patch.email.is_keep() {
+        if patch.email.is_keep() && lease.is_none() {
             self.update_in_place(id, patch, expected, now, token).await
         } else {
-            self.update_with_claims(id, patch, expected, now, token)
+            self.update_in_transaction(id, patch, expected, now, token, lease)
                 .await
         }
     }
@@ -134,16 +137,18 @@ impl DynamoCustomerRepository {
         }
     }
 
-    /// A patch that sets or clears the email: the uniqueness claims must change in the same atomic
-    /// step as the customer, and DynamoDB transactions return no item, so the customer is read
-    /// first and written whole, on the condition that its version has not moved since.
-    async fn update_with_claims(
+    /// A patch that sets or clears the email, or runs under an idempotency key: the uniqueness
+    /// claims (and the key's record) must change in the same atomic step as the customer, and
+    /// DynamoDB transactions return no item, so the customer is read first and written whole, on
+    /// the condition that its version has not moved since.
+    async fn update_in_transaction(
         &self,
         id: &CustomerId,
         patch: &CustomerPatch,
         expected: Option<Version>,
         now: Timestamp,
         token: &WriteToken,
+        lease: Option<&KeyLease>,
     ) -> Result<Customer, RepositoryError> {
         let foreign = &ForeignClaim::default();
         retry_races("update", move || async move {
@@ -177,10 +182,12 @@ impl DynamoCustomerRepository {
                 "kind = :customer AND version = :seen",
                 Some(values),
             )?];
-            // Where the release of the old claim stands among the actions, and that email.
-            let mut release = None;
+            // Where the new claim, the release of the old claim (with that email) and the
+            // completion of the idempotency key stand among the actions.
+            let (mut claim_at, mut release, mut key_at) = (None, None, None);
             if old_email != new_email {
                 if let Some(new) = &new_email {
+                    claim_at = Some(actions.len());
                     actions.push(self.put(
                         claim_item(new, id),
                         "attribute_not_exists(#pk)",
@@ -191,6 +198,11 @@ impl DynamoCustomerRepository {
                     release = Some((actions.len(), old));
                     actions.push(self.delete_claim(old, id)?);
                 }
+            }
+            if let Some(lease) = lease {
+                let outcome = Written::Customer(next.clone()).outcome(WriteKind::Update, id);
+                key_at = Some(actions.len());
+                actions.push(self.complete_key(lease, &outcome)?);
             }
             let Some(reasons) = self.transact(actions).await? else {
                 return Ok(Attempt::Done(next));
@@ -216,10 +228,15 @@ impl DynamoCustomerRepository {
                         (Some(_), None) => Ok(Attempt::Changed),
                     }
                 }
-                _ if new_email.is_some()
-                    && outcomes.get(1) == Some(&ItemOutcome::ConditionFailed) =>
+                _ if claim_at
+                    .is_some_and(|at| outcomes.get(at) == Some(&ItemOutcome::ConditionFailed)) =>
                 {
                     Err(RepositoryError::EmailTaken)
+                }
+                _ if key_at
+                    .is_some_and(|at| outcomes.get(at) == Some(&ItemOutcome::ConditionFailed)) =>
+                {
+                    Err(lease_lost())
                 }
                 // The release of the old claim failed, and the claim names another customer: not
                 // ours to delete. Change the email without it.

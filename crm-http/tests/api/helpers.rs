@@ -12,9 +12,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::Router;
 use axum::body::{Body, Bytes};
+use crm_domain::idempotency::{KeyLease, KeyState, KeyedWrite, Written};
 use crm_domain::{
     BulkReport, Cursor, Customer, CustomerId, CustomerPatch, CustomerRepository, CustomerService,
-    Email, Page, PageLimit, RepositoryError, Timestamp, Version,
+    Email, Idempotency, Page, PageLimit, RepositoryError, Timestamp, Version,
 };
 use crm_http::{AppState, Config, router};
 use crm_memory::InMemoryCustomerRepository;
@@ -25,6 +26,7 @@ use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
+#[derive(Clone)]
 pub(crate) struct TestApp {
     pub(crate) router: Router,
     pub(crate) state: AppState,
@@ -302,6 +304,26 @@ macro_rules! repository {
             async fn put_many(&self, _: &[Customer]) -> Result<BulkReport, RepositoryError> {
                 let $this = self;
                 $body.map(|_: Option<Customer>| BulkReport::default())
+            }
+            async fn begin_keyed(
+                &self,
+                _: &Idempotency,
+                _: Duration,
+            ) -> Result<KeyState, RepositoryError> {
+                let $this = self;
+                $body.map(|_: Option<Customer>| KeyState::OtherRequest)
+            }
+            async fn write_keyed(
+                &self,
+                _: &KeyedWrite,
+                _: &KeyLease,
+            ) -> Result<Written, RepositoryError> {
+                let $this = self;
+                $body.map(|_: Option<Customer>| Written::Deleted)
+            }
+            async fn release_key(&self, _: &KeyLease) -> Result<(), RepositoryError> {
+                let $this = self;
+                $body.map(|_: Option<Customer>| ())
             }
         }
     };

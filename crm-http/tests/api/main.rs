@@ -9,6 +9,7 @@ mod compat;
 mod customers;
 mod envelope;
 mod helpers;
+mod idempotency;
 #[path = "../support/log_buffer.rs"]
 mod log_buffer;
 mod logs;
