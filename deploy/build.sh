@@ -2,7 +2,7 @@
 # Usage: deploy/build.sh [--builder auto|cargo-lambda|host|zigbuild] [--arch arm64|x86_64]
 #
 # Builds the two Lambda bootstraps of crm-lambda (binaries crm-lambda-http and crm-lambda-envelope)
-# for provided.al2023 with the `lambda` cargo profile (opt-level z, fat LTO, panic abort, stripped) into
+# for provided.al2023 with the `lambda` cargo profile (opt-level z, fat LTO, panic unwind, stripped) into
 #   <repo>/target/lambda/crm-lambda-http/bootstrap.zip
 #   <repo>/target/lambda/crm-lambda-envelope/bootstrap.zip
 # (the CodeUri paths of deploy/template.yaml and deploy/rest-api.yaml, relative to deploy/). These
@@ -11,7 +11,7 @@
 # look for them. Then it checks each zip:
 # one executable entry named bootstrap, an ELF for the requested architecture, no GLIBC_x.y symbol
 # version newer than 2.34 (Amazon Linux 2023 ships glibc 2.34), and at most CRM_LAMBDA_MAX_ZIP_BYTES
-# (4 MiB: the bootstraps measure about 2.8 and 2.5 MiB, so a build that lost strip or LTO fails).
+# (4 MiB: the bootstraps measure about 3.2 and 2.9 MiB, so a build that lost strip or LTO fails).
 # Prints the size and glibc floor of each. Safe to rerun: cargo rebuilds only what changed, and the
 # zips are byte-for-byte reproducible (fixed timestamp), so an unchanged binary gives an unchanged zip
 # and `aws cloudformation package` uploads nothing new.

@@ -254,9 +254,14 @@ impl ApiError {
         }
     }
 
-    /// Logs what a client is not told: the full chain of a 5xx, at error level (503 at warn).
+    /// Logs what a client is not told: the full chain of a 5xx, at error level (503 at warn). Not
+    /// for a panic: its one line, with its location, is the panic hook's
+    /// ([`install_panic_hook`](crate::telemetry::install_panic_hook), which every binary installs).
     pub(crate) fn log(&self) {
         let Description { status, code, .. } = self.describe();
+        if matches!(self, Self::Panicked) {
+            return;
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             tracing::warn!(status = status.as_u16(), code, error = %Chain(self), "request not served");
         } else if status.is_server_error() {

@@ -110,10 +110,10 @@ pub fn init(filter: &str) -> Result<(), tracing::subscriber::SetGlobalDefaultErr
 ///
 /// The line goes through `tracing` (so it is JSON, with the request id of the span it happened in)
 /// once a global subscriber is installed; before that, as a JSON line of its own on stderr. Every
-/// binary calls this first thing in `main`. Where panics unwind (the local server, an embedding
-/// application), a panic inside a request still becomes a 500 problem: the router's panic catcher
-/// runs after the hook. The Lambda bootstraps are built with `panic = "abort"`, so there the
-/// process ends after this line.
+/// binary calls this first thing in `main`. Where panics unwind, as in every build of this
+/// workspace (the Lambda bootstraps too: its `lambda` profile sets `panic = "unwind"`), a panic
+/// inside a request then becomes a 500 problem, the router's panic catcher running after the hook;
+/// this line is the only one the panic gets (the 500 is not logged again as `request failed`).
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let location = info.location().map_or_else(

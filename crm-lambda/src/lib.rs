@@ -3,7 +3,7 @@
 //! - [`run_http`] serves API Gateway (REST and HTTP APIs), ALB and function URL events with
 //!   [`crm_http::router`] through `lambda_http`, after [`platform_context`] has told the router
 //!   what the event knows and the HTTP request does not (Lambda's request id, the path the client
-//!   sent).
+//!   sent). [`answer_http`] is its answer to one event.
 //! - [`invoke_direct`] answers a direct (non-HTTP) invocation of the `DynamoDBManager` envelope with
 //!   [`crm_http::envelope::invoke_direct`], turning a failure into a Lambda function error whose
 //!   `errorType` is the problem code.
@@ -11,6 +11,18 @@
 //! The binaries `crm-lambda-http` and `crm-lambda-envelope` are a few lines each over these, and
 //! build configuration, logs and repository with `crm-http`'s [`Config`](crm_http::Config),
 //! [`telemetry`](crm_http::telemetry) and [`store`](crm_http::store), once per cold start.
+//!
+//! # Panics and events that are not HTTP
+//!
+//! The bootstraps unwind on panic (the `lambda` profile of the workspace's `Cargo.toml`), so that a
+//! panic ends one request, not the sandbox: inside the router it is a 500 problem (`crm-http`'s
+//! panic catcher); anywhere else in [`answer_http`] or [`invoke_direct`] the same 500 problem, or
+//! the `internal-error` function error. In each case the panic hook
+//! ([`install_panic_hook`](crm_http::telemetry::install_panic_hook)) writes the one log line,
+//! which never holds the panic's message. An event that cannot become an HTTP request (a `Host`,
+//! `X-Forwarded-Proto`, path or query string no URI can hold, header bytes that are not HTTP, a
+//! body marked base64 that is not) is answered with a 400 problem before `lambda_http`, whose
+//! conversion would panic on it, sees it.
 //!
 //! ```no_run
 //! use crm_domain::CustomerService;
@@ -24,20 +36,85 @@
 //! # Ok(()) }
 //! ```
 
+mod http_event;
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::task::Poll;
+
 use axum::Router;
-use crm_http::{AppState, PlatformContext, envelope};
+use crm_http::{ApiError, AppState, PlatformContext, envelope};
 use lambda_http::request::RequestContext;
-use lambda_http::{Request, RequestExt as _};
-use lambda_runtime::{Context, Diagnostic, LambdaEvent};
+use lambda_http::{Adapter, Request, RequestExt as _};
+use lambda_runtime::{Context, Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
 use serde_json::value::RawValue;
+use tower::ServiceExt as _;
 
-/// Serves `router` to the Lambda Runtime API until the runtime stops.
+/// Serves `router` to the Lambda Runtime API until the runtime stops, answering each event with
+/// [`answer_http`].
 ///
 /// # Errors
 /// When the runtime cannot be reached or stops.
 pub async fn run_http(router: Router) -> Result<(), lambda_http::Error> {
-    lambda_http::run(tower::util::MapRequest::new(router, platform_context)).await
+    lambda_runtime::run(service_fn(|event| answer_http(&router, event))).await
+}
+
+/// Answers one API Gateway, ALB or function URL event with `router`, as [`run_http`] does: the
+/// response document for the Lambda service, in the shape of the event's source.
+///
+/// The event goes through `lambda_http`'s conversion, [`platform_context`] and the router, unless
+/// it cannot become an HTTP request: then it is answered `400` with a `bad-request` problem naming
+/// the part at fault (never its value) and logged as one `request refused` line. A panic anywhere
+/// on the way is a `500` `internal-error` problem.
+///
+/// # Errors
+/// A [`Diagnostic`] of type `unsupported-event` when the event is no API Gateway, ALB or function
+/// URL event (a direct invocation, say); `internal-error` when the response cannot be serialized
+/// (logged).
+pub async fn answer_http(
+    router: &Router,
+    event: LambdaEvent<Box<RawValue>>,
+) -> Result<Box<RawValue>, Diagnostic> {
+    let LambdaEvent { payload, context } = event;
+    let request_id = context.request_id.clone();
+    let Some((request, fault)) = http_event::read(payload.get()) else {
+        tracing::error!(
+            request_id = %request_id,
+            "event not served: not an API Gateway, ALB or function URL event"
+        );
+        return Err(Diagnostic {
+            error_type: "unsupported-event".to_owned(),
+            error_message: "this function answers API Gateway, ALB and Lambda function URL events"
+                .to_owned(),
+        });
+    };
+    let origin = request.request_origin();
+    let serialized = if let Some(part) = fault {
+        tracing::info!(
+            request_id = %request_id,
+            status = 400,
+            part = part.name(),
+            "request refused"
+        );
+        let problem = ApiError::BadRequest(part.detail().to_owned()).problem();
+        http_event::problem_response(&origin, &problem, &request_id)
+    } else {
+        let service = tower::util::MapRequest::new(router.clone(), platform_context);
+        let event = LambdaEvent::new(request, context);
+        match catch_panic(Adapter::from(service).oneshot(event)).await {
+            Some(Ok(response)) => serde_json::value::to_raw_value(&response),
+            Some(Err(never)) => match never {},
+            None => {
+                let problem = ApiError::Panicked.problem();
+                http_event::problem_response(&origin, &problem, &request_id)
+            }
+        }
+    };
+    serialized.map_err(|error| {
+        tracing::error!(request_id = %request_id, error = %error, "response not serialized");
+        diagnostic(&ApiError::Serialization(error))
+    })
 }
 
 /// Adds what the event knows to `request`, as a [`PlatformContext`]: Lambda's request id (which
@@ -64,7 +141,9 @@ pub fn platform_context(mut request: Request) -> Request {
 
 /// Answers one direct invocation of the `DynamoDBManager` envelope: its result, or a function error
 /// whose `errorType` is the problem code (`id-taken`, `bad-request`, …) and whose `errorMessage` is
-/// the problem's summary. The invocation's one log line is written by `crm-http`.
+/// the problem's summary. The invocation's one log line is written by `crm-http`. A panic is the
+/// `internal-error` function error, never its message (which `lambda_runtime`'s own catch would
+/// send back to the caller).
 ///
 /// # Errors
 /// Every failure of the envelope, as a [`Diagnostic`].
@@ -73,12 +152,19 @@ pub async fn invoke_direct(
     event: LambdaEvent<Box<RawValue>>,
 ) -> Result<Value, Diagnostic> {
     let LambdaEvent { payload, context } = event;
-    envelope::invoke_direct(state, &invocation(&context), payload.get())
-        .await
-        .map_err(|error| Diagnostic {
-            error_type: error.code().to_owned(),
-            error_message: error.problem().summary(),
-        })
+    let platform = invocation(&context);
+    match catch_panic(envelope::invoke_direct(state, &platform, payload.get())).await {
+        Some(result) => result.map_err(|error| diagnostic(&error)),
+        None => Err(diagnostic(&ApiError::Panicked)),
+    }
+}
+
+/// `error` as a function error: its problem code and summary.
+fn diagnostic(error: &ApiError) -> Diagnostic {
+    Diagnostic {
+        error_type: error.code().to_owned(),
+        error_message: error.problem().summary(),
+    }
 }
 
 /// What an invocation's context tells the router: its request id, and its deadline (none when
@@ -89,4 +175,18 @@ fn invocation(context: &Context) -> PlatformContext {
         platform = platform.with_deadline(context.deadline());
     }
     platform
+}
+
+/// `future`'s output, or `None` when it panics (the panic hook has logged it). Unwind-safe by
+/// assertion, as `crm-http`'s panic catcher is: what a request shares with the next (the router,
+/// the store) is what that catcher keeps serving after a panic.
+async fn catch_panic<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(poll) => poll.map(Some),
+            Err(_) => Poll::Ready(None),
+        }
+    })
+    .await
 }

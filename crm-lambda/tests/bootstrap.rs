@@ -7,6 +7,10 @@
 
 #[path = "support/fake_runtime.rs"]
 mod fake_runtime;
+// The store runs in the probe binary; the tests need its id and message.
+#[allow(dead_code)]
+#[path = "support/panicking.rs"]
+mod panicking;
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -14,6 +18,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use crm_dynamo::{DynamoCustomerRepository, DynamoSettings};
 use fake_runtime::{FakeRuntime, Outcome};
+use panicking::{PANIC_ID, PANIC_SECRET};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt as _;
 use tokio::process::{Child, Command};
@@ -372,6 +377,126 @@ async fn the_envelope_bootstrap_answers_direct_invocations() {
             // An event over 16 KiB is refused unread, as an HTTP body is: its operation unknown.
             "ping", "create", "read", "create", "read", "unknown", "create", "unknown"
         ]
+    );
+}
+
+/// The test-only probe (`tests/support/panic_probe.rs`): `crm-lambda-http` over a store that
+/// panics on `GET /customers/panic`. `cargo test` builds it in its own profile; to run the test
+/// below on a build in the `lambda` profile, as deployed, from the repository root:
+///
+/// ```text
+/// cargo build --profile lambda --target x86_64-unknown-linux-gnu -p crm-lambda \
+///   --features panic-probe --bin crm-lambda-panic-probe
+/// CRM_LAMBDA_PANIC_PROBE=$PWD/target/x86_64-unknown-linux-gnu/lambda/crm-lambda-panic-probe \
+///   cargo test -p crm-lambda --test bootstrap panic
+/// ```
+fn panic_probe() -> String {
+    std::env::var("CRM_LAMBDA_PANIC_PROBE")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_crm-lambda-panic-probe").to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_inside_a_request_is_a_500_problem_and_the_same_process_serves_on() {
+    let table = fresh_table().await;
+    let runtime = FakeRuntime::start().await;
+    let mut function = launch(&panic_probe(), &runtime, &table);
+    let pid = function.id();
+
+    let create = json!({"id": "probe-1", "firstName": "Ada", "lastName": "Lovelace"});
+    let created = http_event(
+        "POST",
+        "/customers",
+        &[("content-type", "application/json")],
+        Some(&create),
+    );
+    assert_eq!(read_response(runtime.invoke(created).await).0, 201);
+    let panicking = format!("/customers/{PANIC_ID}");
+    for round in 1..=2 {
+        // `response()` fails on an error document: the runtime got a response, not a crash report.
+        let outcome = runtime
+            .invoke(http_event("GET", &panicking, &[], None))
+            .await;
+        let (status, headers, body) = read_response(outcome);
+        assert_eq!(status, 500, "{body}");
+        assert_eq!(headers["content-type"], "application/problem+json");
+        assert_eq!(body["type"], "urn:problem:crm:internal-error", "{body}");
+        assert!(
+            function.try_wait().unwrap().is_none(),
+            "the process ended after panic {round}"
+        );
+        // The same process, the same store, serves the next request.
+        let outcome = runtime
+            .invoke(http_event("GET", "/customers/probe-1", &[], None))
+            .await;
+        let (status, _, body) = read_response(outcome);
+        assert_eq!((status, body["lastName"].as_str()), (200, Some("Lovelace")));
+    }
+    // An event lambda_http could not convert (a Host no URI holds) is refused, not a panic.
+    let refused = http_event("GET", "/customers/probe-1", &[("host", PANIC_SECRET)], None);
+    let (status, _, body) = read_response(runtime.invoke(refused).await);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["type"], "urn:problem:crm:bad-request", "{body}");
+    assert_eq!(function.id(), pid, "the process was replaced");
+    assert!(function.try_wait().unwrap().is_none(), "the process ended");
+
+    let printed = stop(function).await;
+    assert!(runtime.init_error().is_none(), "{printed}");
+    assert!(
+        !printed.contains(PANIC_SECRET),
+        "a panic message or the caller's Host was logged: {printed}"
+    );
+    let ids = runtime.issued_ids();
+    let requests: Vec<(Value, Value)> = log_lines(&printed, "request")
+        .iter()
+        .map(|l| (l["request_id"].clone(), l["status"].clone()))
+        .collect();
+    let expected: Vec<(Value, Value)> = ids[..5]
+        .iter()
+        .zip([201, 500, 200, 500, 200])
+        .map(|(id, status)| (json!(id), json!(status)))
+        .collect();
+    assert_eq!(requests, expected, "{printed}");
+    let refusals = log_lines(&printed, "request refused");
+    assert_eq!(refusals.len(), 1, "{printed}");
+    assert_eq!(
+        (&refusals[0]["request_id"], &refusals[0]["part"]),
+        (&json!(ids[5]), &json!("host"))
+    );
+    // Each panic is one ERROR line, the panic hook's: where it happened, in which request.
+    let errors: Vec<Value> = printed
+        .lines()
+        .filter(|line| line.contains("\"level\":\"ERROR\""))
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(errors.len(), 2, "{printed}");
+    for (error, id) in errors.iter().zip([&ids[1], &ids[3]]) {
+        assert_eq!(error["message"], "panicked", "{error}");
+        assert!(
+            error["location"]
+                .as_str()
+                .is_some_and(|l| l.contains("panicking.rs")),
+            "{error}"
+        );
+        assert_eq!(error["span"]["request_id"], id.as_str(), "{error}");
+    }
+}
+
+/// The `lambda` profile (the deployed bootstraps') unwinds: what the test above shows of the probe
+/// holds for them only so.
+#[test]
+fn the_lambda_profile_unwinds_on_panic() {
+    let manifest = include_str!("../../Cargo.toml");
+    let section: Vec<&str> = manifest
+        .lines()
+        .skip_while(|line| line.trim() != "[profile.lambda]")
+        .skip(1)
+        .take_while(|line| !line.starts_with('['))
+        .collect();
+    assert!(
+        section
+            .iter()
+            .any(|line| line.trim() == r#"panic = "unwind""#),
+        "[profile.lambda] must say panic = \"unwind\": {section:?}"
     );
 }
 

@@ -1,12 +1,16 @@
 //! Direct (non-HTTP) invocations of the `DynamoDBManager` envelope: the same envelope as
 //! `POST /DynamoDBManager`, its failures Lambda function errors named by the problem code.
 
+use std::sync::Arc;
+
+use crm_memory::InMemoryCustomerRepository;
 use http::StatusCode;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::support::spawn_app;
+use crate::panicking::{PANIC_ID, PANIC_SECRET, PanicOn};
+use crate::support::{spawn_app, spawn_app_over};
 
 fn item(id: &str) -> Value {
     json!({"id": id, "firstName": "Bob", "lastName": "Builder", "address": "1 Yard Rd"})
@@ -65,6 +69,34 @@ async fn a_failed_direct_invocation_is_a_lambda_error_with_the_problem_code() {
         diagnostic.error_message.contains("lastName: is required"),
         "{diagnostic:?}"
     );
+}
+
+#[tokio::test]
+async fn a_panic_in_a_direct_invocation_is_an_internal_error_without_its_message() {
+    let app = spawn_app_over(Arc::new(PanicOn(Arc::new(
+        InMemoryCustomerRepository::new(),
+    ))));
+    let read = |id: &str| event(&json!({"operation": "read", "payload": {"Key": {"id": id}}}));
+    let diagnostic = crm_lambda::invoke_direct(&app.state, read(PANIC_ID))
+        .await
+        .unwrap_err();
+    assert_eq!(diagnostic.error_type, "internal-error");
+    assert_eq!(
+        diagnostic.error_message,
+        "the server failed to answer this request; it has been logged"
+    );
+    assert!(!format!("{diagnostic:?}").contains(PANIC_SECRET));
+    // The same state serves the next invocation.
+    crm_lambda::invoke_direct(
+        &app.state,
+        event(&json!({"operation": "create", "payload": {"Item": item("d2")}})),
+    )
+    .await
+    .unwrap();
+    let found = crm_lambda::invoke_direct(&app.state, read("d2"))
+        .await
+        .unwrap();
+    assert_eq!(found["Item"]["id"], "d2");
 }
 
 #[test]

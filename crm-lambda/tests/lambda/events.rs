@@ -1,67 +1,72 @@
 //! Real event shapes (API Gateway REST and HTTP APIs, ALB, function URLs; with and without a stage)
-//! through the path `crm_lambda::run_http` takes: the event is deserialized as the runtime does,
-//! the `lambda_http` adapter turns it into a request, `crm_lambda::platform_context` adds what
-//! the event knows, the router answers, and the adapter turns the response into the JSON the
-//! service expects back.
+//! through `crm_lambda::answer_http`, the path `crm_lambda::run_http` takes for every event: the
+//! event as the runtime hands it over, `lambda_http`'s adapter turning it into a request,
+//! `crm_lambda::platform_context` adding what the event knows, the router answering, and the
+//! adapter turning the response into the JSON the service expects back.
 
 use std::collections::HashMap;
 
 use base64::Engine as _;
-use lambda_http::Adapter;
-use lambda_http::request::LambdaRequest;
 use lambda_runtime::{Context, LambdaEvent};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
 
 use crate::support::{TestApp, spawn_app};
 
 /// What the Lambda service gets back, whatever the event source.
-struct LambdaReply {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: Value,
+pub(crate) struct LambdaReply {
+    pub(crate) status: u16,
+    pub(crate) headers: HashMap<String, String>,
+    pub(crate) body: Value,
 }
 
-async fn invoke(app: &TestApp, event: &str, request_id: &str) -> LambdaReply {
-    let event: LambdaRequest = serde_json::from_str(event).expect("a known event shape");
+/// The response document `crm_lambda::answer_http` gives the Lambda service for `event`.
+pub(crate) async fn answer(app: &TestApp, event: &str, request_id: &str) -> Value {
     let mut context = Context::default();
     request_id.clone_into(&mut context.request_id);
-    let service = tower::util::MapRequest::new(app.router.clone(), crm_lambda::platform_context);
-    let adapter: Adapter<'_, _, _> = Adapter::from(service);
-    let response = adapter
-        .oneshot(LambdaEvent::new(event, context))
+    let event = RawValue::from_string(event.to_owned()).expect("JSON");
+    let reply = crm_lambda::answer_http(&app.router, LambdaEvent::new(event, context))
         .await
         .unwrap();
-    let reply = serde_json::to_value(&response).unwrap();
+    serde_json::from_str(reply.get()).unwrap()
+}
 
-    let mut headers = HashMap::new();
-    for (name, value) in reply["headers"].as_object().into_iter().flatten() {
-        headers.insert(
-            name.to_ascii_lowercase(),
-            value.as_str().unwrap().to_owned(),
-        );
-    }
-    for (name, values) in reply["multiValueHeaders"].as_object().into_iter().flatten() {
-        headers.insert(
-            name.to_ascii_lowercase(),
-            values[0].as_str().unwrap().to_owned(),
-        );
-    }
-    let text = match (&reply["body"], reply["isBase64Encoded"].as_bool()) {
-        (Value::String(b), Some(true)) => {
-            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).unwrap()).unwrap()
+pub(crate) async fn invoke(app: &TestApp, event: &str, request_id: &str) -> LambdaReply {
+    LambdaReply::from(&answer(app, event, request_id).await)
+}
+
+impl From<&Value> for LambdaReply {
+    fn from(reply: &Value) -> Self {
+        let mut headers = HashMap::new();
+        for (name, value) in reply["headers"].as_object().into_iter().flatten() {
+            headers.insert(
+                name.to_ascii_lowercase(),
+                value.as_str().unwrap().to_owned(),
+            );
         }
-        (Value::String(b), _) => b.clone(),
-        _ => String::new(),
-    };
-    LambdaReply {
-        status: u16::try_from(reply["statusCode"].as_u64().unwrap()).unwrap(),
-        headers,
-        body: if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap()
-        },
+        for (name, values) in reply["multiValueHeaders"].as_object().into_iter().flatten() {
+            headers.insert(
+                name.to_ascii_lowercase(),
+                values[0].as_str().unwrap().to_owned(),
+            );
+        }
+        let text = match (&reply["body"], reply["isBase64Encoded"].as_bool()) {
+            (Value::String(b), Some(true)) => {
+                String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).unwrap())
+                    .unwrap()
+            }
+            (Value::String(b), _) => b.clone(),
+            _ => String::new(),
+        };
+        Self {
+            status: u16::try_from(reply["statusCode"].as_u64().unwrap()).unwrap(),
+            headers,
+            body: if text.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap()
+            },
+        }
     }
 }
 

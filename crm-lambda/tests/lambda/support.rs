@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use crm_domain::CustomerService;
+use crm_domain::{CustomerRepository, CustomerService};
 use crm_http::{AppState, Config, router};
 use crm_memory::InMemoryCustomerRepository;
 use http::{Method, Request, StatusCode};
@@ -20,7 +20,12 @@ pub(crate) struct TestApp {
 
 /// The app over an empty in-memory store, with the default configuration.
 pub(crate) fn spawn_app() -> TestApp {
-    let service = CustomerService::new(Arc::new(InMemoryCustomerRepository::new()));
+    spawn_app_over(Arc::new(InMemoryCustomerRepository::new()))
+}
+
+/// The app over `repository`, with the default configuration.
+pub(crate) fn spawn_app_over(repository: Arc<dyn CustomerRepository>) -> TestApp {
+    let service = CustomerService::new(repository);
     let state = AppState::new(service, &Config::default());
     TestApp {
         router: router(state.clone()),
