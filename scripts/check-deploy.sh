@@ -11,7 +11,11 @@
 #      failed check and no parse error (a skip must sit in the template's Metadata with a reason;
 #      cfn_variants.py refuses a skip without one);
 #   4. deploy/build.sh --builder host: the x86_64 release bootstraps, with their glibc and size
-#      checks (skipped with --no-build).
+#      checks (skipped with --no-build);
+#   5. the panic probe (crm-lambda-http over a store that panics on request, test-only) built with
+#      the same `lambda` profile, run under the fake Runtime API by crm-lambda's bootstrap test: a
+#      panic in a request is a 500 and the process serves on, as deployed (skipped with --no-build;
+#      DynamoDB Local is started for it, and stopped again, when it is not already running).
 # The template-vs-code test is a cargo test (crm-dynamo/tests/dynamodb/template.rs), run with the suite.
 # Exits non-zero when anything fails; every step runs, so one run shows every failure.
 set -euo pipefail
@@ -115,6 +119,25 @@ fi
 if ((build)); then
   step "x86_64 bootstraps (deploy/build.sh --builder host)"
   deploy/build.sh --builder host || fail "deploy/build.sh"
+
+  step "a panic in a request, with the deployed profile (crm-lambda tests/bootstrap.rs)"
+  triple=x86_64-unknown-linux-gnu
+  probe_dir=$(cargo metadata --format-version 1 --no-deps \
+    | "$VENV/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+  dynamodb_started=0
+  if ! scripts/dynamodb-local.sh status >/dev/null 2>&1; then
+    scripts/dynamodb-local.sh start && dynamodb_started=1
+  fi
+  if cargo build --profile lambda --target "$triple" -p crm-lambda --features panic-probe \
+    --bin crm-lambda-panic-probe; then
+    CRM_LAMBDA_PANIC_PROBE="$probe_dir/$triple/lambda/crm-lambda-panic-probe" \
+      AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
+      AWS_EC2_METADATA_DISABLED=true \
+      cargo test -p crm-lambda --test bootstrap panic || fail "the panic probe (lambda profile)"
+  else
+    fail "building the panic probe"
+  fi
+  if ((dynamodb_started)); then scripts/dynamodb-local.sh stop; fi
 fi
 
 step "summary"

@@ -91,6 +91,10 @@ impl DynamoCustomerRepository {
             Err(e) => return Err(classify("PutItem", &e)),
         };
         let old = old.ok_or_else(|| unreadable("a failed condition returned no record"))?;
+        if text(&old, "holder") == Some(lease.holder.as_str()) {
+            // This very request's put, sent again after its reply was lost: the key is ours.
+            return Ok(KeyState::Fresh(lease));
+        }
         if text(&old, "fingerprint") != Some(idempotency.fingerprint.as_str()) {
             return Ok(KeyState::OtherRequest);
         }

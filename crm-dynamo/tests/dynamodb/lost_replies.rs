@@ -3,12 +3,14 @@
 //! A [`FaultProxy`] between the SDK and DynamoDB Local loses the reply of exactly one request
 //! (after DynamoDB applied it, or holds it past the SDK's attempt timeout); the SDK sends the
 //! request again, and the retry meets what its own first attempt did. Each test states the answer
-//! the caller must get, and what the table must hold: one write, never two, never a refusal.
+//! the caller must get, and what the table must hold: one write, never two, never a refusal. The
+//! same holds for the records of idempotency keys.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
+use crm_domain::idempotency::{KeyState, KeyedWrite, RecordedOutcome, WriteKind, Written};
 use crm_domain::{
     Customer, CustomerId, CustomerPatch, CustomerRepository, NewCustomer, Timestamp, Version,
 };
@@ -153,4 +155,59 @@ async fn a_delete_whose_reply_was_lost_is_done_not_missing() {
         // A second delete is not this one's retry: the customer is gone.
         assert!(repo.delete(&id(), None).await.is_err());
     }
+}
+
+fn keyed(key: &str) -> crm_domain::Idempotency {
+    crm_domain::Idempotency {
+        key: crm_domain::IdempotencyKey::parse(key).unwrap(),
+        fingerprint: crm_domain::RequestFingerprint::new("fingerprint"),
+    }
+}
+
+#[tokio::test]
+async fn a_key_whose_hold_reply_was_lost_is_this_request_s_not_another_s() {
+    let (repo, proxy) = through_proxy().await;
+    proxy.inject_next("PutItem", Fault::DropReply);
+    let state = repo
+        .begin_keyed(&keyed("order-1"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_faulted(&proxy, "PutItem", Fault::DropReply);
+    let KeyState::Fresh(lease) = state else {
+        panic!("the key is this request's, found {state:?}");
+    };
+    repo.write_keyed(&KeyedWrite::Create(ada(None)), &lease)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_keyed_write_whose_reply_was_lost_is_written_and_recorded_once() {
+    let (repo, proxy) = through_proxy().await;
+    let key = keyed("order-2");
+    let KeyState::Fresh(lease) = repo
+        .begin_keyed(&key, Duration::from_secs(60))
+        .await
+        .unwrap()
+    else {
+        panic!("a new key is fresh");
+    };
+    proxy.inject_next("TransactWriteItems", Fault::DropReply);
+    let created = ada(None);
+    let written = repo
+        .write_keyed(&KeyedWrite::Create(created.clone()), &lease)
+        .await
+        .unwrap();
+    assert_faulted(&proxy, "TransactWriteItems", Fault::DropReply);
+    assert_eq!(written, Written::Customer(created));
+    assert_eq!(
+        repo.begin_keyed(&key, Duration::from_secs(60))
+            .await
+            .unwrap(),
+        KeyState::Done(RecordedOutcome {
+            kind: WriteKind::Create,
+            id: id(),
+            version: Some(Version::FIRST),
+        })
+    );
 }

@@ -4,7 +4,9 @@
 //! Several clients drive the HTTP API (the router, in process) over DynamoDB Local with a mix of
 //! creates (with and without id, with and without email), patches (with and without `If-Match`,
 //! email changes, stale versions), deletes (of present and of deleted customers), reads, and
-//! requests that must be refused (a taken id, a taken email). Between the SDK and DynamoDB Local
+//! requests that must be refused (a taken id, a taken email). Half the writes carry an
+//! `Idempotency-Key` and are sent again after a 503 (or a 409 for a key still in use) until they
+//! get an answer, as a client that must know its outcome does; the others are settled by reading. Between the SDK and DynamoDB Local
 //! sits [`fault_proxy::FaultProxy`], which loses a quarter of the write replies after DynamoDB
 //! applied the write (the reply dropped, or held past the SDK's attempt timeout) or resets the
 //! connection before the write reaches it. Each client owns its customers and judges every answer
@@ -13,7 +15,7 @@
 //! - **misreported**: an answer that is not the operation's outcome (a 409, 412 or 404 for a write
 //!   that was applied, a version other than the next, a 5xx other than 503 with `Retry-After`);
 //! - **lost**: a customer whose last acknowledged write the table does not show;
-//! - **duplicates**: a create without id stored twice.
+//! - **duplicates**: a create without id stored twice (a keyed create sent again must never be).
 //!
 //! All three must be 0. The second test crashes DynamoDB Local itself (`kill -9`, its data on
 //! disk) in the middle of a run and restarts it: during the outage the answer is 503 with
@@ -76,13 +78,16 @@ async fn lost_replies_never_misreport_an_outcome() {
 
     println!(
         "lost replies, seed {seed}: {} operations by {CLIENTS} clients; answers {:?}; \
-         faults injected {:?} on {} forwarded requests; unknown outcomes (503) {}; \
+         faults injected {:?} on {} forwarded requests; unknown outcomes (503 without a key) \
+         {}; keyed writes sent again after a 503 {}, answered from their record {}; \
          misreported {}; lost {}; duplicates {}",
         run.operations,
         run.statuses,
         stats.faults,
         stats.forwarded,
         run.unknown,
+        run.keyed_retries,
+        run.replays,
         run.misreported().len(),
         verdict.lost.len(),
         verdict.duplicates.len(),
@@ -185,7 +190,12 @@ struct Outage {
 struct Run {
     operations: usize,
     statuses: BTreeMap<u16, u64>,
+    /// Answers of 503 without a key: outcome unknown, settled by reading.
     unknown: usize,
+    /// Answers of 503 to writes with a key, sent again until answered.
+    keyed_retries: usize,
+    /// Answers from the record of an earlier request with the same key.
+    replays: usize,
     models: Vec<Model>,
     outage: Option<Outage>,
 }
@@ -224,6 +234,8 @@ async fn run_clients(router: &Router, operations: usize, seed: u64, crash: Optio
             statuses: BTreeMap::new(),
             timeline: Vec::new(),
             unknown: 0,
+            keyed_retries: 0,
+            replays: 0,
         };
         let done = Arc::clone(&done);
         clients.push(tokio::spawn(client.run(share, done)));
@@ -232,6 +244,8 @@ async fn run_clients(router: &Router, operations: usize, seed: u64, crash: Optio
         operations,
         statuses: BTreeMap::new(),
         unknown: 0,
+        keyed_retries: 0,
+        replays: 0,
         models: Vec::new(),
         outage: None,
     };
@@ -242,6 +256,8 @@ async fn run_clients(router: &Router, operations: usize, seed: u64, crash: Optio
             *run.statuses.entry(*status).or_default() += n;
         }
         run.unknown += client.unknown;
+        run.keyed_retries += client.keyed_retries;
+        run.replays += client.replays;
         timeline.extend(client.timeline);
         run.models.push(client.model);
     }
@@ -291,11 +307,7 @@ async fn crash_and_restart(
     window.lock().unwrap().up = Some(restarted);
     // Whole again when a read that needs the table is answered.
     for _ in 0..300 {
-        if send(router, Method::GET, "/customers?limit=1", None, None)
-            .await
-            .status
-            == StatusCode::OK
-        {
+        if get(router, "/customers?limit=1").await.status == StatusCode::OK {
             window.lock().unwrap().whole = Some(Instant::now());
             return Outage {
                 down: restarted - killed,
@@ -322,6 +334,8 @@ struct Client {
     /// When each operation started and ended, and its status.
     timeline: Vec<(Instant, Instant, u16)>,
     unknown: usize,
+    keyed_retries: usize,
+    replays: usize,
 }
 
 /// One operation, as the client chose it.
@@ -392,6 +406,10 @@ enum Expect {
 struct Answer {
     status: StatusCode,
     retry_after: bool,
+    /// Answered from the record of an earlier request with the same key.
+    replayed: bool,
+    /// A 409 because the key is held by an earlier request still running.
+    key_in_use: bool,
     body: Value,
 }
 
@@ -465,7 +483,39 @@ impl Client {
     async fn perform(&mut self, operation: Operation) -> u16 {
         let marker = self.unique();
         let (method, uri, if_match, body, expect) = self.request(&operation, &marker);
-        let answer = send(&self.router, method, &uri, if_match, body).await;
+        // Half the writes carry an Idempotency-Key, and are sent again until they are answered.
+        let writes = matches!(
+            operation,
+            Operation::Create { .. } | Operation::Patch { .. } | Operation::Delete { .. }
+        );
+        let key = (writes && self.rng.below(2) == 0).then(|| format!("key-{marker}"));
+        let sent = Sent {
+            method,
+            uri,
+            if_match,
+            key,
+            body,
+        };
+        let mut answer = send(&self.router, &sent).await;
+        for _ in 0..100 {
+            let again = sent.key.is_some()
+                && (answer.status == StatusCode::SERVICE_UNAVAILABLE || answer.key_in_use);
+            if !again {
+                break;
+            }
+            if !answer.retry_after {
+                self.model.misreport(format!(
+                    "{operation:?}: a {} without Retry-After",
+                    answer.status
+                ));
+            }
+            if answer.status == StatusCode::SERVICE_UNAVAILABLE {
+                self.keyed_retries += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            answer = send(&self.router, &sent).await;
+        }
+        self.replays += usize::from(answer.replayed);
         let status = answer.status.as_u16();
         if status == 503 {
             if !answer.retry_after {
@@ -734,14 +784,7 @@ impl Client {
     /// What the store holds for `id`, read until the store answers.
     async fn read(&self, id: &str) -> Option<Known> {
         for _ in 0..300 {
-            let answer = send(
-                &self.router,
-                Method::GET,
-                &format!("/customers/{id}"),
-                None,
-                None,
-            )
-            .await;
+            let answer = get(&self.router, &format!("/customers/{id}")).await;
             match answer.status {
                 StatusCode::OK => return Some(known_of(&answer.body).unwrap()),
                 StatusCode::NOT_FOUND => return None,
@@ -813,7 +856,7 @@ async fn check_table(router: &Router, models: &[Model]) -> Verdict {
             Some(c) => format!("/customers?limit=100&cursor={c}"),
             None => "/customers?limit=100".to_owned(),
         };
-        let page = send(router, Method::GET, &uri, None, None).await;
+        let page = get(router, &uri).await;
         assert_eq!(
             page.status,
             StatusCode::OK,
@@ -886,18 +929,37 @@ async fn check_table(router: &Router, models: &[Model]) -> Verdict {
 
 // ------------------------------------------------------------------ plumbing
 
-async fn send(
-    router: &Router,
+/// A request, as the client sends it (and sends it again, with its key).
+struct Sent {
     method: Method,
-    uri: &str,
+    uri: String,
     if_match: Option<String>,
+    key: Option<String>,
     body: Option<Value>,
-) -> Answer {
-    let mut request = Request::builder().method(method).uri(uri);
-    if let Some(tag) = if_match {
+}
+
+async fn get(router: &Router, uri: &str) -> Answer {
+    let sent = Sent {
+        method: Method::GET,
+        uri: uri.to_owned(),
+        if_match: None,
+        key: None,
+        body: None,
+    };
+    send(router, &sent).await
+}
+
+async fn send(router: &Router, sent: &Sent) -> Answer {
+    let mut request = Request::builder()
+        .method(sent.method.clone())
+        .uri(&sent.uri);
+    if let Some(tag) = &sent.if_match {
         request = request.header(header::IF_MATCH, tag);
     }
-    let request = match body {
+    if let Some(key) = &sent.key {
+        request = request.header("idempotency-key", key);
+    }
+    let request = match &sent.body {
         Some(body) => request
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(body.to_string())),
@@ -907,11 +969,18 @@ async fn send(
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let retry_after = response.headers().contains_key(header::RETRY_AFTER);
+    let replayed = response.headers().contains_key("idempotent-replayed");
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let key_in_use = status == StatusCode::CONFLICT
+        && body["type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("idempotency-key-in-use"));
     Answer {
         status,
         retry_after,
+        replayed,
+        key_in_use,
         body,
     }
 }
@@ -931,7 +1000,10 @@ async fn app(endpoint: &str, table: &str) -> Router {
     ])
     .expect("a valid configuration");
     let (repository, _) = store::connect(&config).await;
-    router(AppState::new(CustomerService::new(repository), &config))
+    // A key is held a little longer than a request may take (5 s), so that a retry after a
+    // write that never committed waits seconds, not the default 10.
+    let service = CustomerService::new(repository).with_key_hold(Duration::from_secs(6));
+    router(AppState::new(service, &config))
 }
 
 fn main_endpoint() -> String {
