@@ -169,7 +169,7 @@ async fn a_key_whose_hold_reply_was_lost_is_this_request_s_not_another_s() {
     let (repo, proxy) = through_proxy().await;
     proxy.inject_next("PutItem", Fault::DropReply);
     let state = repo
-        .begin_keyed(&keyed("order-1"), Duration::from_secs(60))
+        .begin_keyed(&keyed("order-1"), Duration::from_mins(1))
         .await
         .unwrap();
     assert_faulted(&proxy, "PutItem", Fault::DropReply);
@@ -186,7 +186,7 @@ async fn a_keyed_write_whose_reply_was_lost_is_written_and_recorded_once() {
     let (repo, proxy) = through_proxy().await;
     let key = keyed("order-2");
     let KeyState::Fresh(lease) = repo
-        .begin_keyed(&key, Duration::from_secs(60))
+        .begin_keyed(&key, Duration::from_mins(1))
         .await
         .unwrap()
     else {
@@ -201,7 +201,7 @@ async fn a_keyed_write_whose_reply_was_lost_is_written_and_recorded_once() {
     assert_faulted(&proxy, "TransactWriteItems", Fault::DropReply);
     assert_eq!(written, Written::Customer(created));
     assert_eq!(
-        repo.begin_keyed(&key, Duration::from_secs(60))
+        repo.begin_keyed(&key, Duration::from_mins(1))
             .await
             .unwrap(),
         KeyState::Done(RecordedOutcome {
