@@ -95,13 +95,26 @@ pub enum BulkRejection {
     EmailTaken,
 }
 
-/// The outcome of [`CustomerRepository::put_many`].
+/// The outcome of [`CustomerRepository::put_many`]: every customer of the batch is counted in
+/// exactly one of `created`, `rejected` and `unconfirmed`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BulkReport {
     /// How many customers were written.
     pub created: usize,
     /// The customers not written, each with its reason, in input order.
     pub rejected: Vec<(CustomerId, BulkRejection)>,
+    /// The customers whose write was not confirmed, in input order: the store stopped answering
+    /// before or while they were sent, so some of them may be written. Importing them again is
+    /// safe: one already written is refused as [`BulkRejection::AlreadyExists`], never written
+    /// twice. Empty when the import ran to its end.
+    pub unconfirmed: Vec<CustomerId>,
+}
+
+impl BulkReport {
+    /// True when the store stopped answering before the import's end.
+    pub fn interrupted(&self) -> bool {
+        !self.unconfirmed.is_empty()
+    }
 }
 
 /// The customers of a batch that repeat the id or the email (case-insensitively) of an earlier
@@ -217,10 +230,12 @@ pub trait CustomerRepository: Send + Sync {
     /// the store allows. A customer that conflicts is reported in the [`BulkReport`], not written,
     /// and does not stop the others.
     ///
+    /// When the store keeps refusing writes after bounded retries, the import stops and the report
+    /// says what was written, what was refused and what is [unconfirmed](BulkReport::unconfirmed):
+    /// a failure part-way never loses the account of what was committed.
+    ///
     /// # Errors
-    /// [`Unavailable`](RepositoryError::Unavailable) when the store keeps refusing writes after
-    /// bounded retries (some customers may have been written: importing again reports them as
-    /// [`BulkRejection::AlreadyExists`]), or [`Unexpected`](RepositoryError::Unexpected).
+    /// [`Unexpected`](RepositoryError::Unexpected) only.
     async fn put_many(&self, customers: &[Customer]) -> Result<BulkReport, RepositoryError>;
 
     /// Begins a write under an idempotency key (see [`idempotency`](crate::idempotency)): what the

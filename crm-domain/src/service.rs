@@ -43,6 +43,17 @@ impl Clock for FixedClock {
     }
 }
 
+/// Where the customers of an import come from: a name for its input that stays the same when the
+/// import runs again (a file's digest, a feed's name and date) and the position of the first
+/// customer of this call in that input (an import sent in batches counts on from batch to batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportSource<'a> {
+    /// The input's name.
+    pub name: &'a str,
+    /// The position of the first customer of this call in the input, from 0.
+    pub first_position: u64,
+}
+
 /// Customer use cases over any [`CustomerRepository`].
 ///
 /// Cheap to clone: it holds two `Arc`s. Build it once at start and share it.
@@ -292,12 +303,25 @@ impl CustomerService {
         self.repository.list(limit, cursor).await
     }
 
-    /// Imports many customers at once; see [`CustomerRepository::put_many`].
+    /// Imports many customers at once; see [`CustomerRepository::put_many`]. A customer without
+    /// an id gets the one [derived](CustomerId::derived) from `source` and its position, so that
+    /// the same import run again (after an interruption, or by mistake) writes nobody twice: the
+    /// customers it wrote before come back refused as taken.
     ///
     /// # Errors
     /// As [`CustomerRepository::put_many`].
-    pub async fn import(&self, inputs: Vec<NewCustomer>) -> Result<BulkReport, RepositoryError> {
-        let customers: Vec<Customer> = inputs.into_iter().map(|c| self.customer_from(c)).collect();
+    pub async fn import(
+        &self,
+        source: ImportSource<'_>,
+        inputs: Vec<NewCustomer>,
+    ) -> Result<BulkReport, RepositoryError> {
+        let now = self.clock.now();
+        let customers: Vec<Customer> = (source.first_position..)
+            .zip(inputs)
+            .map(|(position, input)| {
+                Customer::create(input, CustomerId::derived(source.name, position), now)
+            })
+            .collect();
         self.repository.put_many(&customers).await
     }
 }

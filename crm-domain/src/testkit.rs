@@ -82,6 +82,7 @@ macro_rules! __contract_cases {
             a_held_key_is_running_until_its_hold_runs_out,
             a_refused_keyed_write_gives_its_key_back,
             keyed_patches_and_deletes_record_their_outcomes,
+            an_import_run_again_writes_nobody_twice,
             creates_and_reads_back_a_customer,
             create_never_overwrites_an_existing_id,
             get_of_an_unknown_id_is_none,
@@ -447,6 +448,54 @@ pub async fn keyed_patches_and_deletes_record_their_outcomes(repo: Repo) {
     );
     // The email of the deleted customer is free.
     create(&repo, &with_email("kp-next", "kp2@example.com")).await;
+}
+
+/// An import through the service gives the customers without an id ids derived from the input
+/// and their position: run again, it writes nobody twice, and every customer is accounted for.
+pub async fn an_import_run_again_writes_nobody_twice(repo: Repo) {
+    let service = crate::CustomerService::new(Arc::clone(&repo));
+    let inputs = || {
+        vec![
+            NewCustomer::from_json(&json!({"firstName": "A", "lastName": "One"})).expect("valid"),
+            NewCustomer::from_json(
+                &json!({"firstName": "B", "lastName": "Two", "email": "two@example.com"}),
+            )
+            .expect("valid"),
+            NewCustomer::from_json(&json!({"id": "given", "firstName": "C", "lastName": "Three"}))
+                .expect("valid"),
+        ]
+    };
+    let source = crate::ImportSource {
+        name: "customers.csv sha256:0f1e",
+        first_position: 0,
+    };
+    let first = service.import(source, inputs()).await.expect("import");
+    assert_eq!((first.created, first.rejected.len()), (3, 0));
+    assert!(!first.interrupted());
+    let again = service
+        .import(source, inputs())
+        .await
+        .expect("import again");
+    assert_eq!(again.created, 0);
+    assert!(
+        again
+            .rejected
+            .iter()
+            .all(|(_, reason)| *reason == BulkRejection::AlreadyExists),
+        "{again:?}"
+    );
+    assert_eq!(again.rejected.len(), 3);
+    let page = repo.list(PageLimit::MAX, None).await.expect("list");
+    assert_eq!(page.items.len(), 3);
+    // The next batch of the same input counts on: other positions, other ids.
+    let next = crate::ImportSource {
+        name: source.name,
+        first_position: 3,
+    };
+    let more = vec![
+        NewCustomer::from_json(&json!({"firstName": "D", "lastName": "Four"})).expect("valid"),
+    ];
+    assert_eq!(service.import(next, more).await.expect("import").created, 1);
 }
 
 /// A customer can be read back exactly as it was written.

@@ -5,6 +5,12 @@
 //! taken) cancels its whole chunk: it is reported rejected and the rest of the chunk is sent again.
 //! Each chunk is bounded by the deadline on its own, so an import of thousands takes as long as it
 //! takes, but no chunk hangs.
+//!
+//! When the store stops answering (a chunk runs out of retries or time), the import stops there
+//! and says so: the chunks before it are written, their refusals reported, and every customer of
+//! the chunk under way and of the chunks after it is `unconfirmed` (the chunk under way may or may
+//! not have been applied). Nothing is lost by importing them again: a customer already written
+//! comes back refused as `AlreadyExists`, never written twice.
 
 use std::collections::HashMap;
 
@@ -36,35 +42,39 @@ impl DynamoCustomerRepository {
             }
         }
         let mut created = 0;
-        for chunk in pending.chunks(BULK_CHUNK) {
-            created += self
-                .within("bulk import", self.put_chunk(chunk, &mut rejected))
-                .await?;
+        let mut unconfirmed: Vec<usize> = Vec::new();
+        let mut chunks = pending.chunks(BULK_CHUNK);
+        for chunk in chunks.by_ref() {
+            let mut import = ChunkImport {
+                repository: self,
+                remaining: chunk.to_vec(),
+                token: uuid::Uuid::now_v7().to_string(),
+                rejected: &mut rejected,
+            };
+            match self
+                .within("bulk import", retry_races("bulk import", &mut import))
+                .await
+            {
+                Ok(written) => created += written,
+                Err(RepositoryError::Unavailable { .. }) => {
+                    // Maybe applied, maybe not: the customers of this chunk not refused yet.
+                    unconfirmed.extend(import.remaining.iter().map(|(index, _)| *index));
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
         }
+        unconfirmed.extend(chunks.flatten().map(|(index, _)| *index));
         rejected.sort_by_key(|(index, _)| *index);
+        let id = |index: usize| customers[index].id().clone();
         Ok(BulkReport {
             created,
             rejected: rejected
                 .into_iter()
-                .map(|(index, reason)| (customers[index].id().clone(), reason))
+                .map(|(index, reason)| (id(index), reason))
                 .collect(),
+            unconfirmed: unconfirmed.into_iter().map(id).collect(),
         })
-    }
-
-    /// Writes one chunk of a bulk import as transactions, dropping the customers whose conditions
-    /// fail and retrying the rest; returns how many were written.
-    async fn put_chunk(
-        &self,
-        chunk: &[(usize, &Customer)],
-        rejected: &mut Vec<(usize, BulkRejection)>,
-    ) -> Result<usize, RepositoryError> {
-        let import = ChunkImport {
-            repository: self,
-            remaining: chunk.to_vec(),
-            token: uuid::Uuid::now_v7().to_string(),
-            rejected,
-        };
-        retry_races("bulk import", import).await
     }
 }
 
@@ -81,7 +91,8 @@ struct ChunkImport<'a> {
     rejected: &'a mut Vec<(usize, BulkRejection)>,
 }
 
-impl Attempts<usize> for ChunkImport<'_> {
+// On a borrow, so that the import can read where the chunk stopped after an error.
+impl Attempts<usize> for &mut ChunkImport<'_> {
     async fn attempt(&mut self) -> Result<Attempt<usize>, RepositoryError> {
         // Dropping refused customers is progress, not a lost race: the rest go again at once,
         // within the same attempt.

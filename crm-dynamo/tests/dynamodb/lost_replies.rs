@@ -211,3 +211,49 @@ async fn a_keyed_write_whose_reply_was_lost_is_written_and_recorded_once() {
         })
     );
 }
+
+#[tokio::test]
+async fn an_import_cut_short_by_an_outage_reports_what_it_wrote_and_runs_again_without_duplicates()
+{
+    let (repo, proxy) = through_proxy().await;
+    let customers: Vec<Customer> = (0..120)
+        .map(|i| customer(&json!({"id": format!("c{i:03}"), "firstName": "A", "lastName": "B"})))
+        .collect();
+    // The first chunk of 50 goes through; every request after it is cut.
+    proxy.inject_next("TransactWriteItems", Fault::DelayReply(Duration::ZERO));
+    for _ in 0..200 {
+        proxy.inject_next("TransactWriteItems", Fault::Reset);
+    }
+    let report = repo.put_many(&customers).await.unwrap();
+    assert_eq!(report.created, 50);
+    assert!(report.rejected.is_empty());
+    assert!(report.interrupted());
+    let unconfirmed: Vec<&str> = report.unconfirmed.iter().map(CustomerId::as_str).collect();
+    let expected: Vec<String> = (50..120).map(|i| format!("c{i:03}")).collect();
+    assert_eq!(unconfirmed, expected);
+
+    // Run again, the store whole: the rest is written, the first 50 are refused as taken.
+    let direct = crm_dynamo::DynamoSettings::new(repo.table_name(), "us-east-1")
+        .unwrap()
+        .with_endpoint(endpoint())
+        .with_local_credentials();
+    let whole = DynamoCustomerRepository::connect(&direct).await;
+    let again = whole.put_many(&customers).await.unwrap();
+    assert_eq!(again.created, 70);
+    assert_eq!(again.rejected.len(), 50);
+    assert!(!again.interrupted());
+    let mut walked = 0;
+    let mut cursor = None;
+    loop {
+        let page = whole
+            .list(crm_domain::PageLimit::MAX, cursor.as_ref())
+            .await
+            .unwrap();
+        walked += page.items.len();
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(walked, 120, "every customer once, none twice");
+}
