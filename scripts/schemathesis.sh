@@ -47,5 +47,23 @@ common=(--url "$base" --max-examples "$examples" --checks all
 # delete customers too (`DELETE /Customers` and the envelope's `delete`, both with the id in the
 # body), which schemathesis cannot see as deletes: a sequence create → compat delete → PATCH would
 # be reported as "created resource not found" (ST302) although the API did right.
-.venv/bin/st run "${base}/openapi.json" "${common[@]}" --phases stateful \
+# For the same reason they run without the Idempotency-Key header: schemathesis draws keys from a
+# small pool, so a create it sends again with a key it used before is answered, as documented,
+# with the first create's outcome (201), and if that customer was deleted since, ST302 reads the
+# replay as a lost resource. The header's own cases (valid, invalid, reused) run in phase 1 and in
+# the router tests (crm-http/tests/api/idempotency.rs).
+without_keys="$(mktemp --suffix=.json)"
+trap 'cleanup; rm -f "$without_keys"' EXIT
+# shellcheck disable=SC2016 # the Python program's "$ref" is JSON, not a shell expansion
+curl -fsS "${base}/openapi.json" | .venv/bin/python -c '
+import json, sys
+document = json.load(sys.stdin)
+for path in document["paths"].values():
+    for operation in path.values():
+        if isinstance(operation, dict) and "parameters" in operation:
+            operation["parameters"] = [p for p in operation["parameters"]
+                                       if p.get("$ref") != "#/components/parameters/IdempotencyKey"]
+json.dump(document, sys.stdout)
+' >"$without_keys"
+.venv/bin/st run "$without_keys" "${common[@]}" --phases stateful \
   --include-path-regex '^/customers'

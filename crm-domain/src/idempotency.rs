@@ -247,23 +247,16 @@ impl Written {
 
 /// The answer of an idempotent operation of the service: what it did now, or what the first
 /// request with its key did.
+///
+/// A replay carries the record, never the customer: the record holds no customer field, and the
+/// customer as stored now may not be what that write made (changed since, or deleted and created
+/// again under the same id, at the same version). Whoever needs the customer reads it.
 #[derive(Debug, Clone, PartialEq)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one per request, moved once: a box would only add an allocation"
-)]
 pub enum Keyed<T> {
     /// The operation ran now.
     Done(T),
-    /// An earlier request with the same key and fingerprint ran it; this is its outcome, with the
-    /// customer as stored when it is still at the version that write made (`None` when it changed
-    /// or went away since, or for a delete).
-    Replayed {
-        /// The first request's outcome.
-        outcome: RecordedOutcome,
-        /// The customer, if still as that write left it.
-        current: Option<Customer>,
-    },
+    /// An earlier request with the same key and fingerprint ran it; this is its outcome.
+    Replayed(RecordedOutcome),
 }
 
 impl<T> Keyed<T> {
@@ -274,7 +267,7 @@ impl<T> Keyed<T> {
     pub fn try_map<U, E>(self, f: impl FnOnce(T) -> Result<U, E>) -> Result<Keyed<U>, E> {
         Ok(match self {
             Self::Done(value) => Keyed::Done(f(value)?),
-            Self::Replayed { outcome, current } => Keyed::Replayed { outcome, current },
+            Self::Replayed(outcome) => Keyed::Replayed(outcome),
         })
     }
 }

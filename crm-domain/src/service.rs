@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::customer::{Customer, CustomerPatch, NewCustomer};
 use crate::fields::{CustomerId, Email, Timestamp, Version};
-use crate::idempotency::{Idempotency, KeyState, Keyed, KeyedWrite, Written};
+use crate::idempotency::{Idempotency, KeyState, Keyed, KeyedWrite, RecordedOutcome, Written};
 use crate::page::{Cursor, Page, PageLimit};
 use crate::repository::{BulkReport, CustomerRepository, RepositoryError};
 
@@ -252,6 +252,38 @@ impl CustomerService {
             .try_map(|_| Ok::<_, RepositoryError>(()))
     }
 
+    /// The outcome recorded under `key`, if a write with it (and this fingerprint) committed;
+    /// `None` when no write with the key committed (the key is left free).
+    ///
+    /// For an adapter that must refuse a request before it reaches its write, on grounds the
+    /// request's own earlier write may have made true: a list of `If-Match` tags resolved against
+    /// the customer as it is now, which the first send of this very request already changed.
+    /// Before answering that refusal, it asks the key.
+    ///
+    /// # Errors
+    /// [`KeyInUse`](RepositoryError::KeyInUse), [`KeyReused`](RepositoryError::KeyReused), or
+    /// the repository's.
+    pub async fn recorded(
+        &self,
+        key: &Idempotency,
+    ) -> Result<Option<RecordedOutcome>, RepositoryError> {
+        match self.repository.begin_keyed(key, self.key_hold).await? {
+            KeyState::Fresh(lease) => {
+                self.repository.release_key(&lease).await?;
+                Ok(None)
+            }
+            KeyState::Done(outcome) => Ok(Some(outcome)),
+            KeyState::Running => Err(RepositoryError::KeyInUse),
+            KeyState::OtherRequest => Err(RepositoryError::KeyReused),
+        }
+    }
+
+    /// The hold of an idempotency key while its request runs; see
+    /// [`with_key_hold`](Self::with_key_hold).
+    pub fn key_hold(&self) -> Duration {
+        self.key_hold
+    }
+
     /// Runs `write` under `key`: the write with its record when the key is fresh, the first
     /// outcome when it is done, a refusal when it is busy or was used for another request.
     async fn keyed(
@@ -261,17 +293,7 @@ impl CustomerService {
     ) -> Result<Keyed<Written>, RepositoryError> {
         let lease = match self.repository.begin_keyed(key, self.key_hold).await? {
             KeyState::Fresh(lease) => lease,
-            KeyState::Done(outcome) => {
-                let current = match outcome.version {
-                    Some(version) => self
-                        .repository
-                        .get(&outcome.id)
-                        .await?
-                        .filter(|c| c.version() == version),
-                    None => None,
-                };
-                return Ok(Keyed::Replayed { outcome, current });
-            }
+            KeyState::Done(outcome) => return Ok(Keyed::Replayed(outcome)),
             KeyState::Running => return Err(RepositoryError::KeyInUse),
             KeyState::OtherRequest => return Err(RepositoryError::KeyReused),
         };

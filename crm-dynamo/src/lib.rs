@@ -8,7 +8,7 @@
 //!
 //! One table, partition key `pk` (string), no sort key, billed on demand; one global secondary
 //! index `byEmail` on `emailKey` projecting everything ([`TABLE`] states it in code; the
-//! CloudFormation template is checked against it), and a time to live on `expiresAt`. Three kinds
+//! CloudFormation template is checked against it), and a time to live on `expiresAt`. Four kinds
 //! of item:
 //!
 //! | item | `pk` | attributes |
@@ -16,6 +16,7 @@
 //! | customer | `CUSTOMER#<id>` | `kind = "customer"`, `id`, `firstName`, `lastName`, `email`, `emailKey` (lower-cased email), `phone`, `addressLine1` … `addressCountry`, `createdAt`, `updatedAt`, `version` (number) |
 //! | email claim | `EMAIL#<SHA-256 of the lower-cased email, hex>` | `kind = "email"`, `customerId` |
 //! | tombstone of a deleted customer | `CUSTOMER#<id>` | `kind = "deleted"`, `id`, `version` (the delete's), `updatedAt` (its time), `writeToken`, `expiresAt` (epoch seconds; DynamoDB's time to live) |
+//! | idempotency key | `IDEMPOTENCY#<SHA-256 of the key, hex>` | `kind = "idempotency"`, `state` (`held`, `done`), `fingerprint`, `holder` and `heldUntil` while held, `write`, `customerId` and `version` once done, `expiresAt` (24 hours after first use) |
 //!
 //! Customer items and tombstones also carry `writeToken`, the token of the operation that last
 //! wrote them.
@@ -35,6 +36,10 @@
 //!   A delete leaves a tombstone for that reason: "no item" cannot say whose delete it was. The
 //!   tombstone holds no customer data and expires after 30 days
 //!   ([`DynamoCustomerRepository::with_tombstone_retention`]).
+//! - **An idempotency key is an item completed in the write's own transaction.** A keyed write
+//!   holds its key with one conditional `PutItem`, then runs as a transaction with one more action:
+//!   the key's `done` record, conditioned on the request still holding the key. A change never
+//!   commits without its record, nor a record without its change.
 //! - **The address is flattened** into top-level attributes so that a merge patch sets and removes
 //!   parts in one `UpdateItem`, whether or not the customer had an address.
 //! - **Lookup by email** is one `Query` on the sparse `byEmail` index (only customer items carry
@@ -58,6 +63,11 @@
 //! | delete of a customer without email | 1 conditional `UpdateItem` that makes the item a tombstone |
 //! | delete of a customer with email | 2: the conditional `UpdateItem` fails and returns the item, then `TransactWriteItems` makes the tombstone and deletes the claim |
 //! | bulk put | 1 `TransactWriteItems` per 50 customers, plus retries |
+//! | holding an idempotency key | 1 conditional `PutItem` (a key already done is answered by it) |
+//! | keyed create | 1 `TransactWriteItems`: the customer (and its claim) and the key's record |
+//! | keyed patch | 2: a consistent `GetItem`, then `TransactWriteItems` with the key's record |
+//! | keyed delete | 1 `TransactWriteItems` (tombstone and record); 2 for a customer with an email |
+//! | giving a key back | 1 conditional `DeleteItem` |
 //!
 //! Races add attempts (bounded, with backoff); they never lose an update: every write is conditional.
 //! `tests/dynamodb/requests.rs` counts the requests of each row on DynamoDB Local and fails on any

@@ -164,17 +164,12 @@ pub(crate) async fn update(
 }
 
 /// The legacy answer of a create or an update: the customer in the seed's shape; for a replay
-/// (see [`replayed`](crate::customers::replayed)) marked as one, and only its id when the customer
-/// changed since.
+/// (see [`replayed`](crate::customers::replayed)), marked as one, only its id.
 fn legacy(written: Keyed<Customer>) -> Response {
     match written {
         Keyed::Done(customer) => Json(LegacyCustomer::from(&customer)).into_response(),
-        Keyed::Replayed { outcome, current } => {
-            let body = match current {
-                Some(customer) => json!(LegacyCustomer::from(&customer)),
-                None => json!({ "id": outcome.id }),
-            };
-            mark_replayed(Json(body).into_response())
+        Keyed::Replayed(outcome) => {
+            mark_replayed(Json(json!({ "id": outcome.id })).into_response())
         }
     }
 }
@@ -195,7 +190,7 @@ pub(crate) async fn delete(
     let response = Json(json!({ "id": id })).into_response();
     Ok(match deleted {
         Keyed::Done(()) => response,
-        Keyed::Replayed { .. } => mark_replayed(response),
+        Keyed::Replayed(_) => mark_replayed(response),
     })
 }
 

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use crm_domain::idempotency::RecordedOutcome;
-use crm_domain::{Customer, CustomerPatch, Keyed, NewCustomer, Page, Version};
+use crm_domain::{Customer, CustomerPatch, Idempotency, Keyed, NewCustomer, Page, Version};
 use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 
@@ -30,10 +30,7 @@ pub(crate) async fn create(
             customer.id().clone(),
             with_etag(StatusCode::CREATED, &customer),
         ),
-        Keyed::Replayed { outcome, current } => (
-            outcome.id.clone(),
-            replayed(StatusCode::CREATED, &outcome, current.as_ref()),
-        ),
+        Keyed::Replayed(outcome) => (outcome.id.clone(), replayed(StatusCode::CREATED, &outcome)),
     };
     let location = format!("{prefix}/customers/{id}");
     if let Ok(location) = HeaderValue::from_str(&location) {
@@ -80,17 +77,21 @@ pub(crate) async fn update(
     PatchJson(body): PatchJson,
 ) -> Result<Response, ApiError> {
     let patch = CustomerPatch::from_json(&body)?;
-    let expected = if_match.expected_version(state.service(), &id).await?;
     let key = key.with_body(Some(&body));
+    let expected = match if_match.expected_version(state.service(), &id).await {
+        Err(refused) => {
+            let outcome = recorded(&state, key.as_ref(), refused).await?;
+            return Ok(replayed(StatusCode::OK, &outcome));
+        }
+        Ok(expected) => expected,
+    };
     let updated = state
         .service()
         .update_idempotent(&id, &patch, expected, key.as_ref())
         .await?;
     Ok(match updated {
         Keyed::Done(customer) => with_etag(StatusCode::OK, &customer),
-        Keyed::Replayed { outcome, current } => {
-            replayed(StatusCode::OK, &outcome, current.as_ref())
-        }
+        Keyed::Replayed(outcome) => replayed(StatusCode::OK, &outcome),
     })
 }
 
@@ -101,8 +102,14 @@ pub(crate) async fn delete(
     if_match: IfMatch,
     key: KeyHeader,
 ) -> Result<Response, ApiError> {
-    let expected = if_match.expected_version(state.service(), &id).await?;
     let key = key.with_body(None);
+    let expected = match if_match.expected_version(state.service(), &id).await {
+        Err(refused) => {
+            recorded(&state, key.as_ref(), refused).await?;
+            return Ok(mark_replayed(StatusCode::NO_CONTENT.into_response()));
+        }
+        Ok(expected) => expected,
+    };
     let deleted = state
         .service()
         .delete_idempotent(&id, expected, key.as_ref())
@@ -110,8 +117,26 @@ pub(crate) async fn delete(
     let response = StatusCode::NO_CONTENT.into_response();
     Ok(match deleted {
         Keyed::Done(()) => response,
-        Keyed::Replayed { .. } => mark_replayed(response),
+        Keyed::Replayed(_) => mark_replayed(response),
     })
+}
+
+/// What to answer when `If-Match` refused a request before its write: a list of tags is resolved
+/// against the customer as it is now, which this very request, sent before, may have changed (or
+/// deleted). With a key, the key's record says: that earlier outcome is the answer. Otherwise, or
+/// when no write with the key committed, the refusal is.
+async fn recorded(
+    state: &AppState,
+    key: Option<&Idempotency>,
+    refused: ApiError,
+) -> Result<RecordedOutcome, ApiError> {
+    let Some(key) = key else {
+        return Err(refused);
+    };
+    match state.service().recorded(key).await? {
+        Some(recorded) => Ok(recorded),
+        None => Err(refused),
+    }
 }
 
 /// Marks a response answered from the record of an earlier request with the same
@@ -119,26 +144,17 @@ pub(crate) async fn delete(
 pub(crate) const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 /// The answer to a request whose `Idempotency-Key` an earlier request used: that request's status
-/// and `ETag`, marked [`IDEMPOTENT_REPLAYED`]. The body is the customer when it is still as that
-/// request left it; when it changed since, the record holds no copy of it (records hold no
-/// customer field), so the body says only which customer and which version that request made.
-pub(crate) fn replayed(
-    status: StatusCode,
-    outcome: &RecordedOutcome,
-    current: Option<&Customer>,
-) -> Response {
-    let response = if let Some(customer) = current {
-        with_etag(status, customer)
-    } else {
-        let body = json!({"id": outcome.id, "version": outcome.version});
-        let mut response = (status, Json(body)).into_response();
-        if let Some(version) = outcome.version
-            && let Ok(etag) = HeaderValue::from_str(&etag(version))
-        {
-            response.headers_mut().insert(header::ETAG, etag);
-        }
-        response
-    };
+/// and `ETag`, marked [`IDEMPOTENT_REPLAYED`], with a body that says which customer and which
+/// version that request made. Not the customer: the record holds no copy of it, and the customer
+/// stored now may not be what that request made (changed since, or deleted and created again).
+pub(crate) fn replayed(status: StatusCode, outcome: &RecordedOutcome) -> Response {
+    let body = json!({"id": outcome.id, "version": outcome.version});
+    let mut response = (status, Json(body)).into_response();
+    if let Some(version) = outcome.version
+        && let Ok(etag) = HeaderValue::from_str(&etag(version))
+    {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
     mark_replayed(response)
 }
 

@@ -182,7 +182,7 @@ async fn run(
             let payload = members(payload, operation, &["Key"], &["Key"])?;
             let id = key_of(member(&payload, operation, "Key")?)?.ok_or(ApiError::MalformedId)?;
             let deleted = service.delete_idempotent(&id, None, key).await?;
-            Ok((json!({}), matches!(deleted, Keyed::Replayed { .. })))
+            Ok((json!({}), matches!(deleted, Keyed::Replayed(_))))
         }
         Operation::List => {
             let payload = members(
@@ -211,15 +211,15 @@ async fn run(
 }
 
 /// The result of a create (`{"Item"}`) or an update (`{"Attributes"}`): the customer as a
-/// plain JSON item; for a replay of an earlier request with the same key, the customer as it is
-/// when still as that request left it, else only its id.
+/// plain JSON item; for a replay of an earlier request with the same key, only its id and version
+/// (see [`replayed`](crate::customers::replayed)).
 fn written(member: &str, written: Keyed<Customer>) -> Result<(Value, bool), ApiError> {
     let (customer, replayed) = match written {
         Keyed::Done(customer) => (item(&customer)?, false),
-        Keyed::Replayed { outcome, current } => match current {
-            Some(customer) => (item(&customer)?, true),
-            None => (json!({ "id": outcome.id }), true),
-        },
+        Keyed::Replayed(outcome) => (
+            json!({ "id": outcome.id, "version": outcome.version }),
+            true,
+        ),
     };
     Ok((json!({ member: customer }), replayed))
 }

@@ -59,11 +59,12 @@ pub(crate) fn wrap(inner: Router, state: AppState) -> Router {
 }
 
 /// The request headers a browser may send across origins: the API's own (`Content-Type`,
-/// `If-Match`, `x-request-id`) and those an API Gateway deployment asks for (a Cognito or Lambda
+/// `If-Match`, `Idempotency-Key`, `x-request-id`) and those an API Gateway deployment asks for (a Cognito or Lambda
 /// authorizer's `Authorization`, a usage plan's `x-api-key`, IAM's `SigV4` headers).
-const ALLOWED_HEADERS: [HeaderName; 8] = [
+const ALLOWED_HEADERS: [HeaderName; 9] = [
     header::CONTENT_TYPE,
     header::IF_MATCH,
+    HeaderName::from_static(crate::extract::IDEMPOTENCY_KEY),
     header::AUTHORIZATION,
     HeaderName::from_static("x-api-key"),
     HeaderName::from_static("x-amz-date"),
@@ -75,7 +76,8 @@ const ALLOWED_HEADERS: [HeaderName; 8] = [
 /// CORS from `CRM_CORS_ORIGINS`; `None` when it is off. Preflights are answered here, before
 /// routing; a preflight from an origin not allowed gets no `Access-Control-Allow-Origin`, which
 /// the browser reads as a refusal. Responses expose what a browser client needs to read: `ETag`
-/// for `If-Match`, `Location`, the request id, `Retry-After` on 503s and `Allow` on 405s.
+/// for `If-Match`, `Location`, the request id, `Retry-After` on 503s and 409s, `Allow` on 405s and
+/// `Idempotent-Replayed` on the answers from an idempotency key's record.
 fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
     let allow_origin = match origins {
         CorsOrigins::Disabled => return None,
@@ -93,6 +95,7 @@ fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
                 REQUEST_ID,
                 header::RETRY_AFTER,
                 header::ALLOW,
+                HeaderName::from_static(crate::customers::IDEMPOTENT_REPLAYED),
             ])
             .max_age(std::time::Duration::from_mins(10)),
     )

@@ -26,10 +26,12 @@ struct Settings {
 
 impl AppState {
     /// State over `service`, with the edge settings of `config` (deadline, CORS, the envelope's table
-    /// name, the `/Customers` cap).
+    /// name, the `/Customers` cap). The service holds an idempotency key for at least twice the
+    /// request deadline, so that a request that runs to its deadline keeps its key to the end.
     pub fn new(service: CustomerService, config: &Config) -> Self {
+        let hold = service.key_hold().max(config.request_deadline() * 2);
         Self {
-            service,
+            service: service.with_key_hold(hold),
             settings: Arc::new(Settings {
                 table_label: config.table_label().to_owned(),
                 request_deadline: config.request_deadline(),

@@ -326,10 +326,16 @@ impl CustomerRepository for InMemoryCustomerRepository {
                 holder: Some((_, until)),
                 ..
             }) if *until > now => return Ok(KeyState::Running),
-            // Held by a request whose hold ran out, or given back: this request takes it.
+            // Held by a request whose hold ran out: this request takes it over, and the record
+            // is kept 24 hours from now, as a new one (DynamoDB's record is written anew too).
             Some(record) => {
+                let expires_at = now.after(KEY_RETENTION);
                 record.holder = Some((holder.clone(), held_until));
-                record.expires_at
+                record.expires_at = expires_at;
+                state
+                    .key_expiry
+                    .push_back((expires_at, idempotency.key.clone()));
+                expires_at
             }
         };
         Ok(KeyState::Fresh(KeyLease {

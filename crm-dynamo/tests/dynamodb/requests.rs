@@ -341,6 +341,89 @@ async fn conditional_and_clearing_operations_take_the_documented_round_trips() {
     assert_eq!(log.take(), ["UpdateItem"], "a conditional delete, no email");
 }
 
+/// Writes under an idempotency key: one `PutItem` holds the key, then the write is one transaction
+/// that completes the key's record with the change (a patch reads first, as transactions return no
+/// item); a key already done is answered by its `PutItem` alone; giving a key back is one
+/// `DeleteItem`.
+#[tokio::test]
+async fn keyed_writes_take_the_documented_round_trips() {
+    use crm_domain::idempotency::{KeyState, KeyedWrite};
+    let (repo, log) = counted_repository().await;
+    let id = |s: &str| CustomerId::parse(s).unwrap();
+    let hold = std::time::Duration::from_secs(30);
+    let key = |k: &str| crm_domain::Idempotency {
+        key: crm_domain::IdempotencyKey::parse(k).unwrap(),
+        fingerprint: crm_domain::RequestFingerprint::new("f"),
+    };
+    let begin = |k: &'static str| {
+        let repo = repo.clone();
+        async move {
+            match repo.begin_keyed(&key(k), hold).await.unwrap() {
+                KeyState::Fresh(lease) => lease,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+
+    let lease = begin("create").await;
+    assert_eq!(log.take(), ["PutItem"], "holding a key");
+    let plain = customer(json!({"id": "plain", "firstName": "A", "lastName": "B"}));
+    repo.write_keyed(&KeyedWrite::Create(plain), &lease)
+        .await
+        .unwrap();
+    assert_eq!(log.take(), ["TransactWriteItems"], "keyed create");
+    repo.begin_keyed(&key("create"), hold).await.unwrap();
+    assert_eq!(log.take(), ["PutItem"], "a key already done");
+
+    let lease = begin("patch").await;
+    let write = KeyedWrite::Update {
+        id: id("plain"),
+        patch: patch(json!({"lastName": "C"})),
+        expected: None,
+        now: Timestamp::now(),
+    };
+    repo.write_keyed(&write, &lease).await.unwrap();
+    assert_eq!(
+        log.take(),
+        ["PutItem", "GetItem", "TransactWriteItems"],
+        "keyed patch"
+    );
+
+    let lease = begin("delete-plain").await;
+    let write = KeyedWrite::Delete {
+        id: id("plain"),
+        expected: None,
+    };
+    repo.write_keyed(&write, &lease).await.unwrap();
+    assert_eq!(
+        log.take(),
+        ["PutItem", "TransactWriteItems"],
+        "keyed delete"
+    );
+
+    repo.create(&customer(
+        json!({"id": "mail", "firstName": "A", "lastName": "B", "email": "m@example.com"}),
+    ))
+    .await
+    .unwrap();
+    log.take();
+    let lease = begin("delete-mail").await;
+    let write = KeyedWrite::Delete {
+        id: id("mail"),
+        expected: None,
+    };
+    repo.write_keyed(&write, &lease).await.unwrap();
+    assert_eq!(
+        log.take(),
+        ["PutItem", "TransactWriteItems", "TransactWriteItems"],
+        "keyed delete of a customer with an email"
+    );
+
+    let lease = begin("refused").await;
+    repo.release_key(&lease).await.unwrap();
+    assert_eq!(log.take(), ["PutItem", "DeleteItem"], "a key given back");
+}
+
 /// Every IAM action the repository's requests need is one `TABLE` lists, so the CloudFormation
 /// templates (checked against `TABLE` by `tests/dynamodb/template.rs`) grant what the code really
 /// calls.

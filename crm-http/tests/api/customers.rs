@@ -1027,7 +1027,14 @@ async fn configured_cors_answers_preflights_and_exposes_etag_and_location() {
     let exposed = response
         .header("access-control-expose-headers")
         .to_ascii_lowercase();
-    for header in ["etag", "location", "x-request-id", "retry-after", "allow"] {
+    for header in [
+        "etag",
+        "location",
+        "x-request-id",
+        "retry-after",
+        "allow",
+        "idempotent-replayed",
+    ] {
         assert!(exposed.contains(header), "{header} not in {exposed}");
     }
 
@@ -1107,6 +1114,7 @@ async fn a_preflight_may_ask_for_the_api_gateway_headers() {
     let wanted = [
         "content-type",
         "if-match",
+        "idempotency-key",
         "authorization",
         "x-api-key",
         "x-amz-date",
