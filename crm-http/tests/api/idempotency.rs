@@ -390,7 +390,11 @@ async fn a_keyed_write_with_a_list_of_tags_is_answered_from_its_record_when_sent
             Body::empty(),
         )
         .await;
-    assert_eq!(fresh.status, StatusCode::NO_CONTENT, "the key was left free");
+    assert_eq!(
+        fresh.status,
+        StatusCode::NO_CONTENT,
+        "the key was left free"
+    );
 }
 
 #[tokio::test]
