@@ -133,6 +133,7 @@ if ((build)); then
     CRM_LAMBDA_PANIC_PROBE="$probe_dir/$triple/lambda/crm-lambda-panic-probe" \
       AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
       AWS_EC2_METADATA_DISABLED=true \
+      CRM_TEST_DYNAMODB_ENDPOINT="${CRM_TEST_DYNAMODB_ENDPOINT:-http://127.0.0.1:${CRM_DYNAMODB_LOCAL_PORT:-8000}}" \
       cargo test -p crm-lambda --test bootstrap panic || fail "the panic probe (lambda profile)"
   else
     fail "building the panic probe"
