@@ -21,7 +21,7 @@ use super::DynamoCustomerRepository;
 use super::idempotency::lease_lost;
 use super::retry::{Attempt, retry_races};
 use super::token::WriteToken;
-use super::transaction::{cancelled_unexpectedly, outcomes};
+use super::transaction::{cancelled_unexpectedly, failed_at, outcomes};
 use crate::error::{ItemOutcome, classify};
 use crate::item::{KIND_DELETED, PK, claim_item, customer_item, s};
 
@@ -117,22 +117,17 @@ impl DynamoCustomerRepository {
             let Some(reasons) = self.transact(actions).await? else {
                 return Ok(Attempt::Done(()));
             };
-            let failed = |at: Option<usize>| {
-                at.is_some_and(|at| {
-                    reasons
-                        .get(at)
-                        .is_some_and(|(o, _)| *o == ItemOutcome::ConditionFailed)
-                })
-            };
             let customer_in_the_way = reasons.first().and_then(|(_, old)| old.as_ref());
-            if failed(Some(0)) && customer_in_the_way.is_some_and(|old| token.is_on(old)) {
+            if failed_at(&reasons, Some(0))
+                && customer_in_the_way.is_some_and(|old| token.is_on(old))
+            {
                 // An earlier attempt of this create wrote the customer (and the rest).
                 Ok(Attempt::Done(()))
-            } else if failed(Some(0)) {
+            } else if failed_at(&reasons, Some(0)) {
                 Err(RepositoryError::AlreadyExists)
-            } else if failed(claim_at) {
+            } else if failed_at(&reasons, claim_at) {
                 Err(RepositoryError::EmailTaken)
-            } else if failed(key_at) {
+            } else if failed_at(&reasons, key_at) {
                 Err(lease_lost())
             } else if outcomes(&reasons).contains(&ItemOutcome::Retry) {
                 Ok(Attempt::Retry)

@@ -33,7 +33,9 @@ use super::expression::UpdateExpression;
 use super::idempotency::lease_lost;
 use super::retry::{Attempt, retry_races};
 use super::token::WriteToken;
-use super::transaction::{ForeignClaim, cancelled_unexpectedly, names_another, outcomes};
+use super::transaction::{
+    ForeignClaim, cancelled_unexpectedly, failed_at, names_another, outcomes,
+};
 use crate::error::{ItemOutcome, classify};
 use crate::item::{
     EXPIRES_AT, Item, KIND_CUSTOMER, KIND_DELETED, WRITE_TOKEN, customer_pk, data_attributes,
@@ -214,13 +216,6 @@ impl DynamoCustomerRepository {
         let Some(reasons) = self.transact(actions).await? else {
             return Ok(Attempt::Done(()));
         };
-        let failed = |at: Option<usize>| {
-            at.is_some_and(|at| {
-                reasons
-                    .get(at)
-                    .is_some_and(|(o, _)| *o == ItemOutcome::ConditionFailed)
-            })
-        };
         match outcomes(&reasons).as_slice() {
             [ItemOutcome::ConditionFailed, ..] => {
                 let old: Option<&Item> = reasons.first().and_then(|(_, item)| item.as_ref());
@@ -242,13 +237,13 @@ impl DynamoCustomerRepository {
             }
             // The claim names another customer: not ours to delete.
             [ItemOutcome::Fine, ..]
-                if failed(release_at)
+                if failed_at(&reasons, release_at)
                     && release_at.is_some_and(|at| names_another(reasons.get(at), id)) =>
             {
                 foreign.found(normalized_email, "delete");
                 Ok(Attempt::Changed)
             }
-            [ItemOutcome::Fine, ..] if failed(key_at) => Err(lease_lost()),
+            [ItemOutcome::Fine, ..] if failed_at(&reasons, key_at) => Err(lease_lost()),
             // Another writer was on the items, or the store throttled.
             o if o.contains(&ItemOutcome::Retry) => Ok(Attempt::Retry),
             _ => Err(cancelled_unexpectedly("delete")),

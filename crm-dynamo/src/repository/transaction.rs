@@ -128,6 +128,13 @@ pub(super) fn outcomes(reasons: &[(ItemOutcome, Option<Item>)]) -> Vec<ItemOutco
     reasons.iter().map(|(outcome, _)| *outcome).collect()
 }
 
+/// Whether the action at `at` of a cancelled transaction failed its condition; `false` when there
+/// is no such action (`None`: the optional action was left out).
+pub(super) fn failed_at(reasons: &[(ItemOutcome, Option<Item>)], at: Option<usize>) -> bool {
+    at.and_then(|at| reasons.get(at))
+        .is_some_and(|(outcome, _)| *outcome == ItemOutcome::ConditionFailed)
+}
+
 /// Whether the claim DynamoDB handed back from a failed release (`reason`, the cancellation reason
 /// of the [`delete_claim`](DynamoCustomerRepository::delete_claim) action) names another customer
 /// than `id`: the one case where the release is left out, decided on what the claim itself says.

@@ -28,7 +28,9 @@ use super::expression::UpdateExpression;
 use super::idempotency::lease_lost;
 use super::retry::{Attempt, retry_races};
 use super::token::WriteToken;
-use super::transaction::{ForeignClaim, cancelled_unexpectedly, names_another, outcomes};
+use super::transaction::{
+    ForeignClaim, cancelled_unexpectedly, failed_at, names_another, outcomes,
+};
 use crate::error::{ItemOutcome, classify};
 use crate::item::{
     ADDRESS_ATTRIBUTES, ADDRESS_LINE1, Item, KIND_CUSTOMER, WRITE_TOKEN, claim_item,
@@ -228,16 +230,8 @@ impl DynamoCustomerRepository {
                         (Some(_), None) => Ok(Attempt::Changed),
                     }
                 }
-                _ if claim_at
-                    .is_some_and(|at| outcomes.get(at) == Some(&ItemOutcome::ConditionFailed)) =>
-                {
-                    Err(RepositoryError::EmailTaken)
-                }
-                _ if key_at
-                    .is_some_and(|at| outcomes.get(at) == Some(&ItemOutcome::ConditionFailed)) =>
-                {
-                    Err(lease_lost())
-                }
+                _ if failed_at(&reasons, claim_at) => Err(RepositoryError::EmailTaken),
+                _ if failed_at(&reasons, key_at) => Err(lease_lost()),
                 // The release of the old claim failed, and the claim names another customer: not
                 // ours to delete. Change the email without it.
                 Some(ItemOutcome::Fine)
