@@ -19,7 +19,7 @@ use crate::validation::FieldError;
 pub struct InvalidValue(pub(crate) String);
 
 impl InvalidValue {
-    fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         Self(message.into())
     }
 
@@ -147,6 +147,23 @@ impl CustomerId {
 string_value!(CustomerId);
 
 /// Rejects control characters and returns the trimmed text, checking its length in Unicode scalar values.
+/// The bidirectional embedding, override and isolate characters.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// White space, the default-ignorable code points of Unicode's `DerivedCoreProperties.txt`, and
+/// the blank fillers that render as nothing (Hangul fillers, the blank Braille pattern).
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+            | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
 fn clean_text(s: &str, max_chars: usize) -> Result<&str, InvalidValue> {
     let trimmed = s.trim();
     if trimmed.is_empty() {
@@ -163,21 +180,39 @@ fn clean_text(s: &str, max_chars: usize) -> Result<&str, InvalidValue> {
     Ok(trimmed)
 }
 
-/// A first or last name: trimmed, 1–100 Unicode characters, no control characters.
+/// A first or last name: trimmed, NFC-normalised, 1–100 Unicode characters, no control
+/// characters, no bidirectional overrides, and at least one visible character.
+///
+/// NFC gives every name one spelling (`é` as one character, not `e` and a combining accent), so
+/// that search and comparison see the same text however a client composed it. Bidirectional
+/// override and isolate characters (U+202A–U+202E, U+2066–U+2069) could make a name display as
+/// another; a name of only invisible characters (zero-width spaces, fillers) displays as nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct PersonName(String);
 
 impl PersonName {
-    /// The longest name accepted, in Unicode scalar values.
+    /// The longest name accepted, in Unicode scalar values (after NFC).
     pub const MAX_CHARS: usize = 100;
 
-    /// Parses a name, trimming surrounding whitespace.
+    /// Parses a name, trimming surrounding whitespace and normalising it to NFC.
     ///
     /// # Errors
-    /// When the trimmed name is empty, longer than 100 characters, or holds a control character.
+    /// When the trimmed name is empty, longer than 100 characters, holds a control character or
+    /// a bidirectional override, or holds nothing visible.
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        clean_text(s, Self::MAX_CHARS).map(|t| Self(t.to_owned()))
+        use unicode_normalization::UnicodeNormalization as _;
+        let composed: String = s.trim().nfc().collect();
+        let name = clean_text(&composed, Self::MAX_CHARS)?;
+        if name.chars().any(is_bidi_control) {
+            return Err(InvalidValue::new(
+                "must not contain bidirectional override characters",
+            ));
+        }
+        if name.chars().all(is_invisible) {
+            return Err(InvalidValue::new("must contain a visible character"));
+        }
+        Ok(Self(name.to_owned()))
     }
 }
 string_value!(PersonName);
@@ -572,6 +607,38 @@ mod tests {
         let b = CustomerId::generate();
         assert!(CustomerId::parse(a.as_str()).is_ok());
         assert!(a < b);
+    }
+
+    #[test]
+    fn names_are_stored_in_nfc() {
+        let decomposed = PersonName::parse("E\u{301}mile").unwrap();
+        assert_eq!(decomposed, PersonName::parse("\u{c9}mile").unwrap());
+        assert_eq!(decomposed.as_str().chars().count(), 5);
+        // 100 decomposed characters are 100 characters once composed.
+        assert!(PersonName::parse(&"e\u{301}".repeat(100)).is_ok());
+    }
+
+    #[test]
+    fn names_of_invisible_characters_or_with_bidi_overrides_are_invalid() {
+        for invisible in [
+            "\u{200B}",
+            "\u{200B}\u{2060}\u{FEFF}",
+            "\u{3164}",
+            "\u{2800}\u{2800}",
+            "\u{00AD}",
+            "\u{E0041}",
+            "\u{200E}",
+        ] {
+            let err = PersonName::parse(invisible).unwrap_err();
+            assert!(err.message().contains("visible"), "{invisible:?}: {err:?}");
+        }
+        for trojan in ["Ada\u{202E}ecalevol", "\u{2066}Ada\u{2069}", "A\u{202A}da"] {
+            let err = PersonName::parse(trojan).unwrap_err();
+            assert!(err.message().contains("bidirectional"), "{trojan:?}");
+        }
+        // Invisible characters inside a visible name are the writer's business.
+        assert!(PersonName::parse("Ada\u{200D}Lovelace").is_ok());
+        assert!(PersonName::parse("\u{5d0}\u{5d3}\u{5d4}").is_ok());
     }
 
     #[test]

@@ -34,6 +34,7 @@ mod customer;
 mod fields;
 pub mod idempotency;
 mod input;
+pub mod listing;
 mod page;
 mod repository;
 mod service;
@@ -48,6 +49,7 @@ pub use fields::{
     Timestamp, Version,
 };
 pub use idempotency::{Idempotency, IdempotencyKey, Keyed, RequestFingerprint};
+pub use listing::{Change, Listing, NamePrefix, SortOrder, Tombstone};
 pub use page::{Cursor, Page, PageLimit};
 #[cfg(any(test, feature = "mock"))]
 pub use repository::MockCustomerRepository;

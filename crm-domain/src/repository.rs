@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use crate::customer::{Customer, CustomerPatch};
 use crate::fields::{CustomerId, Email, Timestamp, Version};
 use crate::idempotency::{Idempotency, KeyLease, KeyState, KeyedWrite, Written};
+use crate::listing::{Change, Listing};
 use crate::page::{Cursor, Page, PageLimit};
 use crate::validation::ValidationErrors;
 
@@ -46,8 +47,9 @@ pub enum RepositoryError {
     /// The patch, applied to the stored customer, would make it invalid; nothing was written.
     #[error("the patch would make the customer invalid: {0}")]
     InvalidPatch(ValidationErrors),
-    /// The cursor does not decode to a position of this repository.
-    #[error("the cursor is not one this service issued")]
+    /// The cursor does not decode to a position of this repository, or was made by a page of
+    /// another listing (another order, another search, the change feed).
+    #[error("the cursor is not one this service issued for this listing")]
     InvalidCursor,
     /// The store is throttling, down or too slow; the operation may be retried.
     #[error("the customer store is unavailable")]
@@ -210,21 +212,46 @@ pub trait CustomerRepository: Send + Sync {
         expected: Option<Version>,
     ) -> Result<(), RepositoryError>;
 
-    /// One page of at most `limit` customers, starting after `cursor` (from the start when `None`).
+    /// One page of at most `limit` customers of `listing`, in its order (see
+    /// [`listing`](crate::listing)), starting after `cursor` (from the start when `None`).
     ///
-    /// Walking from no cursor until `next_cursor` is `None` MUST return every customer that existed
-    /// throughout the walk exactly once. The order is the repository's own. No call may read the
-    /// whole store at once.
+    /// Walking from no cursor until `next_cursor` is `None` MUST return every customer of the
+    /// listing that existed and did not change throughout the walk exactly once, in order, however
+    /// many other customers are written meanwhile. A customer that changes during the walk
+    /// appears at most once. A call MUST cost a number of requests and read a number of entries
+    /// bounded by `limit`, whatever the store's size: no scan.
     ///
     /// # Errors
-    /// [`InvalidCursor`](RepositoryError::InvalidCursor) when `cursor` does not decode to a position
-    /// of this repository, [`Unavailable`](RepositoryError::Unavailable) or
+    /// [`InvalidCursor`](RepositoryError::InvalidCursor) when `cursor` was not made by a page of
+    /// the same listing (another order, another search text, a forged position),
+    /// [`Unavailable`](RepositoryError::Unavailable) or
     /// [`Unexpected`](RepositoryError::Unexpected).
     async fn list<'c>(
         &self,
+        listing: &Listing,
         limit: PageLimit,
         cursor: Option<&'c Cursor>,
     ) -> Result<Page<Customer>, RepositoryError>;
+
+    /// One page of at most `limit` changes at or after `since`, in `updatedAt` order (ties by id),
+    /// starting after `cursor`: the customers created or changed, and the [tombstones] of those
+    /// deleted, as they are now.
+    ///
+    /// Every change MUST be seen by a walk that starts at or before its time: a customer changed
+    /// during a walk moves to its new place and is seen again there. A tombstone is kept for the
+    /// repository's retention (30 days unless configured), then dropped; creating the id again
+    /// replaces it. Cost is bounded as for [`list`](Self::list).
+    ///
+    /// [tombstones]: crate::listing::Tombstone
+    ///
+    /// # Errors
+    /// As [`list`](Self::list).
+    async fn changes<'c>(
+        &self,
+        since: Timestamp,
+        limit: PageLimit,
+        cursor: Option<&'c Cursor>,
+    ) -> Result<Page<Change>, RepositoryError>;
 
     /// Stores many new customers, each with [`create`](Self::create)'s rules, in as few round trips as
     /// the store allows. A customer that conflicts is reported in the [`BulkReport`], not written,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::customer::{Customer, CustomerPatch, NewCustomer};
 use crate::fields::{CustomerId, Email, Timestamp, Version};
 use crate::idempotency::{Idempotency, KeyState, Keyed, KeyedWrite, RecordedOutcome, Written};
+use crate::listing::{Change, Listing};
 use crate::page::{Cursor, Page, PageLimit};
 use crate::repository::{BulkReport, CustomerRepository, RepositoryError};
 
@@ -313,16 +314,30 @@ impl CustomerService {
         }
     }
 
-    /// One page of customers.
+    /// One page of customers of `listing`.
     ///
     /// # Errors
     /// As [`CustomerRepository::list`].
     pub async fn list(
         &self,
+        listing: &Listing,
         limit: PageLimit,
         cursor: Option<&Cursor>,
     ) -> Result<Page<Customer>, RepositoryError> {
-        self.repository.list(limit, cursor).await
+        self.repository.list(listing, limit, cursor).await
+    }
+
+    /// One page of the change feed from `since`.
+    ///
+    /// # Errors
+    /// As [`CustomerRepository::changes`].
+    pub async fn changes(
+        &self,
+        since: Timestamp,
+        limit: PageLimit,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<Change>, RepositoryError> {
+        self.repository.changes(since, limit, cursor).await
     }
 
     /// Imports many customers at once; see [`CustomerRepository::put_many`]. A customer without

@@ -28,9 +28,13 @@ use serde_json::{Value, json};
 use crate::idempotency::{KeyState, KeyedWrite, RecordedOutcome, WriteKind, Written};
 use crate::{
     BulkRejection, Cursor, Customer, CustomerId, CustomerPatch, CustomerRepository, Email,
-    Idempotency, IdempotencyKey, NewCustomer, PageLimit, RepositoryError, RequestFingerprint,
-    Timestamp, Version,
+    Idempotency, IdempotencyKey, Listing, NewCustomer, PageLimit, RepositoryError,
+    RequestFingerprint, Timestamp, Version,
 };
+
+/// How long the repositories under test MUST keep the tombstones of deleted customers: factories
+/// build their repository with this retention, so that the suite can watch a tombstone expire.
+pub const TOMBSTONE_RETENTION: Duration = Duration::from_secs(3);
 
 /// Runs a contract case on a multi-threaded runtime, so concurrency cases really run in parallel.
 ///
@@ -224,7 +228,7 @@ pub async fn a_deleted_id_can_be_created_again_as_a_new_customer(repo: Repo) {
     assert_eq!(stored(&repo, "again").await, Some(reborn.clone()));
     assert_eq!(reborn.version(), Version::FIRST);
     let page = repo
-        .list(PageLimit::MAX, None)
+        .list(&Listing::default(), PageLimit::MAX, None)
         .await
         .expect("list succeeds");
     assert_eq!(page.items, [reborn]);
@@ -485,7 +489,10 @@ pub async fn an_import_run_again_writes_nobody_twice(repo: Repo) {
         "{again:?}"
     );
     assert_eq!(again.rejected.len(), 3);
-    let page = repo.list(PageLimit::MAX, None).await.expect("list");
+    let page = repo
+        .list(&Listing::default(), PageLimit::MAX, None)
+        .await
+        .expect("list");
     assert_eq!(page.items.len(), 3);
     // The next batch of the same input counts on: other positions, other ids.
     let next = crate::ImportSource {
@@ -568,7 +575,7 @@ pub async fn delete_removes_the_customer(repo: Repo) {
         .expect("delete succeeds");
     assert_eq!(stored(&repo, "gone").await, None);
     let page = repo
-        .list(PageLimit::MAX, None)
+        .list(&Listing::default(), PageLimit::MAX, None)
         .await
         .expect("list succeeds");
     let ids: Vec<&str> = page.items.iter().map(|c| c.id().as_str()).collect();
@@ -924,7 +931,7 @@ pub async fn a_full_walk_returns_every_customer_exactly_once(repo: Repo) {
         let mut pages = 0;
         loop {
             let page = repo
-                .list(limit, cursor.as_ref())
+                .list(&Listing::default(), limit, cursor.as_ref())
                 .await
                 .expect("list succeeds");
             pages += 1;
@@ -962,7 +969,9 @@ pub async fn a_corrupt_cursor_is_rejected(repo: Repo) {
         Cursor::encode(&"x".repeat(600)),
     ];
     for cursor in &forged {
-        let result = repo.list(PageLimit::DEFAULT, Some(cursor)).await;
+        let result = repo
+            .list(&Listing::default(), PageLimit::DEFAULT, Some(cursor))
+            .await;
         assert!(
             matches!(result, Err(RepositoryError::InvalidCursor)),
             "{cursor}: {result:?}"
@@ -973,7 +982,7 @@ pub async fn a_corrupt_cursor_is_rejected(repo: Repo) {
 /// An empty store lists as one empty last page.
 pub async fn an_empty_store_lists_one_empty_page(repo: Repo) {
     let page = repo
-        .list(PageLimit::DEFAULT, None)
+        .list(&Listing::default(), PageLimit::DEFAULT, None)
         .await
         .expect("list succeeds");
     assert!(page.items.is_empty());
@@ -1092,7 +1101,10 @@ pub async fn concurrent_creates_with_one_email_have_one_winner(repo: Repo) {
         Some(&format!("racer-{}", winners[0])),
     )
     .await;
-    let page = repo.list(PageLimit::MAX, None).await.expect("list");
+    let page = repo
+        .list(&Listing::default(), PageLimit::MAX, None)
+        .await
+        .expect("list");
     assert_eq!(page.items.len(), 1, "losers leave nothing behind");
 }
 
@@ -1193,7 +1205,10 @@ pub async fn a_cursor_outlives_the_customer_it_points_at(repo: Repo) {
         create(&repo, &named(&format!("c{i}"))).await;
     }
     let limit = PageLimit::new(2).expect("a valid limit");
-    let first = repo.list(limit, None).await.expect("first page");
+    let first = repo
+        .list(&Listing::default(), limit, None)
+        .await
+        .expect("first page");
     let cursor = first.next_cursor.expect("more pages");
     let last_seen = first.items.last().expect("two customers").id().clone();
     repo.delete(&last_seen, None).await.expect("delete");
@@ -1202,7 +1217,7 @@ pub async fn a_cursor_outlives_the_customer_it_points_at(repo: Repo) {
     let mut cursor = Some(cursor);
     while let Some(position) = cursor {
         let page = repo
-            .list(limit, Some(&position))
+            .list(&Listing::default(), limit, Some(&position))
             .await
             .expect("a cursor at a deleted customer is still valid");
         for c in page.items {

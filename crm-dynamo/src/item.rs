@@ -24,6 +24,26 @@ const KIND_EMAIL: &str = "email";
 pub(crate) const WRITE_TOKEN: &str = "writeToken";
 /// When DynamoDB's time to live removes an item (epoch seconds): set on tombstones only.
 pub(crate) const EXPIRES_AT: &str = "expiresAt";
+/// The listing shard of an item (see [`shard_of`]): the partition key of every listing index.
+pub(crate) const SHARD: &str = "shard";
+/// The sort key of `byCreated`: `crm_domain::listing::created_key`.
+pub(crate) const CREATED_KEY: &str = "createdKey";
+/// The sort key of `byUpdated`: `crm_domain::listing::updated_key`, on customers and tombstones.
+pub(crate) const UPDATED_KEY: &str = "updatedKey";
+/// The sort key of `byName`: `crm_domain::listing::name_key`.
+pub(crate) const NAME_KEY: &str = "nameKey";
+/// The sort key of `byFirstName`: `crm_domain::listing::first_name_key`.
+pub(crate) const FIRST_NAME_KEY: &str = "firstNameKey";
+/// How many shards each listing index is spread over, so that no index partition takes every
+/// write. Changing it means rewriting every item's `shard` (the backfill does).
+pub(crate) const SHARDS: u8 = 4;
+
+/// The shard of a customer: the first byte of the SHA-256 of its id, modulo [`SHARDS`], as text.
+pub(crate) fn shard_of(id: &CustomerId) -> String {
+    use sha2::{Digest as _, Sha256};
+    (Sha256::digest(id.as_str().as_bytes())[0] % SHARDS).to_string()
+}
+
 /// The attributes of a customer item that hold its data, which a delete removes.
 pub(crate) fn data_attributes() -> impl Iterator<Item = &'static str> {
     [

@@ -56,6 +56,14 @@ pub const TABLE: TableDefinition = TableDefinition {
 
 /// The index that finds a customer by normalized email.
 pub const EMAIL_INDEX: &str = "byEmail";
+/// The listing index in `createdAt` order.
+pub const CREATED_INDEX: &str = "byCreated";
+/// The listing index in `updatedAt` order, which also holds tombstones: the change feed.
+pub const UPDATED_INDEX: &str = "byUpdated";
+/// The listing index in name order (`last first`), also searched by name prefix.
+pub const NAME_INDEX: &str = "byName";
+/// The index searched by first-name prefix (`first last`).
+pub const FIRST_NAME_INDEX: &str = "byFirstName";
 
 impl TableDefinition {
     /// Creates a table of this layout named `name`, billed on demand, waits until it is active,

@@ -34,10 +34,24 @@ use crm_domain::{
 };
 
 /// Customers in memory; see the [crate docs](crate).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct InMemoryCustomerRepository {
     state: RwLock<State>,
+    /// How long the tombstone of a deleted customer stays in the change feed.
+    tombstone_retention: Duration,
 }
+
+impl Default for InMemoryCustomerRepository {
+    fn default() -> Self {
+        Self {
+            state: RwLock::default(),
+            tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
+        }
+    }
+}
+
+/// How long a tombstone stays when the caller sets nothing: 30 days.
+const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 #[derive(Debug, Default)]
 struct State {
@@ -176,6 +190,14 @@ impl InMemoryCustomerRepository {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same store keeping the tombstones of deleted customers for `retention` (30 days unless
+    /// set) in the change feed.
+    #[must_use]
+    pub fn with_tombstone_retention(mut self, retention: Duration) -> Self {
+        self.tombstone_retention = retention;
+        self
     }
 
     /// How many customers the store holds.
