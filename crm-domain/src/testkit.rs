@@ -25,6 +25,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+mod listing;
+pub use listing::*;
+
 use crate::idempotency::{KeyState, KeyedWrite, RecordedOutcome, WriteKind, Written};
 use crate::{
     BulkRejection, Cursor, Customer, CustomerId, CustomerPatch, CustomerRepository, Email,
@@ -80,6 +83,16 @@ macro_rules! __contract_cases {
     };
     ($mode:ident $($factory:expr)?) => {
         $crate::__contract_cases! { @list $mode [$($factory)?]
+            every_order_lists_every_customer_in_its_order,
+            the_name_order_ignores_case_accents_and_width_then_goes_by_id,
+            a_name_search_matches_the_start_of_either_name_or_of_both,
+            a_cursor_belongs_to_the_listing_that_made_it,
+            the_change_feed_lists_every_change_since_a_time_in_updated_order,
+            a_delete_leaves_a_tombstone_in_the_feed_and_nowhere_else,
+            a_tombstone_leaves_the_feed_after_its_retention,
+            creating_a_deleted_id_again_replaces_its_tombstone,
+            every_listing_of_an_empty_store_is_one_empty_page,
+            walks_stay_exact_while_other_customers_are_written,
             a_deleted_id_can_be_created_again_as_a_new_customer,
             every_write_answers_what_it_stored_one_version_at_a_time,
             a_keyed_write_records_its_outcome_for_the_same_request_only,
@@ -1333,10 +1346,15 @@ mod tests {
 
     #[test]
     fn the_case_list_names_every_contract_case_once() {
-        // Every `pub async fn` of this module is a case, however rustfmt wraps its signature.
-        let source = include_str!("testkit.rs");
+        // Every `pub async fn` of this module and its `listing` part is a case, however rustfmt
+        // wraps its signature; the listing cases are listed first.
+        let source = [
+            include_str!("testkit/listing.rs"),
+            include_str!("testkit.rs"),
+        ];
         let defined: Vec<&str> = source
-            .lines()
+            .iter()
+            .flat_map(|file| file.lines())
             .filter_map(|line| line.strip_prefix("pub async fn "))
             .filter_map(|rest| rest.split('(').next())
             .collect();
