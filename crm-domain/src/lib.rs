@@ -31,6 +31,7 @@
 //! `MockCustomerRepository`.
 
 mod customer;
+pub mod events;
 mod fields;
 pub mod idempotency;
 mod input;
