@@ -51,7 +51,7 @@ pub use fields::{
 };
 pub use idempotency::{Idempotency, IdempotencyKey, Keyed, RequestFingerprint};
 pub use listing::{Change, Listing, NamePrefix, SortOrder, Tombstone};
-pub use page::{Cursor, Page, PageLimit};
+pub use page::{Cursor, CursorKey, Page, PageLimit};
 #[cfg(any(test, feature = "mock"))]
 pub use repository::MockCustomerRepository;
 pub use repository::{

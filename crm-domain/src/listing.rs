@@ -41,7 +41,7 @@ use unicode_normalization::UnicodeNormalization as _;
 
 use crate::customer::Customer;
 use crate::fields::{CustomerId, InvalidValue, Timestamp, Version};
-use crate::page::Cursor;
+use crate::page::{Cursor, CursorKey};
 
 /// Folds a name for comparison: case-, accent- and width-insensitive.
 ///
@@ -258,18 +258,18 @@ impl Listing {
         }
     }
 
-    /// The cursor of a page of this listing whose last item has `key`.
-    pub fn cursor(&self, key: &str) -> Cursor {
-        Cursor::encode(&format!("{}|{key}", self.scope()))
+    /// The cursor, sealed with `seal`, of a page of this listing whose last item has `key`.
+    pub fn cursor(&self, seal: &CursorKey, key: &str) -> Cursor {
+        seal.seal(&format!("{}|{key}", self.scope()))
     }
 
-    /// The key a cursor of this listing points after.
+    /// The key a cursor of this listing, sealed with `seal`, points after.
     ///
     /// # Errors
-    /// When the cursor was made for another listing (another order, another search text) or
-    /// does not hold a key of this listing's shape.
-    pub fn position(&self, cursor: &Cursor) -> Result<String, InvalidCursor> {
-        let key = scoped(cursor, &self.scope())?;
+    /// When the cursor does not open with `seal`, was made for another listing (another order,
+    /// another search text) or does not hold a key of this listing's shape.
+    pub fn position(&self, seal: &CursorKey, cursor: &Cursor) -> Result<String, InvalidCursor> {
+        let key = scoped(seal, cursor, &self.scope())?;
         let valid = match self {
             Self::All(
                 SortOrder::CreatedAt | SortOrder::CreatedAtDescending | SortOrder::UpdatedAt,
@@ -288,17 +288,18 @@ pub struct ChangeFeed;
 impl ChangeFeed {
     const SCOPE: &'static str = "changes";
 
-    /// The cursor of a page whose last change has `key`.
-    pub fn cursor(key: &str) -> Cursor {
-        Cursor::encode(&format!("{}|{key}", Self::SCOPE))
+    /// The cursor, sealed with `seal`, of a page whose last change has `key`.
+    pub fn cursor(seal: &CursorKey, key: &str) -> Cursor {
+        seal.seal(&format!("{}|{key}", Self::SCOPE))
     }
 
-    /// The key a cursor of the change feed points after.
+    /// The key a cursor of the change feed, sealed with `seal`, points after.
     ///
     /// # Errors
-    /// When the cursor was made for a listing, or holds no [`updated_key`].
-    pub fn position(cursor: &Cursor) -> Result<String, InvalidCursor> {
-        let key = scoped(cursor, Self::SCOPE)?;
+    /// When the cursor does not open with `seal`, was made for a listing, or holds no
+    /// [`updated_key`].
+    pub fn position(seal: &CursorKey, cursor: &Cursor) -> Result<String, InvalidCursor> {
+        let key = scoped(seal, cursor, Self::SCOPE)?;
         if is_time_key(&key) {
             Ok(key)
         } else {
@@ -318,8 +319,8 @@ impl ChangeFeed {
 #[error("the cursor does not belong to this listing")]
 pub struct InvalidCursor;
 
-fn scoped(cursor: &Cursor, scope: &str) -> Result<String, InvalidCursor> {
-    let position = cursor.decode().ok_or(InvalidCursor)?;
+fn scoped(seal: &CursorKey, cursor: &Cursor, scope: &str) -> Result<String, InvalidCursor> {
+    let position = seal.open(cursor).ok_or(InvalidCursor)?;
     let (found, key) = position.split_once('|').ok_or(InvalidCursor)?;
     if found == scope && key.len() <= MAX_KEY_BYTES {
         Ok(key.to_owned())
@@ -331,6 +332,10 @@ fn scoped(cursor: &Cursor, scope: &str) -> Result<String, InvalidCursor> {
 /// More than any key holds: two folded names of 100 characters (each may fold to more, `ß` to
 /// `ss`, a ligature to letters, up to 4 bytes each) and an id.
 const MAX_KEY_BYTES: usize = 900;
+
+/// The longest position a cursor carries: a scope and a key.
+#[cfg(test)]
+pub(crate) const MAX_POSITION_BYTES: usize = MAX_KEY_BYTES + 32;
 
 /// The key of a customer (or of its tombstone) in the `updatedAt` order and the change feed.
 pub fn updated_key(updated_at: Timestamp, id: &CustomerId) -> String {
@@ -555,39 +560,34 @@ mod tests {
 
     #[test]
     fn a_cursor_is_bound_to_its_listing() {
+        let seal = CursorKey::generate();
         let ada = customer("c1", "Ada", "Lovelace");
         let by_name = Listing::All(SortOrder::Name);
-        let cursor = by_name.cursor(&name_key(&ada));
-        assert_eq!(by_name.position(&cursor), Ok(name_key(&ada)));
-        assert!(
-            Listing::All(SortOrder::CreatedAt)
-                .position(&cursor)
-                .is_err()
-        );
-        assert!(ChangeFeed::position(&cursor).is_err());
-        let search = Listing::Name(NamePrefix::parse("love").unwrap());
-        let found = search.cursor(&name_key(&ada));
-        assert!(search.position(&found).is_ok());
-        assert!(
-            Listing::Name(NamePrefix::parse("ada").unwrap())
-                .position(&found)
-                .is_err()
-        );
+        let cursor = by_name.cursor(&seal, &name_key(&ada));
+        assert_eq!(by_name.position(&seal, &cursor), Ok(name_key(&ada)));
+        assert!(by_name.position(&CursorKey::generate(), &cursor).is_err());
         let created = Listing::All(SortOrder::CreatedAt);
-        let cursor = created.cursor(&created_key(&ada));
-        assert!(created.position(&cursor).is_ok());
-        assert!(
-            Listing::All(SortOrder::CreatedAtDescending)
-                .position(&cursor)
-                .is_err()
-        );
+        assert!(created.position(&seal, &cursor).is_err());
+        assert!(ChangeFeed::position(&seal, &cursor).is_err());
+        let search = Listing::Name(NamePrefix::parse("love").unwrap());
+        let found = search.cursor(&seal, &name_key(&ada));
+        assert!(search.position(&seal, &found).is_ok());
+        let other_search = Listing::Name(NamePrefix::parse("ada").unwrap());
+        assert!(other_search.position(&seal, &found).is_err());
+        let cursor = created.cursor(&seal, &created_key(&ada));
+        assert!(created.position(&seal, &cursor).is_ok());
+        let newest_first = Listing::All(SortOrder::CreatedAtDescending);
+        assert!(newest_first.position(&seal, &cursor).is_err());
+        let feed = ChangeFeed::cursor(&seal, &created_key(&ada));
+        assert!(ChangeFeed::position(&seal, &feed).is_ok());
+        assert!(created.position(&seal, &feed).is_err());
         for forged in [
             "createdAt|x",
             "createdAt|2026-01-01T00:00:00Z#c1",
             "name|nobody",
         ] {
             assert!(
-                created.position(&Cursor::encode(forged)).is_err(),
+                created.position(&seal, &seal.seal(forged)).is_err(),
                 "{forged}"
             );
         }

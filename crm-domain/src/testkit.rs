@@ -970,16 +970,33 @@ pub async fn a_full_walk_returns_every_customer_exactly_once(repo: Repo) {
     }
 }
 
-/// A cursor this repository did not issue is `InvalidCursor`, never another error.
+/// A cursor this repository did not issue is `InvalidCursor`, never another error: garbage,
+/// a cursor sealed with another key, a cursor of this repository with one character changed.
 pub async fn a_corrupt_cursor_is_rejected(repo: Repo) {
-    create(&repo, &named("a")).await;
+    for n in 0..3 {
+        create(&repo, &named(&format!("a{n}"))).await;
+    }
+    let issued = repo
+        .list(
+            &Listing::default(),
+            PageLimit::new(1).expect("a valid limit"),
+            None,
+        )
+        .await
+        .expect("list succeeds")
+        .next_cursor
+        .expect("a page of one of three has a next");
+    let mut altered = issued.as_str().as_bytes().to_vec();
+    let middle = altered.len() / 2;
+    altered[middle] = if altered[middle] == b'A' { b'B' } else { b'A' };
+    let altered = String::from_utf8(altered).expect("base64 is ASCII");
+    let foreign = crate::CursorKey::generate();
     let forged = [
         Cursor::parse("garbage").expect("well-formed base64"),
-        Cursor::encode("not a position"),
-        Cursor::encode(""),
-        Cursor::encode("CUSTOMER#"),
-        Cursor::encode("EMAIL#zz"),
-        Cursor::encode(&"x".repeat(600)),
+        Cursor::parse(&"A".repeat(600)).expect("well-formed base64"),
+        Cursor::parse(&altered).expect("well-formed base64"),
+        foreign.seal("createdAt|2026-01-01T00:00:00.000Z#a0"),
+        foreign.seal(""),
     ];
     for cursor in &forged {
         let result = repo
