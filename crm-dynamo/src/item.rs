@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use crm_domain::{
     Address, AddressText, CountryCode, Customer, CustomerId, CustomerParts, Email, PersonName,
-    Phone, RepositoryError, Timestamp, Version,
+    Phone, RepositoryError, Timestamp, Version, listing,
 };
 use serde::{Deserialize, Serialize};
 
@@ -44,7 +44,10 @@ pub(crate) fn shard_of(id: &CustomerId) -> String {
     (Sha256::digest(id.as_str().as_bytes())[0] % SHARDS).to_string()
 }
 
-/// The attributes of a customer item that hold its data, which a delete removes.
+/// The attributes of a customer item that hold its data, which a delete removes: the fields, and
+/// the order keys made of them (`nameKey` and `firstNameKey` hold the folded names, `createdKey`
+/// the time of creation). A tombstone keeps `shard` and gets its own `updatedKey`, which hold no
+/// customer data, so that the change feed finds it.
 pub(crate) fn data_attributes() -> impl Iterator<Item = &'static str> {
     [
         "firstName",
@@ -53,9 +56,64 @@ pub(crate) fn data_attributes() -> impl Iterator<Item = &'static str> {
         "emailKey",
         "phone",
         "createdAt",
+        CREATED_KEY,
+        NAME_KEY,
+        FIRST_NAME_KEY,
     ]
     .into_iter()
     .chain(ADDRESS_ATTRIBUTES)
+}
+
+/// The listing keys of `customer`'s item, as (attribute, value): `shard`, `createdKey`,
+/// `updatedKey`, `nameKey`, `firstNameKey`. Every write of a whole customer stamps them, and the
+/// backfill compares stored items against them.
+pub(crate) fn listing_keys(customer: &Customer) -> [(&'static str, String); 5] {
+    [
+        (SHARD, shard_of(customer.id())),
+        (CREATED_KEY, listing::created_key(customer)),
+        (
+            UPDATED_KEY,
+            listing::updated_key(customer.updated_at(), customer.id()),
+        ),
+        (NAME_KEY, listing::name_key(customer)),
+        (FIRST_NAME_KEY, listing::first_name_key(customer)),
+    ]
+}
+
+/// The name keys (`nameKey`, `firstNameKey`) of customer `id` named `first` `last`: what a patch
+/// that sets a name writes with it.
+pub(crate) fn name_keys(
+    id: &CustomerId,
+    first: &PersonName,
+    last: &PersonName,
+) -> [(&'static str, String); 2] {
+    // The key functions take a customer, and read only its names and id (the unit test below
+    // holds them to it): the other parts are placeholders.
+    let at = Timestamp::from_unix_millis(0).unwrap_or_else(|_| Timestamp::now());
+    let named = Customer::from_parts(CustomerParts {
+        id: id.clone(),
+        first_name: first.clone(),
+        last_name: last.clone(),
+        email: None,
+        phone: None,
+        address: None,
+        created_at: at,
+        updated_at: at,
+        version: Version::FIRST,
+    });
+    [
+        (NAME_KEY, listing::name_key(&named)),
+        (FIRST_NAME_KEY, listing::first_name_key(&named)),
+    ]
+}
+
+/// The listing keys of customer `id` changed (or deleted) at `updated_at` that hold no customer
+/// data: its shard and its place in `byUpdated`, the change feed. All that a tombstone keeps.
+pub(crate) fn feed_keys(id: &CustomerId, updated_at: Timestamp) -> [(&'static str, String); 2] {
+    [
+        (SHARD, shard_of(id)),
+        (UPDATED_KEY, listing::updated_key(updated_at, id)),
+    ]
 }
 
 /// The key of a customer item.
@@ -65,8 +123,8 @@ pub(crate) fn customer_pk(id: &CustomerId) -> String {
 
 /// The key of the item that claims a normalized email for one customer: the SHA-256 of the email,
 /// in hex. The claim only has to be unique per email, so it need not hold the address itself: the
-/// one copy of an email stays on its customer's item, and a listing cursor (which may be the key of
-/// a claim) never carries an address into a URL.
+/// one copy of an email stays on its customer's item, and a key printed anywhere (a backfill's
+/// position) never carries an address.
 pub(crate) fn email_pk(normalized_email: &str) -> String {
     digest_pk(EMAIL_PREFIX, normalized_email)
 }
@@ -93,7 +151,7 @@ pub(crate) fn key(pk: String) -> Item {
     HashMap::from([(PK.to_owned(), AttributeValue::S(pk))])
 }
 
-/// True when `pk` is a key this repository writes: a listing cursor must decode to one.
+/// True when `pk` is a key this repository writes: a backfill resumes only after one.
 pub(crate) fn is_valid_pk(pk: &str) -> bool {
     if let Some(id) = pk.strip_prefix(CUSTOMER_PREFIX) {
         CustomerId::parse(id).is_ok()
@@ -142,6 +200,19 @@ pub(crate) struct CustomerItem {
     created_at: Timestamp,
     updated_at: Timestamp,
     version: Version,
+    // The listing keys: written with every customer, optional on the way back in, because items
+    // written before the listing indexes existed lack them until the backfill runs (and reads
+    // never need them: they are computed from the fields above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shard: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    updated_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    first_name_key: Option<String>,
 }
 
 /// Attribute names of the address parts, in the order of [`Address`]'s fields.
@@ -157,6 +228,8 @@ pub(crate) const ADDRESS_ATTRIBUTES: [&str; 6] = [
 
 impl From<&Customer> for CustomerItem {
     fn from(customer: &Customer) -> Self {
+        let [shard, created_key, updated_key, name_key, first_name_key] =
+            listing_keys(customer).map(|(_, value)| Some(value));
         let CustomerParts {
             id,
             first_name,
@@ -204,6 +277,11 @@ impl From<&Customer> for CustomerItem {
             created_at,
             updated_at,
             version,
+            shard,
+            created_key,
+            updated_key,
+            name_key,
+            first_name_key,
         }
     }
 }
@@ -336,6 +414,72 @@ mod tests {
         assert_eq!(item.get("version"), Some(&AttributeValue::N("1".into())));
         assert!(!item.contains_key("address"));
         assert_eq!(customer_from_item(item).unwrap(), c);
+    }
+
+    #[test]
+    fn a_customer_item_carries_its_listing_keys() {
+        let c = customer();
+        let item = customer_item(&c).unwrap();
+        assert_eq!(item.get(SHARD), Some(&s(&shard_of(c.id()))));
+        assert_eq!(item.get(CREATED_KEY), Some(&s(&listing::created_key(&c))));
+        assert_eq!(
+            item.get(UPDATED_KEY),
+            Some(&s(&listing::updated_key(c.updated_at(), c.id())))
+        );
+        assert_eq!(item.get(NAME_KEY), Some(&s(&listing::name_key(&c))));
+        assert_eq!(
+            item.get(FIRST_NAME_KEY),
+            Some(&s(&listing::first_name_key(&c)))
+        );
+    }
+
+    #[test]
+    fn the_name_keys_of_a_patch_are_those_of_the_customer_it_makes() {
+        let c = customer();
+        let keys = listing_keys(&c);
+        assert_eq!(
+            name_keys(c.id(), c.first_name(), c.last_name()),
+            [keys[3].clone(), keys[4].clone()]
+        );
+    }
+
+    #[test]
+    fn an_item_written_before_the_listing_keys_still_reads() {
+        let c = customer();
+        let mut item = customer_item(&c).unwrap();
+        for (attribute, _) in listing_keys(&c) {
+            item.remove(attribute);
+        }
+        assert_eq!(customer_from_item(item).unwrap(), c);
+    }
+
+    #[test]
+    fn a_delete_removes_the_keys_made_of_customer_data_and_keeps_the_feed_s() {
+        let removed: Vec<&str> = data_attributes().collect();
+        for attribute in [CREATED_KEY, NAME_KEY, FIRST_NAME_KEY, "firstName", "email"] {
+            assert!(removed.contains(&attribute), "{attribute}");
+        }
+        for attribute in [SHARD, UPDATED_KEY, "updatedAt", "version", WRITE_TOKEN] {
+            assert!(!removed.contains(&attribute), "{attribute}");
+        }
+        let id = CustomerId::parse("c1").unwrap();
+        let at = Timestamp::parse("2026-12-01T00:00:00Z").unwrap();
+        assert_eq!(
+            feed_keys(&id, at),
+            [
+                (SHARD, shard_of(&id)),
+                (UPDATED_KEY, "2026-12-01T00:00:00.000Z#c1".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn shards_spread_ids_over_every_shard() {
+        let shards: std::collections::BTreeSet<String> = (0..100)
+            .map(|i| shard_of(&CustomerId::parse(&format!("c{i}")).unwrap()))
+            .collect();
+        let all: std::collections::BTreeSet<String> = (0..SHARDS).map(|s| s.to_string()).collect();
+        assert_eq!(shards, all);
     }
 
     #[test]

@@ -6,28 +6,46 @@
 //!
 //! # Table layout
 //!
-//! One table, partition key `pk` (string), no sort key, billed on demand; one global secondary
-//! index `byEmail` on `emailKey` projecting everything ([`TABLE`] states it in code; the
-//! CloudFormation template is checked against it), and a time to live on `expiresAt`. Four kinds
-//! of item:
+//! One table, partition key `pk` (string), no sort key, billed on demand, with a time to live on
+//! `expiresAt` and five global secondary indexes, all sparse and projecting everything ([`TABLE`]
+//! states them in code; the CloudFormation templates are checked against it):
+//!
+//! | index | partition key | sort key | holds |
+//! | --- | --- | --- | --- |
+//! | `byEmail` | `emailKey` | — | customers with an email |
+//! | `byCreated` | `shard` | `createdKey` | customers |
+//! | `byUpdated` | `shard` | `updatedKey` | customers and tombstones (the change feed) |
+//! | `byName` | `shard` | `nameKey` | customers |
+//! | `byFirstName` | `shard` | `firstNameKey` | customers |
+//!
+//! Four kinds of item:
 //!
 //! | item | `pk` | attributes |
 //! | --- | --- | --- |
-//! | customer | `CUSTOMER#<id>` | `kind = "customer"`, `id`, `firstName`, `lastName`, `email`, `emailKey` (lower-cased email), `phone`, `addressLine1` … `addressCountry`, `createdAt`, `updatedAt`, `version` (number) |
+//! | customer | `CUSTOMER#<id>` | `kind = "customer"`, `id`, `firstName`, `lastName`, `email`, `emailKey` (lower-cased email), `phone`, `addressLine1` … `addressCountry`, `createdAt`, `updatedAt`, `version` (number); the listing keys `shard`, `createdKey`, `updatedKey`, `nameKey`, `firstNameKey` |
 //! | email claim | `EMAIL#<SHA-256 of the lower-cased email, hex>` | `kind = "email"`, `customerId` |
-//! | tombstone of a deleted customer | `CUSTOMER#<id>` | `kind = "deleted"`, `id`, `version` (the delete's), `updatedAt` (its time), `writeToken`, `expiresAt` (epoch seconds; DynamoDB's time to live) |
+//! | tombstone of a deleted customer | `CUSTOMER#<id>` | `kind = "deleted"`, `id`, `version` (the delete's), `updatedAt` (its time), `writeToken`, `expiresAt` (epoch seconds; DynamoDB's time to live); `shard`, `updatedKey` |
 //! | idempotency key | `IDEMPOTENCY#<SHA-256 of the key, hex>` | `kind = "idempotency"`, `state` (`held`, `done`), `fingerprint`, `holder` and `heldUntil` while held, `write`, `customerId` and `version` once done, `expiresAt` (24 hours after first use) |
 //!
 //! Customer items and tombstones also carry `writeToken`, the token of the operation that last
 //! wrote them.
+//!
+//! The listing keys are the keys of [`crm_domain::listing`], stored: `createdKey` and
+//! `updatedKey` are the time and the id (`2026-12-01T08:00:00.000Z#<id>`), `nameKey` the folded
+//! `last first` and `firstNameKey` the folded `first last`, each followed by the id; `shard` is
+//! `0`–`3`, from the first byte of the SHA-256 of the id. Every write that stores a whole customer
+//! (create, bulk import, a patch of the email) writes all five; a patch in place sets `updatedKey`
+//! (and `shard`) with the new time, and the name keys when it sets a name. A delete keeps `shard`,
+//! sets `updatedKey` to the time of the delete and removes the other three with the customer's
+//! data: they are made of it (the folded names are personal data). So a tombstone is in
+//! `byUpdated` only. Claims and idempotency records carry none of them.
 //!
 //! Why this shape:
 //! - **Uniqueness of emails** cannot be a condition on a GSI, so every email is claimed by an item of
 //!   its own, written in the same transaction as the customer (`attribute_not_exists(pk)` on both).
 //!   The claim is deleted in the transaction that deletes the customer or changes its email. It is
 //!   keyed by a digest of the address, not the address: uniqueness needs only equality, so the one
-//!   copy of an email stays on its customer's item, and a listing cursor (the key of the last item
-//!   read, which may be a claim) never carries an address into a URL or an access log.
+//!   copy of an email stays on its customer's item.
 //! - **Exact outcomes after lost replies.** The SDK resends a request whose reply was lost, and
 //!   DynamoDB may have applied the first: the resent conditional write then fails on what its own
 //!   first attempt did. Every write stamps the item with a token of its operation, and every
@@ -45,11 +63,20 @@
 //! - **Lookup by email** is one `Query` on the sparse `byEmail` index (only customer items carry
 //!   `emailKey`). Like every GSI read it is eventually consistent: a lookup right after a write may
 //!   briefly miss it, which the port allows. Uniqueness never depends on it (the claims do that).
-//! - **Listing** is a consistent `Scan` filtered to customers, with `Limit` so that no call reads the
-//!   whole table; a page that email claims or DynamoDB's 1 MB cut leave short is topped up by further
-//!   calls (at most 8). The cursor is the key of the last customer returned, base64-wrapped
-//!   ([`Cursor`](crm_domain::Cursor)); one that does not decode to a key this repository writes is
-//!   `InvalidCursor`.
+//! - **Listing never scans.** Each order has an index sorted by its key
+//!   ([`crm_domain::listing`]): `byCreated` (`createdAt` and `-createdAt`), `byName`, `byUpdated`
+//!   (which also holds the tombstones: it is the change feed), and `byFirstName` for name search.
+//!   Each is spread over four shards (`shard`, from the id's digest), so that no index partition
+//!   takes every write; a page queries the four shards in parallel and merges them by key, reading
+//!   about one page (see [Listing costs](#listing-costs)). A name search merges eight streams,
+//!   `byName` and `byFirstName` on each shard, and keeps a customer only under the key the search
+//!   finds it by. The cursor is the key of the last item returned, bound to its listing
+//!   ([`Listing::cursor`](crm_domain::listing::Listing::cursor)) and sealed with the table's
+//!   cursor key (an item `SETTINGS#cursor-key`, made by the first listing that finds none and read
+//!   once per process: one `GetItem` on the first listing after a cold start), because a key of
+//!   the name order is the customer's name and cursors travel in URLs; one made for another
+//!   listing, altered or forged, is `InvalidCursor` before any Query. Like every GSI read, a
+//!   listing may lag the writes before it by a moment.
 //!
 //! # Requests per operation
 //!
@@ -58,7 +85,9 @@
 //! | create | 1 (`PutItem`, or `TransactWriteItems` with the email claim) |
 //! | get | 1 consistent `GetItem` |
 //! | find by email | 1 `Query` on `byEmail` |
-//! | patch that leaves the email alone | 1 conditional `UpdateItem` returning the new item |
+//! | a page of a listing, a search or the change feed | 4 to 7 `Query`s in most cases, never more than 12 (24 for a search): see [Listing costs](#listing-costs) |
+//! | patch that leaves the email and the names alone, or sets both names | 1 conditional `UpdateItem` returning the new item |
+//! | patch that sets one name and leaves the email alone | 2: a consistent `GetItem` (the name keys are made of both names), then the conditional `UpdateItem`, also conditioned on the other name being the one read |
 //! | patch that sets or clears the email | 2: a consistent `GetItem`, then `TransactWriteItems` conditioned on the version read (transactions return no item, and the old claim's key is the old email) |
 //! | delete of a customer without email | 1 conditional `UpdateItem` that makes the item a tombstone |
 //! | delete of a customer with email | 2: the conditional `UpdateItem` fails and returns the item, then `TransactWriteItems` makes the tombstone and deletes the claim |
@@ -73,8 +102,43 @@
 //! `tests/dynamodb/requests.rs` counts the requests of each row on DynamoDB Local and fails on any
 //! other number.
 //!
-//! Every single-customer operation is one round trip where DynamoDB allows it. Two rows take two,
-//! because DynamoDB cannot do them in one:
+//! # Listing costs
+//!
+//! A page of `limit` items (1–100) costs, whatever the table's size:
+//!
+//! | page of | Queries | items read |
+//! | --- | --- | --- |
+//! | `createdAt`, `-createdAt`, `name` | 4 in parallel (one per shard of the index), plus at most 3 refills: 4 to 7 | at most 2.5 × `limit` + 2.5 |
+//! | `updatedAt` | as above while no tombstone lies among the customers read; each tombstone read is dropped and may cost a refill: at most 12 | at most 12 × (`limit` + 1) |
+//! | a name search | 8 in parallel (`byName` and `byFirstName` on each shard), plus refills: at most 24 | at most 24 × (`limit` + 1); a customer whose two names both match is read twice |
+//! | the change feed | as `createdAt` while no expired tombstone is read (DynamoDB removes them within about two days; until then they are dropped like `updatedAt`'s tombstones): at most 12 | as `createdAt`; at most 12 × (`limit` + 1) |
+//!
+//! Every Query reads at most `limit` + 1 items and stops at DynamoDB's 1 MB (a page of the largest
+//! customers is half of that). The first four (or eight) read `limit / 4 + 1` items each; a shard
+//! is read again only when the merge cannot go on without it: it ran dry and it may still hold the
+//! next key. Its refill asks for what the page still needs plus one (the one after the page, which
+//! says whether there is a next), so a shard whose reads drop nothing is refilled at most once per
+//! page and at most three shards are; a shard that dropped items asks for more in the proportion
+//! it kept, up to `limit` + 1. The bound on Queries is three per stream; a page that reaches it
+//! ends short, with a cursor where every shard has been read up to (it may then be empty: a run of
+//! tombstones longer than the bound can read).
+//!
+//! Measured on 3,000 customers (BENCHMARKS.md): 5.4–5.7 Queries and 1.5 × `limit` items per page
+//! of 25 (1.25 × at 100) for the orders and the feed, about 2.8 read capacity units per page of 25
+//! (each Query costs at least 0.5: reads are eventually consistent); `updatedAt` 6–6.5 Queries
+//! with a tenth of the table deleted; a search about 10 Queries, reading up to 3 items per item
+//! returned when most customers match by both names. `tests/dynamodb/requests.rs` checks the
+//! bounds page by page on 300 customers.
+//!
+//! Every single-customer operation is one round trip where DynamoDB allows it. Three rows take
+//! two, because DynamoDB cannot do them in one:
+//! - **A patch that sets one name** must rewrite `nameKey` (the folded `last first`) and
+//!   `firstNameKey` (`first last`), which are made of both names, and an update expression can set
+//!   an attribute to a value or to arithmetic on a number, never to a text joined from a stored
+//!   value. So the other name is read first, and the `UpdateItem` is conditioned on it being still
+//!   the one read: a rename of the other name in between makes the patch read again. It is not
+//!   conditioned on the version read, so concurrent patches of one customer do not refuse each
+//!   other, as they never did. A patch that sets both names needs no read.
 //! - **A patch that sets or clears the email** must release the old claim, whose key is the old
 //!   email, in the same transaction that writes the customer and claims the new one; and it must
 //!   answer the customer as stored. `TransactWriteItems` returns no item, and an `UpdateItem`
@@ -86,8 +150,28 @@
 //!   claim. (Leaving claims behind to be cleaned lazily would make this one request, at the price of
 //!   keeping a trace of every deleted customer's email: we chose erasure.)
 //!
-//! Neither read is a read-modify-write race: the write that follows is conditioned on the version
-//! read, so a change in between makes it retry, never overwrite.
+//! No read is a read-modify-write race: the write that follows is conditioned on what it read (the
+//! version, or the other name), so a change in between makes it retry, never overwrite.
+//!
+//! # Upgrading a table of the previous layout
+//!
+//! A table written by a version without the listing indexes lacks them and its items lack the
+//! listing keys. The indexes come from the deployment (DynamoDB adds one index per table update:
+//! `deploy/README.md`, "Upgrading to the listing indexes", adds them in four steps). The keys come
+//! from [`DynamoCustomerRepository::backfill_listing_keys`] (`cargo run --example backfill`): a
+//! paginated, consistent `Scan` that gives each customer and tombstone the keys it lacks, with an
+//! `UpdateItem` conditioned on the item being as read (kind, version and every attribute a key is
+//! made of), and changes nothing else: not the version, not `updatedAt`, not the write token. The
+//! service may run meanwhile; a write in between wins and the backfill looks again. It is
+//! idempotent (a second run updates nothing) and resumable ([`Backfill::resume_after`]). A
+//! customer whose stored names are no longer valid (only invisible characters, or a bidirectional
+//! override) does not decode, so it gets no key: the report counts it as unreadable, and it stays
+//! out of the listings until it is repaired by hand. A tombstone without `updatedAt` (this crate
+//! always wrote one) takes its time from `expiresAt` less the tombstone retention.
+//!
+//! The backfill scans, so it needs `dynamodb:Scan` and `dynamodb:UpdateItem` on the table: an
+//! operator's credentials. The service itself never scans, and the function roles of the
+//! templates are not granted `Scan`.
 //!
 //! # Time and errors
 //!
@@ -121,7 +205,10 @@ mod repository;
 mod settings;
 mod table;
 
-pub use repository::DynamoCustomerRepository;
+pub use repository::{
+    Backfill, BackfillError, BackfillPosition, BackfillReport, DynamoCustomerRepository,
+    InvalidBackfillPosition,
+};
 
 /// Customer ⇄ item conversion, for tools that read or write the table directly (exports,
 /// migrations) and for benchmarks. The layout is the one in the [crate docs](crate).
@@ -129,4 +216,7 @@ pub mod items {
     pub use crate::item::{Item, customer_from_item as from_item, customer_item as to_item};
 }
 pub use settings::{DynamoSettings, InvalidTableName};
-pub use table::{EMAIL_INDEX, IndexDefinition, TABLE, TableDefinition};
+pub use table::{
+    CREATED_INDEX, EMAIL_INDEX, FIRST_NAME_INDEX, IndexDefinition, NAME_INDEX, TABLE,
+    TableDefinition, UPDATED_INDEX,
+};

@@ -9,14 +9,24 @@ use aws_sdk_dynamodb::types::{
 use crm_domain::RepositoryError;
 
 use crate::error::classify;
+use crate::item;
 
 /// A global secondary index of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexDefinition {
     /// The index name.
     pub name: &'static str,
-    /// Its partition key (a string attribute); the index has no sort key.
+    /// Its partition key (a string attribute).
     pub partition_key: &'static str,
+    /// Its sort key (a string attribute), if it has one.
+    pub sort_key: Option<&'static str>,
+}
+
+impl IndexDefinition {
+    /// The attributes of its key schema: the partition key, then the sort key if any.
+    pub fn key_attributes(&self) -> impl Iterator<Item = &'static str> {
+        std::iter::once(self.partition_key).chain(self.sort_key)
+    }
 }
 
 /// What the repository needs of its table: keys, indexes, and the IAM actions it calls.
@@ -38,18 +48,46 @@ pub struct TableDefinition {
 /// The customers table.
 pub const TABLE: TableDefinition = TableDefinition {
     partition_key: "pk",
-    indexes: &[IndexDefinition {
-        name: EMAIL_INDEX,
-        partition_key: "emailKey",
-    }],
-    time_to_live_attribute: crate::item::EXPIRES_AT,
+    indexes: &[
+        IndexDefinition {
+            name: EMAIL_INDEX,
+            partition_key: "emailKey",
+            sort_key: None,
+        },
+        // The listing indexes, in the order in which a table of the previous layout gets them
+        // (one index per table update: see deploy/README.md, "Upgrading to the listing indexes").
+        // Each is spread over `shard` (a few values, see `item::SHARDS`) so that no single index
+        // partition takes every write; a listing reads the shards and merges them.
+        IndexDefinition {
+            name: CREATED_INDEX,
+            partition_key: item::SHARD,
+            sort_key: Some(item::CREATED_KEY),
+        },
+        IndexDefinition {
+            name: UPDATED_INDEX,
+            partition_key: item::SHARD,
+            sort_key: Some(item::UPDATED_KEY),
+        },
+        IndexDefinition {
+            name: NAME_INDEX,
+            partition_key: item::SHARD,
+            sort_key: Some(item::NAME_KEY),
+        },
+        IndexDefinition {
+            name: FIRST_NAME_INDEX,
+            partition_key: item::SHARD,
+            sort_key: Some(item::FIRST_NAME_KEY),
+        },
+    ],
+    time_to_live_attribute: item::EXPIRES_AT,
     // TransactWriteItems is not an IAM action: a transaction needs the action of each item it holds.
+    // No Scan: every read of the service is a GetItem or a Query on an index. The listing-key
+    // backfill scans, but it is an operator's tool, run with the operator's credentials.
     table_actions: &[
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
-        "dynamodb:Scan",
     ],
     index_actions: &["dynamodb:Query"],
 };
@@ -73,14 +111,20 @@ impl TableDefinition {
     /// # Errors
     /// When DynamoDB refuses (the table exists, the endpoint is down).
     pub async fn create(&self, client: &Client, name: &str) -> Result<(), RepositoryError> {
-        let mut attributes = vec![string_attribute(self.partition_key)?];
+        let mut attributes = Vec::new();
+        for name in self.key_attributes() {
+            attributes.push(string_attribute(name)?);
+        }
         let mut indexes = Vec::new();
         for index in self.indexes {
-            attributes.push(string_attribute(index.partition_key)?);
+            let mut key_schema = vec![hash_key(index.partition_key)?];
+            if let Some(sort_key) = index.sort_key {
+                key_schema.push(range_key(sort_key)?);
+            }
             indexes.push(
                 GlobalSecondaryIndex::builder()
                     .index_name(index.name)
-                    .key_schema(hash_key(index.partition_key)?)
+                    .set_key_schema(Some(key_schema))
                     .projection(
                         Projection::builder()
                             .projection_type(ProjectionType::All)
@@ -124,6 +168,23 @@ impl TableDefinition {
 }
 
 impl TableDefinition {
+    /// Every attribute of a key schema, of the table or of an index, once each, in order of first
+    /// use: what the table's attribute definitions must list, no more (DynamoDB refuses a
+    /// definition that no key uses).
+    pub fn key_attributes(&self) -> Vec<&'static str> {
+        let mut attributes = vec![self.partition_key];
+        for attribute in self
+            .indexes
+            .iter()
+            .flat_map(IndexDefinition::key_attributes)
+        {
+            if !attributes.contains(&attribute) {
+                attributes.push(attribute);
+            }
+        }
+        attributes
+    }
+
     async fn enable_time_to_live(
         &self,
         client: &Client,
@@ -154,9 +215,55 @@ fn string_attribute(name: &str) -> Result<AttributeDefinition, RepositoryError> 
 }
 
 fn hash_key(name: &str) -> Result<KeySchemaElement, RepositoryError> {
+    key_element(name, KeyType::Hash)
+}
+
+fn range_key(name: &str) -> Result<KeySchemaElement, RepositoryError> {
+    key_element(name, KeyType::Range)
+}
+
+fn key_element(name: &str, key_type: KeyType) -> Result<KeySchemaElement, RepositoryError> {
     KeySchemaElement::builder()
         .attribute_name(name)
-        .key_type(KeyType::Hash)
+        .key_type(key_type)
         .build()
         .map_err(RepositoryError::unexpected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_attribute_is_defined_once() {
+        assert_eq!(
+            TABLE.key_attributes(),
+            [
+                "pk",
+                "emailKey",
+                "shard",
+                "createdKey",
+                "updatedKey",
+                "nameKey",
+                "firstNameKey"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_listing_index_is_sharded_and_sorted() {
+        for name in [CREATED_INDEX, UPDATED_INDEX, NAME_INDEX, FIRST_NAME_INDEX] {
+            let index = TABLE.indexes.iter().find(|i| i.name == name);
+            assert!(
+                index.is_some_and(|i| i.partition_key == item::SHARD && i.sort_key.is_some()),
+                "{name}: {index:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_service_never_scans() {
+        assert!(!TABLE.table_actions.contains(&"dynamodb:Scan"));
+        assert_eq!(TABLE.index_actions, ["dynamodb:Query"]);
+    }
 }

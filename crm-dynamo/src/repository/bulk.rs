@@ -1,5 +1,6 @@
 //! The bulk import: the customers in chunks of 50, one `TransactWriteItems` per chunk (plus
-//! retries), each customer written only if absent and with its email claimed.
+//! retries), each customer written only if absent and with its email claimed. Each item is
+//! [`customer_item`]'s, listing keys included, as a create writes it.
 //!
 //! A transaction is all or nothing, so a customer whose condition fails (the id or the email is
 //! taken) cancels its whole chunk: it is reported rejected and the rest of the chunk is sent again.

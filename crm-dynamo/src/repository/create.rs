@@ -7,7 +7,11 @@
 //! on the items; a failed condition is the answer (the id or the email is taken), unless the item
 //! in the way carries this create's own [`WriteToken`]: then an earlier attempt, whose reply was
 //! lost, created it, and the create succeeded. The tombstone of a deleted customer does not hold
-//! its id: the id can be created again.
+//! its id: the id can be created again; the put replaces it whole, the tombstone's place in the
+//! change feed with it.
+//!
+//! The item is [`customer_item`]'s: the customer with its listing keys (`shard`, `createdKey`,
+//! `updatedKey`, `nameKey`, `firstNameKey`), so that every listing index holds it from the start.
 
 use std::collections::HashMap;
 

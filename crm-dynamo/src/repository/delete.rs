@@ -1,12 +1,16 @@
 //! Delete: the customer item becomes its tombstone, which keeps only the id, the version the
-//! delete made and the time (until DynamoDB's time to live removes it). For a customer without an
-//! email that is one conditional `UpdateItem`; for one with an email, that `UpdateItem` fails and
-//! returns the item, then one transaction writes the tombstone and releases the claim on the email.
+//! delete made and the time, with the time's place in the change feed (`shard` and `updatedKey`:
+//! `byUpdated` holds tombstones), until DynamoDB's time to live removes it. For a customer without
+//! an email that is one conditional `UpdateItem`; for one with an email, that `UpdateItem` fails
+//! and returns the item, then one transaction writes the tombstone and releases the claim on the
+//! email.
 //!
 //! Why a tombstone rather than no item: a resent delete whose first attempt was applied must tell
 //! its own delete from another's, and "no item" cannot; the tombstone carries the delete's
-//! [`WriteToken`]. It holds no customer data (every data attribute is removed), it is not a
-//! customer to any read, patch or listing, and a create of the same id replaces it.
+//! [`WriteToken`]. It holds no customer data (every data attribute is removed, the order keys
+//! made of the names and the creation time with them, so the other listing indexes drop it), it is
+//! not a customer to any read, patch or listing, the change feed shows it as a deletion, and a
+//! create of the same id replaces it.
 //!
 //! The claim's key is the email, which only the item knows, and leaving claims behind would keep a
 //! trace of every deleted customer's email (we chose erasure). So the first request is the whole
@@ -97,7 +101,7 @@ impl DynamoCustomerRepository {
         token: &WriteToken,
         lease: Option<&KeyLease>,
     ) -> Result<FirstTry, RepositoryError> {
-        let mut tombstone = self.tombstone(token);
+        let mut tombstone = self.tombstone(id, token);
         let mut condition = String::from("#kind = :customer AND attribute_not_exists(#emailKey)");
         if let Some(version) = expected {
             condition.push_str(" AND #version = :expected");
@@ -158,12 +162,13 @@ impl DynamoCustomerRepository {
     }
 
     /// The update that turns a customer item into its tombstone: the kind changes, the version
-    /// goes up by one, the time and this delete's token are set, every data attribute goes, and
-    /// the time to live starts. Conditions may use `#kind`, `#version` and `#emailKey`, and the
-    /// value `:customer`.
-    fn tombstone(&self, token: &WriteToken) -> UpdateExpression {
+    /// goes up by one, the time (`updatedAt`, and `updatedKey`, its place in the change feed) and
+    /// this delete's token are set, every data attribute goes (the order keys made of the names and
+    /// the creation time with them), and the time to live starts. Conditions may use `#kind`,
+    /// `#version` and `#emailKey`, and the value `:customer`.
+    fn tombstone(&self, id: &CustomerId, token: &WriteToken) -> UpdateExpression {
         let mut update = UpdateExpression::default();
-        update.add_version_bump(Timestamp::now());
+        update.add_version_bump(id, Timestamp::now());
         update.set("kind", s(KIND_DELETED));
         update.set(WRITE_TOKEN, token.value());
         update.set(EXPIRES_AT, expiry(self.tombstone_retention));
@@ -189,7 +194,7 @@ impl DynamoCustomerRepository {
         Keyed { token, lease }: &Keyed<'_>,
         foreign: &ForeignClaim,
     ) -> Result<Attempt<()>, RepositoryError> {
-        let mut tombstone = self.tombstone(token);
+        let mut tombstone = self.tombstone(id, token);
         tombstone.values.insert(":seen".to_owned(), n(seen));
         let update = Update::builder()
             .table_name(&self.table)

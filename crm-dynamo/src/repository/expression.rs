@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use crm_domain::{AddressPatch, Patch, Timestamp};
+use crm_domain::{AddressPatch, CustomerId, Patch, Timestamp};
 
-use crate::item::{ADDRESS_ATTRIBUTES, s};
+use crate::item::{ADDRESS_ATTRIBUTES, feed_keys, s};
 
 /// An update expression under construction: attribute names go through `#name` placeholders
 /// (several customer attributes are DynamoDB reserved words) and values through `:name`.
@@ -49,12 +49,19 @@ impl UpdateExpression {
         }
     }
 
-    pub(super) fn add_version_bump(&mut self, now: Timestamp) {
+    /// Bumps the version of customer `id` and sets `updatedAt` to `now`, with what follows from
+    /// them: its `updatedKey` (the key of `byUpdated`, which must move whenever `updatedAt` does)
+    /// and its `shard` (the same value on every write; set here too so that an item written before
+    /// the listing indexes enters `byUpdated` at its first change).
+    pub(super) fn add_version_bump(&mut self, id: &CustomerId, now: Timestamp) {
         let version = self.name("version");
         self.values
             .insert(":one".to_owned(), AttributeValue::N("1".to_owned()));
         self.sets.push(format!("{version} = {version} + :one"));
         self.set("updatedAt", s(&now.to_string()));
+        for (attribute, value) in feed_keys(id, now) {
+            self.set(attribute, s(&value));
+        }
     }
 
     /// Adds an address merge; true when the customer must already have an address (no `line1`).
@@ -71,12 +78,19 @@ impl UpdateExpression {
         patch.line1.is_none()
     }
 
+    /// Whether the expression would change nothing.
+    pub(super) fn is_empty(&self) -> bool {
+        self.sets.is_empty() && self.removes.is_empty()
+    }
+
     pub(super) fn expression(&self) -> String {
-        let mut expression = format!("SET {}", self.sets.join(", "));
-        if !self.removes.is_empty() {
-            expression.push_str(" REMOVE ");
-            expression.push_str(&self.removes.join(", "));
+        let mut clauses = Vec::new();
+        if !self.sets.is_empty() {
+            clauses.push(format!("SET {}", self.sets.join(", ")));
         }
-        expression
+        if !self.removes.is_empty() {
+            clauses.push(format!("REMOVE {}", self.removes.join(", ")));
+        }
+        clauses.join(" ")
     }
 }

@@ -1,93 +1,95 @@
-//! List: one page of customers, from a consistent `Scan` filtered to customers, topped up by
-//! further Scans (at most 8) when email claims or DynamoDB's 1 MB cut leave it short.
+//! List: one page of a listing, merged from the shards of its index (see [`merge`](super::merge)).
 //!
-//! Each Scan has a `Limit`, so that no call reads the whole table. The cursor is the key of the
-//! last customer returned, base64-wrapped; a cursor that does not decode to a key this repository
-//! writes is refused before any request.
+//! | listing | streams | key range of the first page | after a cursor |
+//! | --- | --- | --- | --- |
+//! | `createdAt` | `byCreated` × 4 shards | every key | `createdKey > :after` |
+//! | `-createdAt` | `byCreated` × 4, read backwards | every key | `createdKey < :after` |
+//! | `name` | `byName` × 4 | every key | `nameKey > :after` |
+//! | `updatedAt` | `byUpdated` × 4, tombstones dropped | every key | `updatedKey > :after` |
+//! | name search | `byName` × 4 and `byFirstName` × 4 | `begins_with(key, :prefix)` | `key BETWEEN :after AND :upper` |
+//!
+//! The cursor is the key of the last customer returned ([`Listing::cursor`]); one made for another
+//! listing, or forged, is `InvalidCursor` before any request. A name search keeps a customer read
+//! at key `k` only when `k` is the key the search finds it under ([`NamePrefix::key_of`]): a
+//! customer found by both names is read twice and kept once, at the smaller key.
+//!
+//! [`NamePrefix::key_of`]: crm_domain::listing::NamePrefix::key_of
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use crm_domain::listing::{Listing, SortOrder};
 use crm_domain::{Cursor, Customer, Page, PageLimit, RepositoryError};
 
 use super::DynamoCustomerRepository;
-use crate::error::classify;
-use crate::item::{Item, KIND_CUSTOMER, PK, customer_from_item, customer_pk, is_valid_pk, key, s};
-
-/// How many Scan calls one page may take when email claims or 1 MB cuts leave pages short.
-const MAX_SCANS_PER_PAGE: usize = 8;
+use super::merge::{Direction, Range, Source};
+use crate::item::{
+    CREATED_KEY, FIRST_NAME_KEY, Item, NAME_KEY, UPDATED_KEY, customer_from_item, is_live,
+};
+use crate::table::{CREATED_INDEX, FIRST_NAME_INDEX, NAME_INDEX, UPDATED_INDEX};
 
 impl DynamoCustomerRepository {
     pub(super) async fn list_unbounded(
         &self,
+        listing: &Listing,
         limit: PageLimit,
         cursor: Option<&Cursor>,
     ) -> Result<Page<Customer>, RepositoryError> {
-        let mut start = match cursor {
-            None => None,
-            Some(cursor) => {
-                let position = cursor.decode().ok_or(RepositoryError::InvalidCursor)?;
-                if !is_valid_pk(&position) {
-                    return Err(RepositoryError::InvalidCursor);
-                }
-                Some(position)
+        let seal = self.cursor_key().await?;
+        let after = cursor
+            .map(|cursor| listing.position(seal, cursor))
+            .transpose()
+            .map_err(|_| RepositoryError::InvalidCursor)?;
+        let merged = match listing {
+            Listing::All(order) => {
+                let (index, sort_key) = match order {
+                    SortOrder::CreatedAt | SortOrder::CreatedAtDescending => {
+                        (CREATED_INDEX, CREATED_KEY)
+                    }
+                    SortOrder::Name => (NAME_INDEX, NAME_KEY),
+                    SortOrder::UpdatedAt => (UPDATED_INDEX, UPDATED_KEY),
+                };
+                let range = after.map_or(Range::All, Range::After);
+                let direction = if order.descending() {
+                    Direction::Descending
+                } else {
+                    Direction::Ascending
+                };
+                let sources = Source::every_shard(index, sort_key, &range).collect();
+                // `byUpdated` also holds the tombstones of the change feed.
+                self.merge_page(sources, direction, limit, |_, item| live_customer(item))
+                    .await?
+            }
+            Listing::Name(prefix) => {
+                let range = match after {
+                    None => Range::Prefix(prefix.folded().to_owned()),
+                    Some(after) => Range::PrefixAfter {
+                        after,
+                        upper: prefix.upper_bound(),
+                    },
+                };
+                let sources = Source::every_shard(NAME_INDEX, NAME_KEY, &range)
+                    .chain(Source::every_shard(
+                        FIRST_NAME_INDEX,
+                        FIRST_NAME_KEY,
+                        &range,
+                    ))
+                    .collect();
+                self.merge_page(sources, Direction::Ascending, limit, |key, item| {
+                    Ok(live_customer(item)?.filter(|c| prefix.key_of(c).as_deref() == Some(key)))
+                })
+                .await?
             }
         };
-        let wanted = limit.get();
-        let mut items = Vec::with_capacity(wanted);
-        for _ in 0..MAX_SCANS_PER_PAGE {
-            // Email claims are filtered out after the read, so ask for more than the page needs
-            // and cut: the next page then starts after the last customer returned.
-            let missing = wanted - items.len();
-            let (found, last) = self.scan_page(missing * 2, start.take()).await?;
-            let mut found = found.into_iter();
-            for item in found.by_ref().take(missing) {
-                items.push(customer_from_item(item)?);
-            }
-            let cut = found.next().is_some();
-            if items.len() == wanted && (cut || last.is_some()) {
-                let next = items.last().map(|c| Cursor::encode(&customer_pk(c.id())));
-                return Ok(Page {
-                    items,
-                    next_cursor: next,
-                });
-            }
-            match last {
-                None => {
-                    return Ok(Page {
-                        items,
-                        next_cursor: None,
-                    });
-                }
-                Some(last) => start = Some(last),
-            }
-        }
-        // The page stays short rather than making one request scan on and on.
-        let next_cursor = start.map(|pk| Cursor::encode(&pk));
-        Ok(Page { items, next_cursor })
+        Ok(Page {
+            items: merged.items.into_iter().map(|(_, c)| c).collect(),
+            next_cursor: merged.next.map(|key| listing.cursor(seal, &key)),
+        })
     }
+}
 
-    /// One consistent Scan of at most `limit` items from after `start`, filtered to customers:
-    /// the customers read and the key to go on from, if DynamoDB stopped before the end.
-    async fn scan_page(
-        &self,
-        limit: usize,
-        start: Option<String>,
-    ) -> Result<(Vec<Item>, Option<String>), RepositoryError> {
-        let output = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .consistent_read(true)
-            .filter_expression("kind = :customer")
-            .expression_attribute_values(":customer", s(KIND_CUSTOMER))
-            .set_exclusive_start_key(start.map(key))
-            .send()
-            .await
-            .map_err(|e| classify("Scan", &e))?;
-        let last = output.last_evaluated_key.and_then(|k| match k.get(PK) {
-            Some(AttributeValue::S(pk)) => Some(pk.clone()),
-            _ => None,
-        });
-        Ok((output.items.unwrap_or_default(), last))
+/// The customer of `item`, `None` for a tombstone.
+fn live_customer(item: Item) -> Result<Option<Customer>, RepositoryError> {
+    if is_live(&item) {
+        customer_from_item(item).map(Some)
+    } else {
+        Ok(None)
     }
 }

@@ -1,34 +1,45 @@
 //! `DynamoCustomerRepository`: the port implemented with conditional writes and transactions.
 //!
 //! One file per operation, each readable top to bottom: [`create`], [`get`] (get and find by
-//! email), [`update`], [`delete`], [`list`] and [`bulk`] (the bulk import). What more than one of
-//! them needs lives apart: [`transaction`] (the actions and the sending of `TransactWriteItems`)
-//! and [`retry`] (the one loop that retries lost races, with its limit and backoff).
+//! email), [`update`], [`delete`], [`list`], [`changes`] (the change feed) and [`bulk`] (the bulk
+//! import). What more than one of them needs lives apart: [`transaction`] (the actions and the
+//! sending of `TransactWriteItems`), [`retry`] (the one loop that retries lost races, with its
+//! limit and backoff) and [`merge`] (the merge of the shards of a listing index).
 //!
 //! Each operation is written unbounded in time; the [`CustomerRepository`] impl below is only a
 //! list of delegations that put each within the repository's deadline, so that no operation can
 //! forget it.
 
+mod backfill;
 mod bulk;
+mod changes;
 mod create;
+mod cursor_key;
 mod delete;
 mod expression;
 mod get;
 mod idempotency;
 mod list;
+mod merge;
 mod retry;
 mod token;
 mod transaction;
 mod update;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use crm_domain::idempotency::{KeyLease, KeyState, KeyedWrite, Written};
 use crm_domain::{
-    BulkReport, Cursor, Customer, CustomerId, CustomerPatch, CustomerRepository, Email,
+    BulkReport, Cursor, CursorKey, Customer, CustomerId, CustomerPatch, CustomerRepository, Email,
     Idempotency, Page, PageLimit, RepositoryError, Timestamp, Version,
+};
+use tokio::sync::OnceCell;
+
+pub use backfill::{
+    Backfill, BackfillError, BackfillPosition, BackfillReport, InvalidBackfillPosition,
 };
 
 use crate::error::{DynamoFailure, RETRY_AFTER};
@@ -52,6 +63,9 @@ pub struct DynamoCustomerRepository {
     /// How long the tombstone of a deleted customer stays before DynamoDB's time to live removes
     /// it.
     tombstone_retention: Duration,
+    /// The key that seals listing cursors, read from the table on first use (see [`cursor_key`]);
+    /// shared by the clones of this repository.
+    cursor_key: Arc<OnceCell<CursorKey>>,
 }
 
 impl DynamoCustomerRepository {
@@ -72,7 +86,17 @@ impl DynamoCustomerRepository {
             table: table.into(),
             deadline: DEFAULT_DEADLINE,
             tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
+            cursor_key: Arc::default(),
         }
+    }
+
+    /// The same repository sealing its cursors with `key` instead of the key kept in the table
+    /// (which it then never reads or writes). Every process serving the table must use the same
+    /// key.
+    #[must_use]
+    pub fn with_cursor_key(mut self, key: CursorKey) -> Self {
+        self.cursor_key = Arc::new(OnceCell::new_with(Some(key)));
+        self
     }
 
     /// The same repository with another deadline for one operation, every request and retry
@@ -179,10 +203,21 @@ impl CustomerRepository for DynamoCustomerRepository {
 
     async fn list<'c>(
         &self,
+        listing: &crm_domain::Listing,
         limit: PageLimit,
         cursor: Option<&'c Cursor>,
     ) -> Result<Page<Customer>, RepositoryError> {
-        self.within("list", self.list_unbounded(limit, cursor))
+        self.within("list", self.list_unbounded(listing, limit, cursor))
+            .await
+    }
+
+    async fn changes<'c>(
+        &self,
+        since: Timestamp,
+        limit: PageLimit,
+        cursor: Option<&'c Cursor>,
+    ) -> Result<Page<crm_domain::Change>, RepositoryError> {
+        self.within("changes", self.changes_unbounded(since, limit, cursor))
             .await
     }
 

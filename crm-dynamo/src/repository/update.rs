@@ -1,26 +1,40 @@
-//! Update (a merge patch): one conditional `UpdateItem` when the email is left alone; a read and a
-//! transaction when it is set or cleared.
+//! Update (a merge patch): one conditional `UpdateItem` when the email is left alone, after a read
+//! of the customer when the patch sets one of its names but not the other; a read and a
+//! transaction when the email is set or cleared (or the patch runs under an idempotency key).
 //!
 //! Leaving the email alone, the patch becomes one update expression, conditioned on the customer
 //! existing (and on the expected version, and on an address to merge into), and DynamoDB returns
-//! the new item. Changing the email must move its claim in the same atomic step, and a transaction
-//! returns no item and needs the old email (the old claim's key), so the customer is read first and
-//! written whole, on the condition that its version has not moved since; a change in between makes
-//! the attempt start again, never overwrite.
+//! the new item. The expression also moves the customer in the `updatedAt` order (`updatedKey`,
+//! made of the new time and the id). A patch that sets a name must also rewrite the name keys:
+//! `nameKey` is the folded `last first`, `firstNameKey` the folded `first last`, both with the id.
+//! Setting both names, the patch holds all they are made of. Setting one, the other is on the
+//! stored item, and an update expression cannot join a stored value with a new one: so the
+//! customer is read first, and the update is conditioned on the name it did not set being still
+//! the one read. Conditioning on that name rather than on the version read keeps concurrent
+//! patches from refusing each other: twenty writers renaming one customer at once all go through,
+//! each on its own version, as with any other in-place patch; only a change of the other name in
+//! between makes the attempt read again.
 //!
-//! Both stamp the customer with the operation's [`WriteToken`], and the single `UpdateItem` is
-//! conditioned on the customer not carrying it yet: a resent patch whose first attempt was applied
-//! fails its condition and answers the customer that attempt made, never applies twice.
+//! Changing the email must move its claim in the same atomic step, and a transaction returns no
+//! item and needs the old email (the old claim's key), so the customer is read first and written
+//! whole, every key recomputed, on the condition that its version has not moved since; a change
+//! in between makes the attempt start again, never overwrite.
+//!
+//! Every path stamps the customer with the operation's [`WriteToken`]. The `UpdateItem` is
+//! conditioned on the customer not carrying it yet, the transaction on the version read, which
+//! its own first attempt moved: a resent patch whose first attempt was applied fails its
+//! condition, finds its token on the item DynamoDB hands back, and answers the customer that
+//! attempt made; it is never applied twice.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use crm_domain::idempotency::{KeyLease, WriteKind, Written};
 use crm_domain::{
-    AddressPatch, Customer, CustomerId, CustomerPatch, Email, Patch, RepositoryError, Timestamp,
-    Version,
+    AddressPatch, Customer, CustomerId, CustomerPatch, Email, Patch, PersonName, RepositoryError,
+    Timestamp, Version,
 };
 
 use super::DynamoCustomerRepository;
@@ -35,7 +49,7 @@ use crate::error::{ItemOutcome, classify};
 use crate::item::{
     ADDRESS_ATTRIBUTES, ADDRESS_LINE1, Item, KIND_CUSTOMER, WRITE_TOKEN, claim_item,
     customer_from_item, customer_item, customer_pk, is_live, item_has_address, item_version, key,
-    n, s,
+    n, name_keys, s,
 };
 
 impl DynamoCustomerRepository {
@@ -48,16 +62,71 @@ impl DynamoCustomerRepository {
         lease: Option<&KeyLease>,
     ) -> Result<Customer, RepositoryError> {
         let token = &WriteToken::new();
-        if patch.email.is_keep() && lease.is_none() {
-            self.update_in_place(id, patch, expected, now, token).await
-        } else {
-            self.update_in_transaction(id, patch, expected, now, token, lease)
-                .await
+        if !patch.email.is_keep() || lease.is_some() {
+            return self
+                .update_in_transaction(id, patch, expected, now, token, lease)
+                .await;
         }
+        retry_races("update", move || async move {
+            let names = match (&patch.first_name, &patch.last_name) {
+                (None, None) => None,
+                (Some(first), Some(last)) => Some(Names {
+                    keys: name_keys(id, first, last),
+                    kept: None,
+                }),
+                (first, last) => Some(
+                    self.names_after(id, first.as_ref(), last.as_ref(), expected)
+                        .await?,
+                ),
+            };
+            self.update_in_place(id, patch, expected, now, token, names.as_ref())
+                .await
+        })
+        .await
+    }
+
+    /// The name keys of customer `id` once it has the one name the patch sets (`first` or `last`)
+    /// and the stored other one, which the update will be conditioned on.
+    async fn names_after(
+        &self,
+        id: &CustomerId,
+        first: Option<&PersonName>,
+        last: Option<&PersonName>,
+        expected: Option<Version>,
+    ) -> Result<Names, RepositoryError> {
+        let item = self.get_item(id).await?.ok_or(RepositoryError::NotFound)?;
+        if !is_live(&item) {
+            return Err(RepositoryError::NotFound);
+        }
+        let current = customer_from_item(item.clone())?;
+        if let Some(version) = expected
+            && version != current.version()
+        {
+            // Known stale: no write.
+            return Err(RepositoryError::VersionConflict {
+                current: current.version(),
+            });
+        }
+        let (first, last, kept) = match (first, last) {
+            (Some(first), None) => (first, current.last_name(), "lastName"),
+            (None, Some(last)) => (current.first_name(), last, "firstName"),
+            // Both or neither: the caller reads nothing then.
+            _ => return Err(cancelled_unexpectedly("update")),
+        };
+        let seen = item
+            .get(kept)
+            .cloned()
+            .ok_or_else(|| cancelled_unexpectedly("update"))?;
+        Ok(Names {
+            keys: name_keys(id, first, last),
+            kept: Some((kept, seen)),
+        })
     }
 
     /// A patch that leaves the email alone: one `UpdateItem` that sets and removes the patched
-    /// attributes, bumps the version, stamps the token and returns the new item.
+    /// attributes, bumps the version (with `updatedKey`), sets the name keys when it sets a name,
+    /// stamps the token and returns the new item; [`Attempt::Changed`] when the name that `names`
+    /// kept changed since it was read.
     async fn update_in_place(
         &self,
         id: &CustomerId,
@@ -65,9 +134,10 @@ impl DynamoCustomerRepository {
         expected: Option<Version>,
         now: Timestamp,
         token: &WriteToken,
-    ) -> Result<Customer, RepositoryError> {
+        names: Option<&Names>,
+    ) -> Result<Attempt<Customer>, RepositoryError> {
         let mut update = UpdateExpression::default();
-        update.add_version_bump(now);
+        update.add_version_bump(id, now);
         update.set(WRITE_TOKEN, token.value());
         if let Some(name) = &patch.first_name {
             update.set("firstName", s(name.as_str()));
@@ -103,6 +173,24 @@ impl DynamoCustomerRepository {
                 .names
                 .insert("#addressLine1".to_owned(), ADDRESS_LINE1.to_owned());
         }
+        // A name written without its keys would leave the customer at its old place in the name
+        // order and search.
+        debug_assert_eq!(
+            names.is_some(),
+            patch.first_name.is_some() || patch.last_name.is_some()
+        );
+        if let Some(names) = names {
+            for (attribute, value) in &names.keys {
+                update.set(attribute, s(value));
+            }
+            if let Some((kept, seen)) = &names.kept {
+                let name = update.name(kept);
+                condition.push_str(" AND ");
+                condition.push_str(&name);
+                condition.push_str(" = :keptName");
+                update.values.insert(":keptName".to_owned(), seen.clone());
+            }
+        }
         let result = self
             .client
             .update_item()
@@ -117,7 +205,9 @@ impl DynamoCustomerRepository {
             .send()
             .await;
         match result {
-            Ok(output) => customer_from_item(output.attributes.unwrap_or_default()),
+            Ok(output) => Ok(Attempt::Done(customer_from_item(
+                output.attributes.unwrap_or_default(),
+            )?)),
             Err(SdkError::ServiceError(failure))
                 if failure.err().is_conditional_check_failed_exception() =>
             {
@@ -127,13 +217,14 @@ impl DynamoCustomerRepository {
                 };
                 if let Some(old) = old.as_ref().filter(|old| token.is_on(old)) {
                     // An earlier attempt of this patch was applied: this is its customer.
-                    return customer_from_item(old.clone());
+                    return Ok(Attempt::Done(customer_from_item(old.clone())?));
                 }
-                Err(explain_failed_condition(
+                explain_failed_condition(
                     old.as_ref(),
                     expected,
                     needs_address,
-                ))
+                    names.and_then(|n| n.kept.as_ref()),
+                )
             }
             Err(e) => Err(classify("UpdateItem", &e)),
         }
@@ -141,8 +232,9 @@ impl DynamoCustomerRepository {
 
     /// A patch that sets or clears the email, or runs under an idempotency key: the uniqueness
     /// claims (and the key's record) must change in the same atomic step as the customer, and
-    /// DynamoDB transactions return no item, so the customer is read first and written whole, on
-    /// the condition that its version has not moved since.
+    /// DynamoDB transactions return no item, so the customer is read first, patched here, and
+    /// written whole with every key recomputed, on the condition that its version has not moved
+    /// since.
     async fn update_in_transaction(
         &self,
         id: &CustomerId,
@@ -211,25 +303,13 @@ impl DynamoCustomerRepository {
             };
             let outcomes = outcomes(&reasons);
             match outcomes.first() {
-                Some(ItemOutcome::ConditionFailed) => {
-                    // The customer changed or went away after it was read, or an earlier attempt
-                    // of this transaction was applied.
-                    let old = reasons.first().and_then(|(_, item)| item.as_ref());
-                    if let Some(old) = old.filter(|old| token.is_on(old)) {
-                        return Ok(Attempt::Done(customer_from_item(old.clone())?));
-                    }
-                    match (
-                        old.filter(|old| is_live(old)).and_then(item_version),
-                        expected,
-                    ) {
-                        (None, _) => Err(RepositoryError::NotFound),
-                        (Some(current), Some(_)) => {
-                            Err(RepositoryError::VersionConflict { current })
-                        }
-                        // No version was asked for: patch the customer as it is now.
-                        (Some(_), None) => Ok(Attempt::Changed),
-                    }
-                }
+                // The customer changed or went away after it was read, or an earlier attempt of
+                // this transaction was applied.
+                Some(ItemOutcome::ConditionFailed) => after_refused_write(
+                    reasons.first().and_then(|(_, item)| item.as_ref()),
+                    token,
+                    expected,
+                ),
                 _ if failed_at(&reasons, claim_at) => Err(RepositoryError::EmailTaken),
                 _ if failed_at(&reasons, key_at) => Err(lease_lost()),
                 // The release of the old claim failed, and the claim names another customer: not
@@ -250,23 +330,56 @@ impl DynamoCustomerRepository {
     }
 }
 
-/// Why a conditional `UpdateItem` failed, from the old item DynamoDB returned.
+/// The name keys an in-place patch that sets a name writes, and the name it did not set, with its
+/// stored value, which the update is conditioned on.
+struct Names {
+    keys: [(&'static str, String); 2],
+    kept: Option<(&'static str, AttributeValue)>,
+}
+
+/// The answer of a transaction after a read whose customer's condition failed, from the item
+/// DynamoDB handed back: this patch's own earlier attempt (its reply lost), a customer gone, a
+/// version moved past the one expected, or, with no version expected, a change in between: read
+/// again.
+fn after_refused_write(
+    old: Option<&Item>,
+    token: &WriteToken,
+    expected: Option<Version>,
+) -> Result<Attempt<Customer>, RepositoryError> {
+    if let Some(old) = old.filter(|old| token.is_on(old)) {
+        return Ok(Attempt::Done(customer_from_item(old.clone())?));
+    }
+    match (
+        old.filter(|old| is_live(old)).and_then(item_version),
+        expected,
+    ) {
+        (None, _) => Err(RepositoryError::NotFound),
+        (Some(current), Some(_)) => Err(RepositoryError::VersionConflict { current }),
+        // No version was asked for: patch the customer as it is now.
+        (Some(_), None) => Ok(Attempt::Changed),
+    }
+}
+
+/// Why a conditional `UpdateItem` failed, from the old item DynamoDB returned: the patch's answer,
+/// or [`Attempt::Changed`] when the name it was conditioned on (`kept`) changed since it was read.
 fn explain_failed_condition(
     old: Option<&Item>,
     expected: Option<Version>,
     needs_address: bool,
-) -> RepositoryError {
+    kept: Option<&(&str, AttributeValue)>,
+) -> Result<Attempt<Customer>, RepositoryError> {
     let Some(old) = old.filter(|old| is_live(old)) else {
-        return RepositoryError::NotFound;
+        return Err(RepositoryError::NotFound);
     };
     let current = item_version(old);
     match (current, expected) {
         (Some(current), Some(expected)) if current != expected => {
-            RepositoryError::VersionConflict { current }
+            Err(RepositoryError::VersionConflict { current })
         }
+        _ if kept.is_some_and(|(name, seen)| old.get(*name) != Some(seen)) => Ok(Attempt::Changed),
         _ if needs_address && !item_has_address(old) => {
-            RepositoryError::InvalidPatch(AddressPatch::line1_required())
+            Err(RepositoryError::InvalidPatch(AddressPatch::line1_required()))
         }
-        _ => cancelled_unexpectedly("update"),
+        _ => Err(cancelled_unexpectedly("update")),
     }
 }

@@ -102,11 +102,38 @@ async fn a_patch_whose_reply_was_lost_is_applied_once_with_or_without_a_version(
         let (repo, proxy) = through_proxy().await;
         repo.create(&ada(None)).await.unwrap();
         proxy.inject_next("UpdateItem", Fault::DropReply);
+        let new_phone = CustomerPatch::from_json(&json!({"phone": "+442079460000"})).unwrap();
+        let patched = repo
+            .update(&id(), &new_phone, expected, Timestamp::now())
+            .await
+            .unwrap_or_else(|e| panic!("If-Match {expected:?}: {e:?}"));
+        assert_faulted(&proxy, "UpdateItem", Fault::DropReply);
+        assert_eq!(
+            patched.version(),
+            Version::FIRST.next(),
+            "no version skipped"
+        );
+        assert_eq!(
+            patched.phone().map(crm_domain::Phone::as_str),
+            Some("+442079460000")
+        );
+        assert_eq!(repo.get(&id()).await.unwrap(), Some(patched));
+    }
+}
+
+/// A patch of one name reads the other first (the name keys are made of both), then is one
+/// `UpdateItem` conditioned on that name: its resend fails on its own token.
+#[tokio::test]
+async fn a_rename_whose_reply_was_lost_is_applied_once_with_or_without_a_version() {
+    for (expected, fault) in [(None, Fault::DropReply), (Some(Version::FIRST), LATE)] {
+        let (repo, proxy) = through_proxy().await;
+        repo.create(&ada(None)).await.unwrap();
+        proxy.inject_next("UpdateItem", fault);
         let patched = repo
             .update(&id(), &rename("Augusta"), expected, Timestamp::now())
             .await
             .unwrap_or_else(|e| panic!("If-Match {expected:?}: {e:?}"));
-        assert_faulted(&proxy, "UpdateItem", Fault::DropReply);
+        assert_faulted(&proxy, "UpdateItem", fault);
         assert_eq!(
             patched.version(),
             Version::FIRST.next(),
@@ -246,7 +273,11 @@ async fn an_import_cut_short_by_an_outage_reports_what_it_wrote_and_runs_again_w
     let mut cursor = None;
     loop {
         let page = whole
-            .list(crm_domain::PageLimit::MAX, cursor.as_ref())
+            .list(
+                &crm_domain::Listing::default(),
+                crm_domain::PageLimit::MAX,
+                cursor.as_ref(),
+            )
             .await
             .unwrap();
         walked += page.items.len();

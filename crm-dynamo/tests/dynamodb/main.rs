@@ -2,6 +2,7 @@
 //! that knows where DynamoDB Local is ([`support`]).
 //!
 //! - [`contract`]: the repository contract suite, against DynamoDB Local.
+//! - [`backfill`]: the listing-key backfill of items written by the previous version.
 //! - [`claims`]: email claims that went missing or name another customer.
 //! - [`requests`]: the requests each operation sends, counted against the crate docs, and the IAM
 //!   actions they need.
@@ -15,6 +16,7 @@
 //!
 //! The tests that need DynamoDB Local fail, saying how to start it, when it does not answer.
 
+mod backfill;
 mod claims;
 mod contract;
 #[cfg(feature = "testcontainers")]

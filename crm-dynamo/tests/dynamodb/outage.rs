@@ -51,7 +51,9 @@ async fn assert_unavailable(repo: &DynamoCustomerRepository) {
             .await
             .err(),
         repo.delete(&id, None).await.err(),
-        repo.list(PageLimit::DEFAULT, None).await.err(),
+        repo.list(&crm_domain::Listing::default(), PageLimit::DEFAULT, None)
+            .await
+            .err(),
     ];
     for result in results {
         assert!(

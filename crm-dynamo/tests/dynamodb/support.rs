@@ -46,9 +46,12 @@ pub(crate) fn require_dynamodb_local() {
     );
 }
 
-/// A repository on a new, empty table of its own.
+/// A repository on a new, empty table of its own, keeping tombstones for the contract suite's
+/// retention so that the suite can watch one expire.
 pub(crate) async fn fresh_repository() -> DynamoCustomerRepository {
-    repository_with(settings()).await
+    repository_with(settings())
+        .await
+        .with_tombstone_retention(crm_domain::testkit::TOMBSTONE_RETENTION)
 }
 
 /// A repository on a new table, through settings the caller chose.

@@ -1,19 +1,32 @@
 //! The CloudFormation templates in `deploy/` agree with the code: the table's key schema, attribute
-//! definitions and global secondary indexes, and the DynamoDB grants of every function role, are
-//! exactly what [`crm_dynamo::TABLE`] says the repository needs. Change one side without the other
-//! and this fails, naming each disagreement.
+//! definitions and global secondary indexes (with their sort keys), and the DynamoDB grants of
+//! every function role, are exactly what [`crm_dynamo::TABLE`] says the repository needs. Change one
+//! side without the other and this fails, naming each disagreement.
 //!
 //! The templates use CloudFormation's short-form tags (`!Ref`, `!Sub`, `!GetAtt`, `!If`, ...), which
 //! `serde_yaml_ng` keeps as tagged values; they are rewritten into the long form (`{"Fn::GetAtt":
 //! ["CustomersTable", "Arn"]}`) before anything is compared, so either spelling is understood.
+//!
+//! The listing indexes sit under conditions, so that a stack of the previous layout gets them one
+//! per update (parameter `ListingIndexes`, deploy/README.md). The templates are compared as
+//! CloudFormation would deploy them: conditions evaluated, `Fn::If` resolved and `AWS::NoValue`
+//! dropped, with the parameter defaults (which must give the whole of `TABLE`), and again for every
+//! step of the upgrade (which must give `byEmail` and the first N listing indexes, no more).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use crm_dynamo::TABLE;
+use crm_dynamo::{IndexDefinition, TABLE};
 use serde_json::{Map, Value, json};
 
 const TEMPLATES: [&str; 2] = ["template.yaml", "rest-api.yaml"];
+
+/// The parameter that says how many listing indexes the table has.
+const LISTING_INDEXES: &str = "ListingIndexes";
+
+/// How many of `TABLE`'s indexes a table of the previous layout had (`byEmail`): the rest are the
+/// listing indexes, in the order an upgrade adds them.
+const PREVIOUS_INDEXES: usize = 1;
 
 fn template_text(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -64,6 +77,134 @@ fn to_json(yaml: serde_yaml_ng::Value) -> Result<Value, String> {
             }
         }
     })
+}
+
+/// The parameter values of a deployment with the defaults, `overrides` aside.
+fn parameters(template: &Value, overrides: &[(&str, String)]) -> BTreeMap<String, String> {
+    let mut values: BTreeMap<String, String> = template
+        .get("Parameters")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, spec)| Some((name.clone(), scalar_text(spec.get("Default")?))))
+        .collect();
+    for (name, value) in overrides {
+        values.insert((*name).to_owned(), value.clone());
+    }
+    values
+}
+
+fn scalar_text(value: &Value) -> String {
+    value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_owned)
+}
+
+/// The value of condition `name` with `parameters`.
+fn condition(
+    template: &Value,
+    name: &str,
+    parameters: &BTreeMap<String, String>,
+    depth: usize,
+) -> Result<bool, String> {
+    let expression = template
+        .pointer(&format!("/Conditions/{name}"))
+        .ok_or_else(|| format!("condition {name} is not defined"))?;
+    truth(template, expression, parameters, depth + 1)
+}
+
+/// Evaluates a condition expression (`Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`, `Condition`).
+fn truth(
+    template: &Value,
+    expression: &Value,
+    parameters: &BTreeMap<String, String>,
+    depth: usize,
+) -> Result<bool, String> {
+    if depth > 20 {
+        return Err("conditions nest too deep (a cycle?)".to_owned());
+    }
+    let all = |operands: &Value| -> Result<Vec<bool>, String> {
+        one_or_many(operands)
+            .into_iter()
+            .map(|operand| truth(template, operand, parameters, depth + 1))
+            .collect()
+    };
+    if let Some(name) = expression.get("Condition").and_then(Value::as_str) {
+        condition(template, name, parameters, depth)
+    } else if let Some(pair) = expression.get("Fn::Equals").and_then(Value::as_array) {
+        let text = |value: &Value| match value.get("Ref").and_then(Value::as_str) {
+            Some(name) => parameters
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("Ref {name} is not a parameter with a value")),
+            None => Ok(scalar_text(value)),
+        };
+        match pair.as_slice() {
+            [left, right] => Ok(text(left)? == text(right)?),
+            _ => Err(format!("Fn::Equals with {} operands", pair.len())),
+        }
+    } else if let Some(operands) = expression.get("Fn::Not") {
+        Ok(!all(operands)?.into_iter().all(|b| b))
+    } else if let Some(operands) = expression.get("Fn::And") {
+        Ok(all(operands)?.into_iter().all(|b| b))
+    } else if let Some(operands) = expression.get("Fn::Or") {
+        Ok(all(operands)?.into_iter().any(|b| b))
+    } else {
+        Err(format!(
+            "a condition this test cannot evaluate: {expression}"
+        ))
+    }
+}
+
+/// The template as CloudFormation deploys it with `parameters`: every `Fn::If` replaced by its
+/// branch, every `!Ref AWS::NoValue` dropped from its list or object.
+fn resolve(
+    template: &Value,
+    value: &Value,
+    parameters: &BTreeMap<String, String>,
+) -> Result<Option<Value>, String> {
+    if value.get("Ref").and_then(Value::as_str) == Some("AWS::NoValue") {
+        return Ok(None);
+    }
+    if let Some(branches) = value.get("Fn::If").and_then(Value::as_array) {
+        let [name, then, otherwise] = branches.as_slice() else {
+            return Err(format!("Fn::If with {} operands", branches.len()));
+        };
+        let name = name
+            .as_str()
+            .ok_or("Fn::If on a condition that is not a name")?;
+        let branch = if condition(template, name, parameters, 0)? {
+            then
+        } else {
+            otherwise
+        };
+        return resolve(template, branch, parameters);
+    }
+    Ok(Some(match value {
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| resolve(template, item, parameters))
+                .filter_map(Result::transpose)
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(object) => Value::Object(
+            object
+                .iter()
+                .map(|(key, item)| {
+                    Ok(resolve(template, item, parameters)?.map(|v| (key.clone(), v)))
+                })
+                .filter_map(Result::transpose)
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    }))
+}
+
+/// The template deployed with the parameter defaults, `overrides` aside.
+fn deployed(template: &Value, overrides: &[(&str, String)]) -> Result<Value, String> {
+    let parameters = parameters(template, overrides);
+    Ok(resolve(template, template, &parameters)?.unwrap_or(Value::Null))
 }
 
 /// The resources of a template, by logical id.
@@ -117,8 +258,22 @@ fn hash_key(attribute: &str) -> Value {
     json!([{ "AttributeName": attribute, "KeyType": "HASH" }])
 }
 
-/// Key schema, attribute definitions and indexes of the table against [`TABLE`].
-fn check_table_layout(table_id: &str, table: &Value, errors: &mut Vec<String>) {
+fn index_key_schema(index: &IndexDefinition) -> Value {
+    let mut schema = vec![json!({ "AttributeName": index.partition_key, "KeyType": "HASH" })];
+    if let Some(sort_key) = index.sort_key {
+        schema.push(json!({ "AttributeName": sort_key, "KeyType": "RANGE" }));
+    }
+    Value::Array(schema)
+}
+
+/// Key schema, attribute definitions and indexes of the table against [`TABLE`] with `indexes`
+/// (all of them, or those of a step of the upgrade).
+fn check_table_layout(
+    table_id: &str,
+    table: &Value,
+    indexes: &[IndexDefinition],
+    errors: &mut Vec<String>,
+) {
     let props = properties(table);
 
     let key_schema = props.get("KeySchema").unwrap_or(&Value::Null);
@@ -129,8 +284,9 @@ fn check_table_layout(table_id: &str, table: &Value, errors: &mut Vec<String>) {
         ));
     }
 
+    // DynamoDB refuses a definition no key schema uses, so these are exactly the key attributes.
     let expected_attributes: BTreeSet<(String, String)> = std::iter::once(TABLE.partition_key)
-        .chain(TABLE.indexes.iter().map(|i| i.partition_key))
+        .chain(indexes.iter().flat_map(IndexDefinition::key_attributes))
         .map(|name| (name.to_owned(), "S".to_owned()))
         .collect();
     let definitions = one_or_many(props.get("AttributeDefinitions").unwrap_or(&Value::Null));
@@ -154,12 +310,12 @@ fn check_table_layout(table_id: &str, table: &Value, errors: &mut Vec<String>) {
     }
 
     let mut expected_indexes: BTreeMap<&str, Value> = BTreeMap::new();
-    for index in TABLE.indexes {
+    for index in indexes {
         expected_indexes.insert(
             index.name,
             json!({
                 "IndexName": index.name,
-                "KeySchema": hash_key(index.partition_key),
+                "KeySchema": index_key_schema(index),
                 "Projection": { "ProjectionType": "ALL" },
             }),
         );
@@ -475,14 +631,64 @@ fn disagreements(text: &str) -> Vec<String> {
         Ok(template) => template,
         Err(e) => return vec![e],
     };
-    let resources = resources(&template);
     let mut errors = Vec::new();
-    if let Some((table_id, table)) = the_table(&resources, &mut errors) {
-        check_table_layout(table_id, table, &mut errors);
-        check_iam(&resources, table_id, &mut errors);
+    match deployed(&template, &[]) {
+        Ok(default) => {
+            let resources = resources(&default);
+            if let Some((table_id, table)) = the_table(&resources, &mut errors) {
+                check_table_layout(table_id, table, TABLE.indexes, &mut errors);
+                check_iam(&resources, table_id, &mut errors);
+            }
+            check_index_dimensions(&default, &mut errors);
+        }
+        Err(e) => errors.push(format!("with the defaults: {e}")),
     }
-    check_index_dimensions(&template, &mut errors);
+    check_upgrade_steps(&template, &mut errors);
     errors
+}
+
+/// `ListingIndexes` = N gives the table `byEmail` and the first N listing indexes of `TABLE`, for
+/// every N from 0 (the previous layout) to all of them (the default): each step of an upgrade adds
+/// exactly one index, the most DynamoDB adds in one table update.
+fn check_upgrade_steps(template: &Value, errors: &mut Vec<String>) {
+    let listing = TABLE.indexes.len() - PREVIOUS_INDEXES;
+    let steps: Vec<String> = (0..=listing).map(|n| n.to_string()).collect();
+    let parameter = template.pointer(&format!("/Parameters/{LISTING_INDEXES}"));
+    let allowed: Vec<String> = parameter
+        .and_then(|p| p.get("AllowedValues"))
+        .map(|values| one_or_many(values).into_iter().map(scalar_text).collect())
+        .unwrap_or_default();
+    if allowed != steps {
+        errors.push(format!(
+            "parameter {LISTING_INDEXES} allows {allowed:?}, the upgrade takes {steps:?}"
+        ));
+    }
+    let default = parameter.and_then(|p| p.get("Default")).map(scalar_text);
+    if default != Some(listing.to_string()) {
+        errors.push(format!(
+            "parameter {LISTING_INDEXES} defaults to {default:?}, not to every listing index ({listing})"
+        ));
+    }
+    for (n, step) in steps.iter().enumerate() {
+        let deployed = match deployed(template, &[(LISTING_INDEXES, step.clone())]) {
+            Ok(deployed) => deployed,
+            Err(e) => {
+                errors.push(format!("with {LISTING_INDEXES}={step}: {e}"));
+                continue;
+            }
+        };
+        let resources = resources(&deployed);
+        let mut step_errors = Vec::new();
+        let present = PREVIOUS_INDEXES + n;
+        if let Some((table_id, table)) = the_table(&resources, &mut step_errors) {
+            check_table_layout(table_id, table, &TABLE.indexes[..present], &mut step_errors);
+        }
+        errors.extend(
+            step_errors
+                .into_iter()
+                .map(|e| format!("with {LISTING_INDEXES}={step}: {e}")),
+        );
+    }
 }
 
 /// The table properties a production deployment needs (docs/operations.md, deploy/README.md): not
@@ -553,6 +759,10 @@ fn drift_in_a_template_is_reported() {
 
 fn drift_is_reported(name: &str) {
     let table_statement = "            Action:\n              - dynamodb:GetItem\n";
+    let item_grant =
+        "              - dynamodb:DeleteItem\n            Resource: !GetAtt CustomersTable.Arn\n";
+    let index_grant = "Action: dynamodb:Query\n            Resource:\n              - !Sub \"${CustomersTable.Arn}/index/byEmail\"\n";
+    let created_index = "          - IndexName: byCreated\n            KeySchema:\n              - AttributeName: shard\n                KeyType: HASH\n              - AttributeName: createdKey\n                KeyType: RANGE\n";
     let mutations: &[(&str, &str, &str)] = &[
         (
             "an action removed",
@@ -565,25 +775,35 @@ fn drift_is_reported(name: &str) {
             "            Action:\n              - dynamodb:GetItem\n              - dynamodb:BatchWriteItem\n",
         ),
         (
+            "the Scan of the old listing granted again",
+            table_statement,
+            "            Action:\n              - dynamodb:GetItem\n              - dynamodb:Scan\n",
+        ),
+        (
             "a wildcard action",
-            "Action: dynamodb:Scan",
+            "Action: dynamodb:Query",
             "Action: dynamodb:*",
         ),
         (
             "the index action on the table",
-            "Action: dynamodb:Query\n            Resource: !Sub \"${CustomersTable.Arn}/index/byEmail\"",
-            "Action: dynamodb:Query\n            Resource: !GetAtt CustomersTable.Arn",
+            index_grant,
+            "Action: dynamodb:Query\n            Resource:\n              - !GetAtt CustomersTable.Arn\n",
         ),
         ("every index", "/index/byEmail\"", "/index/*\""),
         (
+            "a listing index left out of the grants",
+            "              - !Sub \"${CustomersTable.Arn}/index/byFirstName\"\n",
+            "",
+        ),
+        (
             "a wildcard resource",
-            "Action: dynamodb:Scan\n            Resource: !GetAtt CustomersTable.Arn",
-            "Action: dynamodb:Scan\n            Resource: \"*\"",
+            item_grant,
+            "              - dynamodb:DeleteItem\n            Resource: \"*\"\n",
         ),
         (
             "the long form of GetAtt is understood, and a wrong table caught",
-            "Action: dynamodb:Scan\n            Resource: !GetAtt CustomersTable.Arn",
-            "Action: dynamodb:Scan\n            Resource:\n              Fn::GetAtt: [OtherTable, Arn]",
+            item_grant,
+            "              - dynamodb:DeleteItem\n            Resource:\n              Fn::GetAtt: [OtherTable, Arn]\n",
         ),
         (
             "a grant in a role's inline policy",
@@ -597,8 +817,8 @@ fn drift_is_reported(name: &str) {
         ),
         (
             "the partition key renamed",
-            "        - AttributeName: pk\n          AttributeType: S\n        - AttributeName: emailKey\n          AttributeType: S\n      KeySchema:\n        - AttributeName: pk\n",
-            "        - AttributeName: id\n          AttributeType: S\n        - AttributeName: emailKey\n          AttributeType: S\n      KeySchema:\n        - AttributeName: id\n",
+            "      KeySchema:\n        - AttributeName: pk\n          KeyType: HASH\n",
+            "      KeySchema:\n        - AttributeName: id\n          KeyType: HASH\n",
         ),
         (
             "a sort key added",
@@ -624,6 +844,41 @@ fn drift_is_reported(name: &str) {
             "the index projecting keys only",
             "ProjectionType: ALL",
             "ProjectionType: KEYS_ONLY",
+        ),
+        (
+            "a listing index sorted by another key",
+            created_index,
+            "          - IndexName: byCreated\n            KeySchema:\n              - AttributeName: shard\n                KeyType: HASH\n              - AttributeName: updatedKey\n                KeyType: RANGE\n",
+        ),
+        (
+            "a listing index without its sort key",
+            created_index,
+            "          - IndexName: byCreated\n            KeySchema:\n              - AttributeName: shard\n                KeyType: HASH\n",
+        ),
+        (
+            "a listing index partitioned by something other than the shard",
+            created_index,
+            "          - IndexName: byCreated\n            KeySchema:\n              - AttributeName: pk\n                KeyType: HASH\n              - AttributeName: createdKey\n                KeyType: RANGE\n",
+        ),
+        (
+            "a listing key's attribute definition left out",
+            "          - AttributeName: firstNameKey\n            AttributeType: S\n",
+            "          - AttributeName: nameKey\n            AttributeType: S\n",
+        ),
+        (
+            "two indexes in one step of the upgrade",
+            "          - HasFirstNameIndex\n          - IndexName: byFirstName\n",
+            "          - HasNameIndex\n          - IndexName: byFirstName\n",
+        ),
+        (
+            "an attribute definition that comes before its index",
+            "          - HasFirstNameIndex\n          - AttributeName: firstNameKey\n",
+            "          - HasCreatedIndex\n          - AttributeName: firstNameKey\n",
+        ),
+        (
+            "fewer listing indexes by default",
+            "    Default: \"4\"\n    AllowedValues: [\"0\", \"1\", \"2\", \"3\", \"4\"]\n",
+            "    Default: \"3\"\n    AllowedValues: [\"0\", \"1\", \"2\", \"3\", \"4\"]\n",
         ),
         (
             "the function pointed at another table",

@@ -163,7 +163,8 @@ async fn a_patch_that_meets_a_running_transaction_is_retried_not_reported() {
     let updated = repo
         .update(
             &CustomerId::parse("a").unwrap(),
-            &patch(json!({"lastName": "Lovelace"})),
+            // Both names: one UpdateItem, no read first (a patch of one name reads the other).
+            &patch(json!({"firstName": "Ada", "lastName": "Lovelace"})),
             None,
             Timestamp::now(),
         )
