@@ -40,8 +40,14 @@ common=(--url "$base" --max-examples "$examples" --checks all
   --exclude-checks positive_data_acceptance --seed 20261122 --no-color
   --suppress-health-check all)
 
-# 1. Every operation, generated cases: examples, coverage, fuzzing.
-.venv/bin/st run "${base}/openapi.json" "${common[@]}" --phases examples,coverage,fuzzing
+# 1. Every operation, generated cases: examples, coverage, fuzzing. That includes the finding of
+# customers: every parameter of GET /customers (sort, name, updatedSince, email, limit, cursor, and
+# their combinations) and POST /customers/search with its body. Left out: GET, PATCH and DELETE
+# /customers/search, which the document lists only because a concrete path comes before
+# /customers/{id} in OpenAPI; they are the operations of /customers/{id} for the id `search`,
+# tested here already, and generated cases would only meet its 404 (the router tests cover them).
+.venv/bin/st run "${base}/openapi.json" "${common[@]}" --phases examples,coverage,fuzzing \
+  --exclude-operation-id-regex '^(get|patch|delete)CustomerSearch$'
 
 # 2. Stateful sequences along the links, on the resource routes only. The compatibility routes
 # delete customers too (`DELETE /Customers` and the envelope's `delete`, both with the id in the

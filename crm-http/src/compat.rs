@@ -12,8 +12,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse as _, Response};
 use crm_domain::{
-    Address, AddressText, Customer, CustomerId, CustomerPatch, FieldError, Keyed, NewCustomer,
-    PageLimit, ValidationErrors,
+    Address, AddressText, Customer, CustomerId, CustomerPatch, FieldError, Keyed, Listing,
+    NewCustomer, PageLimit, SortOrder, ValidationErrors,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -72,7 +72,8 @@ fn one_line(address: &Address) -> String {
 /// leaves room for the status, the headers and base64 or escaping slack.
 pub(crate) const COMPAT_LIST_BUDGET: usize = 5 * 1024 * 1024;
 
-/// `GET /Customers` → 200 with every customer, walking the pages up to the configured cap; past
+/// `GET /Customers` → 200 with every customer, oldest first (the `createdAt` order of
+/// `GET /customers`), walking the pages up to the configured cap; past
 /// the cap, or past [`COMPAT_LIST_BUDGET`] as the body would be carried in a Lambda response, the
 /// clear problem that points to `/customers` (never a truncated list, never the platform's 5xx).
 pub(crate) async fn list(
@@ -87,7 +88,10 @@ pub(crate) async fn list(
         // Ask for one more than the cap allows, so that "exactly cap" and "over cap" differ.
         let wanted = (cap + 1 - customers.len()).min(PageLimit::MAX.get());
         let limit = PageLimit::new(u64::try_from(wanted).unwrap_or(1)).unwrap_or(PageLimit::MAX);
-        let page = state.service().list(limit, cursor.as_ref()).await?;
+        let page = state
+            .service()
+            .list(&Listing::All(SortOrder::CreatedAt), limit, cursor.as_ref())
+            .await?;
         for customer in &page.items {
             let legacy = LegacyCustomer::from(customer);
             carried += carried_length(&legacy)? + 1;

@@ -18,6 +18,7 @@
 //! | `CRM_REQUEST_DEADLINE_MS` | the most one request may take (1–900000, default 5000); past it: 503 |
 //! | `CRM_COMPAT_LIST_CAP` | how many customers `GET /Customers` returns at most (1–100000, default 1000) |
 //! | `CRM_WARM_UP` | `true`: open the DynamoDB connection during a Lambda cold start (default `false`) |
+//! | `CRM_TOMBSTONE_DAYS` | how many days the change feed keeps the tombstone of a deleted customer (1–3650, default 30) |
 //! | `RUST_LOG` | the log filter (default `info`) |
 //! | `AWS_LAMBDA_RUNTIME_API` | set by AWS Lambda: running inside Lambda, where a table is required |
 //!
@@ -55,6 +56,7 @@ pub const VARIABLES: &[&str] = &[
     "CRM_REQUEST_DEADLINE_MS",
     "CRM_COMPAT_LIST_CAP",
     "CRM_WARM_UP",
+    "CRM_TOMBSTONE_DAYS",
     "RUST_LOG",
     "AWS_LAMBDA_RUNTIME_API",
 ];
@@ -132,6 +134,7 @@ pub struct Config {
     request_deadline: Duration,
     compat_list_cap: usize,
     warm_up: bool,
+    tombstone_retention: Duration,
     log_filter: String,
 }
 
@@ -146,6 +149,10 @@ impl Config {
     pub const DEFAULT_COMPAT_LIST_CAP: usize = 1000;
     /// The largest cap accepted for `GET /Customers`.
     pub const MAX_COMPAT_LIST_CAP: usize = 100_000;
+    /// How many days the change feed keeps a tombstone, by default.
+    pub const DEFAULT_TOMBSTONE_DAYS: u64 = 30;
+    /// The most days accepted for `CRM_TOMBSTONE_DAYS`: ten years.
+    pub const MAX_TOMBSTONE_DAYS: u64 = 3650;
     /// The log filter when `RUST_LOG` is absent.
     pub const DEFAULT_LOG_FILTER: &str = "info";
 
@@ -252,6 +259,10 @@ impl Config {
                 ));
             }
         };
+        let tombstone_days = get("CRM_TOMBSTONE_DAYS")
+            .map(|v| number("CRM_TOMBSTONE_DAYS", v, 1, Self::MAX_TOMBSTONE_DAYS))
+            .transpose()?
+            .unwrap_or(Self::DEFAULT_TOMBSTONE_DAYS);
         let log_filter = get("RUST_LOG")
             .filter(|v| !v.trim().is_empty())
             .unwrap_or(Self::DEFAULT_LOG_FILTER)
@@ -271,6 +282,7 @@ impl Config {
             request_deadline,
             compat_list_cap,
             warm_up,
+            tombstone_retention: days(tombstone_days),
             log_filter,
         })
     }
@@ -327,6 +339,12 @@ impl Config {
         self.compat_list_cap
     }
 
+    /// How long the change feed keeps the tombstone of a deleted customer (`CRM_TOMBSTONE_DAYS`,
+    /// 30 days by default); [`store::connect`](crate::store::connect) gives it to the store.
+    pub fn tombstone_retention(&self) -> Duration {
+        self.tombstone_retention
+    }
+
     /// The `tracing` filter (`RUST_LOG`, `info` by default); already checked. It is the user's
     /// filter as given: [`telemetry::subscriber`](crate::telemetry::subscriber) holds the runtime and
     /// AWS SDK crates at `info` on top of it, whatever it says, since below that they log request
@@ -347,6 +365,7 @@ impl Default for Config {
             request_deadline: Self::DEFAULT_DEADLINE,
             compat_list_cap: Self::DEFAULT_COMPAT_LIST_CAP,
             warm_up: false,
+            tombstone_retention: days(Self::DEFAULT_TOMBSTONE_DAYS),
             log_filter: Self::DEFAULT_LOG_FILTER.to_owned(),
         }
     }
@@ -426,6 +445,11 @@ fn store<'v>(get: &impl Fn(&str) -> Option<&'v str>) -> Result<StoreConfig, Conf
         }
         Ok(StoreConfig::DynamoDb(settings))
     }
+}
+
+/// `n` days.
+const fn days(n: u64) -> Duration {
+    Duration::from_hours(n * 24)
 }
 
 fn number(name: &str, v: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
@@ -509,6 +533,7 @@ mod tests {
         assert_eq!(c.cors_origins(), &CorsOrigins::Disabled);
         assert_eq!(c.request_deadline(), Duration::from_secs(5));
         assert_eq!(c.compat_list_cap(), 1000);
+        assert_eq!(c.tombstone_retention(), Duration::from_hours(30 * 24));
         assert_eq!(c.log_filter(), "info");
     }
 
@@ -526,6 +551,7 @@ mod tests {
             ),
             ("CRM_REQUEST_DEADLINE_MS", "250"),
             ("CRM_COMPAT_LIST_CAP", "50"),
+            ("CRM_TOMBSTONE_DAYS", "7"),
             ("RUST_LOG", "crm_http=debug,warn"),
             ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
             ("CRM_WARM_UP", "true"),
@@ -550,6 +576,7 @@ mod tests {
         );
         assert_eq!(c.request_deadline(), Duration::from_millis(250));
         assert_eq!(c.compat_list_cap(), 50);
+        assert_eq!(c.tombstone_retention(), Duration::from_hours(7 * 24));
         assert_eq!(c.log_filter(), "crm_http=debug,warn");
     }
 
@@ -593,6 +620,32 @@ mod tests {
             );
         }
         assert_eq!(fails_on(&[("RUST_LOG", "crm=lots[")]), "RUST_LOG");
+        for bad in ["0", "3651", "-1", "30d", "1.5", ""] {
+            assert_eq!(
+                fails_on(&[("CRM_TOMBSTONE_DAYS", bad)]),
+                "CRM_TOMBSTONE_DAYS",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn tombstones_are_kept_from_one_day_to_ten_years() {
+        for (value, days) in [("1", 1), (" 90 ", 90), ("3650", 3650)] {
+            assert_eq!(
+                config(&[("CRM_TOMBSTONE_DAYS", value)])
+                    .unwrap()
+                    .tombstone_retention(),
+                Duration::from_hours(days * 24),
+                "{value}"
+            );
+        }
+        assert_eq!(
+            config(&[("CRM_TOMBSTONE_DAYS", "0")])
+                .unwrap_err()
+                .to_string(),
+            "invalid configuration: CRM_TOMBSTONE_DAYS=\"0\" must be an integer from 1 to 3650"
+        );
     }
 
     #[test]

@@ -1,15 +1,21 @@
-//! The handlers of `/customers` and `/health`: parse, call the service, shape the response.
+//! The handlers of `/customers`, `/customers/search` and `/health`: parse, call the service, shape
+//! the response.
 
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use crm_domain::idempotency::RecordedOutcome;
-use crm_domain::{Customer, CustomerPatch, Idempotency, Keyed, NewCustomer, Page, Version};
+use crm_domain::{
+    Customer, CustomerId, CustomerPatch, Idempotency, Keyed, NewCustomer, Page, Version,
+};
 use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::extract::{CreateJson, IdPath, IfMatch, KeyHeader, ListQuery, PatchJson, Prefix};
+use crate::extract::{
+    CreateJson, FindQuery, IdPath, IfMatch, KeyHeader, PatchJson, Prefix, SearchJson,
+};
+use crate::find::Find;
 use crate::state::AppState;
 
 /// `POST /customers` → 201 with the customer, `Location` and `ETag`.
@@ -48,24 +54,76 @@ pub(crate) async fn get(
     Ok(with_etag(StatusCode::OK, &customer))
 }
 
-/// `GET /customers?limit=&cursor=` → a page; `GET /customers?email=` → the same shape with the match.
+/// `GET /customers` → a page of a listing, of a name search or of the change feed, or the match
+/// of an email lookup, all in the shape `{"items", "nextCursor"}`.
 pub(crate) async fn list(
     State(state): State<AppState>,
-    query: ListQuery,
-) -> Result<Json<Page<Customer>>, ApiError> {
-    let page = match query {
-        ListQuery::Page { limit, cursor } => state.service().list(limit, cursor.as_ref()).await?,
-        ListQuery::Email(email) => Page {
-            items: state
-                .service()
-                .find_by_email(&email)
-                .await?
-                .into_iter()
-                .collect(),
+    FindQuery(find): FindQuery,
+) -> Result<Response, ApiError> {
+    found(&state, find).await
+}
+
+/// `POST /customers/search` → the same as [`list`], with the filters in a JSON body, out of URLs.
+/// A read: no `Idempotency-Key`, 200.
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    SearchJson(find): SearchJson,
+) -> Result<Response, ApiError> {
+    found(&state, find).await
+}
+
+/// The page `find` asks for.
+async fn found(state: &AppState, find: Find) -> Result<Response, ApiError> {
+    let service = state.service();
+    Ok(match find {
+        Find::Email(email) => Json(Page {
+            items: service.find_by_email(&email).await?.into_iter().collect(),
             next_cursor: None,
-        },
-    };
-    Ok(Json(page))
+        })
+        .into_response(),
+        Find::Listing {
+            listing,
+            limit,
+            cursor,
+        } => Json(service.list(&listing, limit, cursor.as_ref()).await?).into_response(),
+        Find::Changes {
+            since,
+            limit,
+            cursor,
+        } => Json(service.changes(since, limit, cursor.as_ref()).await?).into_response(),
+    })
+}
+
+/// The id `search`: a valid customer id, whose path `/customers/search` is also the route of
+/// [`search`] (for `POST`). The other methods of that path are the customer's.
+fn search_id() -> Result<IdPath, ApiError> {
+    CustomerId::parse("search")
+        .map(IdPath)
+        .map_err(|_| ApiError::MalformedId)
+}
+
+/// `GET /customers/search`: [`get`] of the customer whose id is `search`.
+pub(crate) async fn get_search(state: State<AppState>) -> Result<Response, ApiError> {
+    get(state, search_id()?).await
+}
+
+/// `PATCH /customers/search`: [`update`] of the customer whose id is `search`.
+pub(crate) async fn update_search(
+    state: State<AppState>,
+    if_match: IfMatch,
+    key: KeyHeader,
+    body: PatchJson,
+) -> Result<Response, ApiError> {
+    update(state, search_id()?, if_match, key, body).await
+}
+
+/// `DELETE /customers/search`: [`delete`] of the customer whose id is `search`.
+pub(crate) async fn delete_search(
+    state: State<AppState>,
+    if_match: IfMatch,
+    key: KeyHeader,
+) -> Result<Response, ApiError> {
+    delete(state, search_id()?, if_match, key).await
 }
 
 /// `PATCH /customers/{id}` → 200 with the customer and its new `ETag`.

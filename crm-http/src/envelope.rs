@@ -12,7 +12,7 @@
 //! | `read` | `Key`: `{"id"}` | `{"Item": customer}`, or `{}` when there is none |
 //! | `update` | `Key`, `UpdateExpression` `SET a = :x, #b = :y` over `firstName`, `lastName`, `email`, `phone` and `address` (or `Address`), `ExpressionAttributeValues`, optional `ExpressionAttributeNames`, optional `ReturnValues` (ignored) | `{"Attributes": customer}` (always the new customer); 404 for an unknown id |
 //! | `delete` | `Key` | `{}`; 404 for an unknown id |
-//! | `list` | optional `Limit` (≥ 1; above 100 it is served as 100, as DynamoDB may return fewer items than `Limit`), optional `ExclusiveStartKey` | `{"Items", "Count", "ScannedCount", "LastEvaluatedKey"}`; `LastEvaluatedKey` is `{"cursor": "<opaque>"}`, absent on the last page |
+//! | `list` | optional `Limit` (≥ 1; above 100 it is served as 100, as DynamoDB may return fewer items than `Limit`), optional `ExclusiveStartKey` | `{"Items", "Count", "ScannedCount", "LastEvaluatedKey"}`, oldest first (the `createdAt` order of `GET /customers`); `LastEvaluatedKey` is `{"cursor": "<opaque>"}`, absent on the last page |
 //! | `echo` | anything | the payload |
 //! | `ping` | — | `"pong"` |
 //!
@@ -37,7 +37,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse as _, Response};
 use crm_domain::{
-    Cursor, Customer, CustomerId, FieldError, Idempotency, Keyed, PageLimit, RepositoryError,
+    Cursor, Customer, CustomerId, FieldError, Idempotency, Keyed, Listing, PageLimit,
+    RepositoryError, SortOrder,
 };
 use serde_json::{Map, Value, json};
 use tracing::Instrument as _;
@@ -192,7 +193,9 @@ async fn run(
                 &[],
             )?;
             let (limit, cursor) = list_arguments(&payload)?;
-            let page = service.list(limit, cursor.as_ref()).await?;
+            let page = service
+                .list(&Listing::All(SortOrder::CreatedAt), limit, cursor.as_ref())
+                .await?;
             let items = page.items.iter().map(item).collect::<Result<Vec<_>, _>>()?;
             let mut result = json!({
                 "Items": items,

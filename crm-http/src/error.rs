@@ -43,7 +43,8 @@ pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     /// 400: a cursor that is not even shaped like one this API issues (the store judges the rest:
-    /// [`RepositoryError::InvalidCursor`]).
+    /// [`RepositoryError::InvalidCursor`], also a 400 `invalid-cursor`, whose detail adds that a
+    /// cursor is bound to the sort and filters of the listing that issued it).
     #[error("the cursor is not one this API issued; start again without a cursor")]
     MalformedCursor,
     /// 400: `GET /Customers` would return more customers than its cap.
@@ -155,7 +156,9 @@ const fn describe(
 const INVALID_FIELDS: &str = "one or more fields are invalid; see errors";
 const UNAVAILABLE: &str = "the service is busy or degraded; retry after the time in Retry-After";
 const INTERNAL: &str = "the server failed to answer this request; it has been logged";
-const INVALID_CURSOR: &str = "the cursor is not one this API issued; start again without a cursor";
+const MALFORMED_CURSOR: &str =
+    "the cursor is not one this API issued; start again without a cursor";
+const INVALID_CURSOR: &str = "the cursor belongs to another listing (another sort or filter), or is not one this API issued: send a nextCursor with the same sort and filters as the request that returned it, or start again without a cursor";
 
 impl ApiError {
     /// The one place that decides what a client is told of each error: status, code, title and
@@ -170,7 +173,7 @@ impl ApiError {
         match self {
             Self::MalformedJson(_) => describe(S::BAD_REQUEST, "malformed-json", "Malformed JSON", Message),
             Self::BadRequest(_) => describe(S::BAD_REQUEST, "bad-request", "Bad request", Message),
-            Self::MalformedCursor => describe(S::BAD_REQUEST, "invalid-cursor", "Invalid cursor", Text(INVALID_CURSOR)),
+            Self::MalformedCursor => describe(S::BAD_REQUEST, "invalid-cursor", "Invalid cursor", Text(MALFORMED_CURSOR)),
             Self::CompatListTooLong { .. } | Self::CompatListTooLarge { .. } => describe(S::BAD_REQUEST, "list-too-long", "Too many customers for one response", Message),
             Self::ForbiddenTable => describe(S::FORBIDDEN, "forbidden-table", "Table not allowed", Message),
             Self::RouteNotFound => describe(S::NOT_FOUND, "no-such-route", "Not found", Message),
@@ -407,10 +410,6 @@ mod tests {
                 ApiError::from(RepositoryError::NotFound),
             ),
             (
-                ApiError::MalformedCursor,
-                ApiError::from(RepositoryError::InvalidCursor),
-            ),
-            (
                 ApiError::IfMatchFailed {
                     current: Version::FIRST,
                 },
@@ -422,6 +421,21 @@ mod tests {
         for (edge, store) in pairs {
             assert_eq!(edge.problem(), store.problem());
         }
+        // A cursor of the wrong shape and one the store refuses are the same kind of problem; the
+        // store's says more, since it may be a cursor of another listing.
+        let (edge, store) = (
+            ApiError::MalformedCursor.problem(),
+            ApiError::from(RepositoryError::InvalidCursor).problem(),
+        );
+        assert_eq!(
+            (edge.problem_type, edge.title, edge.status),
+            (store.problem_type, store.title, store.status)
+        );
+        assert!(
+            store.detail.contains("same sort and filters"),
+            "{}",
+            store.detail
+        );
     }
 
     #[test]

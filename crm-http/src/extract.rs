@@ -4,10 +4,9 @@
 //! every rejection of this API is a problem document.
 
 use axum::body::Body;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use crm_domain::{
-    Cursor, CustomerId, CustomerService, Email, Idempotency, IdempotencyKey, PageLimit,
-    RequestFingerprint, ValidationErrors, Version,
+    CustomerId, CustomerService, Idempotency, IdempotencyKey, RequestFingerprint, Version,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, header};
@@ -15,6 +14,7 @@ use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::find::{Filters, Find};
 use crate::middleware::{BODY_LIMIT, StagePrefix};
 
 /// Reads a body of at most [`BODY_LIMIT`] bytes: refused from its `Content-Length` when it announces
@@ -272,63 +272,33 @@ fn version_of(opaque: &[u8]) -> Option<Version> {
     (version.get().to_string().as_bytes() == opaque).then_some(version)
 }
 
-/// The query of `GET /customers`: a page, or a lookup by email.
-pub(crate) enum ListQuery {
-    /// `?limit=&cursor=`, both optional.
-    Page {
-        limit: PageLimit,
-        cursor: Option<Cursor>,
-    },
-    /// `?email=`.
-    Email(Email),
-}
+/// The query of `GET /customers`, read by [`Filters::from_query`].
+pub(crate) struct FindQuery(pub(crate) Find);
 
-impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
+impl<S: Send + Sync> FromRequestParts<S> for FindQuery {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let bad = |detail: &str| ApiError::BadRequest(detail.to_owned());
-        let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
-            .map_err(|_| bad("the query string is not valid application/x-www-form-urlencoded"))?;
-        let (mut limit, mut cursor, mut email) = (None, None, None);
-        for (name, value) in pairs {
-            let slot = match name.as_str() {
-                "limit" => &mut limit,
-                "cursor" => &mut cursor,
-                "email" => &mut email,
-                // The name goes back to the client who sent it, never to a log.
-                unknown => {
-                    return Err(bad(&format!(
-                        "unknown query parameter `{unknown}`; GET /customers takes limit and cursor, or email alone"
-                    )));
-                }
-            };
-            if slot.replace(value).is_some() {
-                return Err(bad(&format!(
-                    "query parameter `{name}` is given more than once"
-                )));
-            }
+        Filters::from_query(&parts.uri).map(Self)
+    }
+}
+
+/// The JSON body of `POST /customers/search` (`Content-Type: application/json`), read by
+/// [`Filters::from_json`]: the same filters as [`FindQuery`], out of the URL.
+pub(crate) struct SearchJson(pub(crate) Find);
+
+impl<S: Send + Sync> FromRequest<S> for SearchJson {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        if !media_type_is(&parts.headers, &["application/json"]) {
+            return Err(ApiError::UnsupportedMediaType {
+                expected: "application/json",
+            });
         }
-        if let Some(email) = email {
-            if limit.is_some() || cursor.is_some() {
-                return Err(bad(
-                    "email cannot be combined with limit or cursor: a lookup by email returns at most one customer",
-                ));
-            }
-            return Email::parse(&email)
-                .map(Self::Email)
-                .map_err(|e| ValidationErrors::single("email", e.message()).into());
-        }
-        let limit = limit
-            .map(|l| PageLimit::parse(&l))
-            .transpose()
-            .map_err(|e| bad(&format!("limit {}", e.message())))?
-            .unwrap_or_default();
-        let cursor = cursor
-            .map(|c| Cursor::parse(&c))
-            .transpose()
-            .map_err(|_| ApiError::MalformedCursor)?;
-        Ok(Self::Page { limit, cursor })
+        let bytes = read_limited(&parts.headers, body).await?;
+        Filters::from_json(&bytes).map(Self)
     }
 }
 

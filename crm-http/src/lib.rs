@@ -7,9 +7,10 @@
 //! [`crm_domain::CustomerService`] and their results into responses, and nothing else: validation
 //! lives in `crm-domain`, storage in `crm-memory` and `crm-dynamo`. It has no Lambda dependency.
 //!
-//! - [`router`] builds the [`Router`]: `/customers`, the compatibility routes (`/Customers`,
-//!   `POST /DynamoDBManager`), `GET /health` and `GET /openapi.json`, behind the layers every
-//!   request goes through (request log line, CORS, panic catcher, deadline, stage prefix).
+//! - [`router`] builds the [`Router`]: `/customers` (with `POST /customers/search`), the
+//!   compatibility routes (`/Customers`, `POST /DynamoDBManager`), `GET /health` and
+//!   `GET /openapi.json`, behind the layers every request goes through (request log line, CORS,
+//!   panic catcher, deadline, stage prefix).
 //! - [`ApiError`] is the one error type of the edge, and one match in it decides the status, code,
 //!   title and detail of every error; every error leaves as `application/problem+json` (RFC 9457).
 //! - [`envelope`] is the `DynamoDBManager` operation envelope, shared by the HTTP route and direct
@@ -71,6 +72,7 @@ pub mod telemetry;
 mod compat;
 mod customers;
 mod extract;
+mod find;
 mod middleware;
 mod state;
 
@@ -111,6 +113,15 @@ pub(crate) const ROUTE_ROOTS: &[&str] = &[
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .route("/customers", get(customers::list).post(customers::create))
+        // `search` is a valid customer id too: the route that takes its path keeps the customer's
+        // methods, and adds the search as its POST (which /customers/{id} does not have).
+        .route(
+            "/customers/search",
+            post(customers::search)
+                .get(customers::get_search)
+                .patch(customers::update_search)
+                .delete(customers::delete_search),
+        )
         .route(
             "/customers/{id}",
             get(customers::get)

@@ -29,8 +29,9 @@ impl fmt::Display for StoreKind {
 }
 
 /// The repository `config` asks for: DynamoDB when `CRM_TABLE_NAME` is set, else the in-memory
-/// store. No request is made, except that inside Lambda with `CRM_WARM_UP=true` the DynamoDB
-/// connection is opened here, during the cold start's init phase, rather than on the first request.
+/// store, either keeping tombstones for `CRM_TOMBSTONE_DAYS`. No request is made, except that
+/// inside Lambda with `CRM_WARM_UP=true` the DynamoDB connection is opened here, during the cold
+/// start's init phase, rather than on the first request.
 #[cfg_attr(
     not(feature = "dynamodb"),
     expect(
@@ -41,12 +42,17 @@ impl fmt::Display for StoreKind {
 pub async fn connect(config: &Config) -> (Arc<dyn CustomerRepository>, StoreKind) {
     match config.store() {
         StoreConfig::Memory => (
-            Arc::new(InMemoryCustomerRepository::new()),
+            Arc::new(
+                InMemoryCustomerRepository::new()
+                    .with_tombstone_retention(config.tombstone_retention()),
+            ),
             StoreKind::Memory,
         ),
         #[cfg(feature = "dynamodb")]
         StoreConfig::DynamoDb(settings) => {
-            let repository = DynamoCustomerRepository::connect(settings).await;
+            let repository = DynamoCustomerRepository::connect(settings)
+                .await
+                .with_tombstone_retention(config.tombstone_retention());
             if config.in_lambda() && config.warm_up() {
                 repository.warm_up().await;
             }

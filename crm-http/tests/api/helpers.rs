@@ -14,8 +14,9 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use crm_domain::idempotency::{KeyLease, KeyState, KeyedWrite, Written};
 use crm_domain::{
-    BulkReport, Cursor, Customer, CustomerId, CustomerPatch, CustomerRepository, CustomerService,
-    Email, Idempotency, Page, PageLimit, RepositoryError, Timestamp, Version,
+    BulkReport, Change, Cursor, Customer, CustomerId, CustomerPatch, CustomerRepository,
+    CustomerService, Email, Idempotency, Listing, Page, PageLimit, RepositoryError, Timestamp,
+    Version,
 };
 use crm_http::{AppState, Config, router};
 use crm_memory::InMemoryCustomerRepository;
@@ -42,9 +43,14 @@ pub(crate) fn spawn_app_with(
     vars: &[(&str, &str)],
     repository: Arc<dyn CustomerRepository>,
 ) -> TestApp {
+    spawn_service(vars, CustomerService::new(repository))
+}
+
+/// The app over `service` (a clock of the test's own, say), configured by `vars`.
+pub(crate) fn spawn_service(vars: &[(&str, &str)], service: CustomerService) -> TestApp {
     capture_logs();
     let config = Config::from_vars(vars.iter().copied()).expect("valid test configuration");
-    let state = AppState::new(CustomerService::new(repository), &config);
+    let state = AppState::new(service, &config);
     TestApp {
         router: router(state.clone()),
         state,
@@ -292,9 +298,22 @@ macro_rules! repository {
             }
             async fn list<'c>(
                 &self,
+                _: &Listing,
                 _: PageLimit,
                 _: Option<&'c Cursor>,
             ) -> Result<Page<Customer>, RepositoryError> {
+                let $this = self;
+                $body.map(|_: Option<Customer>| Page {
+                    items: vec![],
+                    next_cursor: None,
+                })
+            }
+            async fn changes<'c>(
+                &self,
+                _: Timestamp,
+                _: PageLimit,
+                _: Option<&'c Cursor>,
+            ) -> Result<Page<Change>, RepositoryError> {
                 let $this = self;
                 $body.map(|_: Option<Customer>| Page {
                     items: vec![],
@@ -353,14 +372,15 @@ fn document() -> &'static Value {
     DOCUMENT.get_or_init(|| serde_json::from_str(crm_http::openapi::DOCUMENT).unwrap())
 }
 
-/// The documented path template that `path` (stage prefix already dropped) matches.
+/// The documented path template that `path` (stage prefix already dropped) matches: as OpenAPI
+/// has it, a concrete path before a templated one (`/customers/search` before `/customers/{id}`).
 pub(crate) fn template_of(path: &str) -> Option<String> {
     let segments: Vec<&str> = path.split('/').collect();
     document()["paths"]
         .as_object()
         .unwrap()
         .keys()
-        .find(|template| {
+        .filter(|template| {
             let parts: Vec<&str> = template.split('/').collect();
             parts.len() == segments.len()
                 && parts
@@ -368,6 +388,7 @@ pub(crate) fn template_of(path: &str) -> Option<String> {
                     .zip(&segments)
                     .all(|(t, s)| (t.starts_with('{') && !s.is_empty()) || t == s)
         })
+        .min_by_key(|template| template.matches('{').count())
         .cloned()
 }
 
@@ -482,25 +503,13 @@ fn resolve(value: &Value) -> &Value {
     }
 }
 
-/// A JSON Schema check of what the document uses: `$ref`, `oneOf`, `const`, `enum`, `type`,
+/// A JSON Schema check of what the document uses: `$ref`, `oneOf`, `anyOf`, `const`, `enum`, `type`,
 /// `required`, `properties`, `additionalProperties: false`, `items`, lengths, bounds and `pattern`
 /// (with the `regex` crate, whose syntax covers the patterns of the document). `format` is not
 /// checked: the one format used, `date-time`, comes with a stricter `pattern`.
 fn validate(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
     let schema = resolve(schema);
-    if let Some(options) = schema["oneOf"].as_array() {
-        let matching = options
-            .iter()
-            .filter(|option| {
-                let mut e = Vec::new();
-                validate(option, value, at, &mut e);
-                e.is_empty()
-            })
-            .count();
-        if matching != 1 {
-            errors.push(format!("{at}: matches {matching} of oneOf"));
-        }
-    }
+    validate_options(schema, value, at, errors);
     if let Some(constant) = schema.get("const")
         && constant != value
     {
@@ -580,6 +589,26 @@ fn validate(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
     }
 }
 
+/// `oneOf` (exactly one option matches) and `anyOf` (at least one does).
+fn validate_options(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+    let matches = |option: &Value| {
+        let mut e = Vec::new();
+        validate(option, value, at, &mut e);
+        e.is_empty()
+    };
+    if let Some(options) = schema["oneOf"].as_array() {
+        let matching = options.iter().filter(|option| matches(option)).count();
+        if matching != 1 {
+            errors.push(format!("{at}: matches {matching} of oneOf"));
+        }
+    }
+    if let Some(options) = schema["anyOf"].as_array()
+        && !options.iter().any(matches)
+    {
+        errors.push(format!("{at}: matches none of anyOf"));
+    }
+}
+
 /// The string keywords: `minLength`, `maxLength` (in characters) and `pattern`.
 fn validate_string(schema: &Value, text: &str, at: &str, errors: &mut Vec<String>) {
     let length = text.chars().count() as u64;
@@ -631,9 +660,41 @@ fn the_schema_check_enforces_patterns() {
     let mut errors = Vec::new();
     validate(problem_type, &json!("about:blank"), "$.type", &mut errors);
     assert_eq!(errors.len(), 1, "{errors:?}");
+    let page = &document()["components"]["schemas"]["FindPage"];
+    let tombstone = json!({"id": "a", "deleted": true, "version": 2,
+        "updatedAt": "2026-01-01T00:00:00.000Z"});
+    for (items, valid) in [
+        (json!([]), true),
+        (json!([tombstone.clone()]), true),
+        (
+            json!([{"id": "a", "deleted": false, "version": 2,
+            "updatedAt": "2026-01-01T00:00:00.000Z"}]),
+            false,
+        ),
+        (json!([{"id": "a", "deleted": true, "version": 2}]), false),
+        (json!([tombstone, {"id": "a", "firstName": "A"}]), false),
+    ] {
+        let mut errors = Vec::new();
+        let body = json!({"items": items, "nextCursor": null});
+        validate(page, &body, "$", &mut errors);
+        assert_eq!(errors.is_empty(), valid, "{body}: {errors:?}");
+    }
     let retry_after =
         resolve(&document()["components"]["headers"]["Retry-After"])["schema"].clone();
     let mut errors = Vec::new();
     validate(&retry_after, &json!("0"), "Retry-After", &mut errors);
     assert_eq!(errors.len(), 1, "{errors:?}");
+}
+
+#[test]
+fn a_concrete_path_is_matched_before_a_templated_one() {
+    assert_eq!(
+        template_of("/customers/search").as_deref(),
+        Some("/customers/search")
+    );
+    assert_eq!(
+        template_of("/customers/searching").as_deref(),
+        Some("/customers/{id}")
+    );
+    assert_eq!(template_of("/customers").as_deref(), Some("/customers"));
 }

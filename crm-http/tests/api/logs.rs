@@ -124,8 +124,50 @@ async fn crud_session(app: &TestApp) -> Vec<String> {
     );
     expect(404, app.get("/customers/Zephyrine").await);
     expect(404, app.get("/Zephyrine/Quillfeather").await);
-    expect(204, app.delete("/customers/z-1", None).await);
+    find_then_delete(app, &mut expect).await;
     ids
+}
+
+/// The end of the session: searches with names and emails in queries and bodies, found and
+/// refused; the delete of the customer; the change feed with its tombstone.
+async fn find_then_delete(app: &TestApp, expect: &mut impl FnMut(u16, TestResponse)) {
+    expect(200, app.get("/customers?name=Zephyrine&limit=1").await);
+    expect(200, app.get("/customers?sort=name&limit=1").await);
+    expect(
+        200,
+        app.post_json("/customers/search", &json!({"name": "quillfeather z"}))
+            .await,
+    );
+    expect(
+        200,
+        app.post_json(
+            "/customers/search",
+            &json!({"email": "zephyrine.q@example.org"}),
+        )
+        .await,
+    );
+    expect(
+        422,
+        app.post_json(
+            "/customers/search",
+            &json!({"name": "Bramblewick".repeat(10)}),
+        )
+        .await,
+    );
+    expect(
+        400,
+        app.post_json(
+            "/customers/search",
+            &json!({"name": "Obadiah", "email": "obadiah@example.net"}),
+        )
+        .await,
+    );
+    expect(204, app.delete("/customers/z-1", None).await);
+    expect(
+        200,
+        app.get("/customers?updatedSince=2000-01-01T00:00:00Z")
+            .await,
+    );
 }
 
 #[tokio::test]
@@ -160,6 +202,7 @@ async fn a_full_crud_session_logs_one_line_per_request_and_no_customer_data() {
         .collect();
     for route in [
         "/customers",
+        "/customers/search",
         "/customers/{id}",
         "/Customers",
         "/DynamoDBManager",

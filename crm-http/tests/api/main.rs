@@ -8,6 +8,7 @@
 mod compat;
 mod customers;
 mod envelope;
+mod finding;
 mod helpers;
 mod idempotency;
 #[path = "../support/log_buffer.rs"]

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use crm_domain::idempotency::{KeyLease, KeyState, KeyedWrite, Written};
 use crm_domain::{
-    BulkReport, Cursor, Customer, CustomerId, CustomerPatch, CustomerRepository, Email,
-    Idempotency, Page, PageLimit, RepositoryError, Timestamp, Version,
+    BulkReport, Change, Cursor, Customer, CustomerId, CustomerPatch, CustomerRepository, Email,
+    Idempotency, Listing, Page, PageLimit, RepositoryError, Timestamp, Version,
 };
 use std::time::Duration;
 
@@ -59,10 +59,20 @@ impl CustomerRepository for PanicOn {
 
     async fn list<'c>(
         &self,
+        listing: &Listing,
         limit: PageLimit,
         cursor: Option<&'c Cursor>,
     ) -> Result<Page<Customer>, RepositoryError> {
-        self.0.list(limit, cursor).await
+        self.0.list(listing, limit, cursor).await
+    }
+
+    async fn changes<'c>(
+        &self,
+        since: Timestamp,
+        limit: PageLimit,
+        cursor: Option<&'c Cursor>,
+    ) -> Result<Page<Change>, RepositoryError> {
+        self.0.changes(since, limit, cursor).await
     }
 
     async fn put_many(&self, customers: &[Customer]) -> Result<BulkReport, RepositoryError> {
