@@ -6,7 +6,8 @@
 //! - [`claims`]: email claims that went missing or name another customer.
 //! - [`requests`]: the requests each operation sends, counted against the crate docs, and the IAM
 //!   actions they need.
-//! - [`pagination`]: listing when DynamoDB cuts a Scan at 1 MB.
+//! - [`pagination`]: walks of every listing, name search and the change feed over many pages;
+//!   cursors of another listing, altered or forged.
 //! - [`lost_replies`]: writes DynamoDB applied whose reply was lost, through a fault proxy.
 //! - [`transient`]: DynamoDB's "not now" answers, from a scripted endpoint on loopback.
 //! - [`outage`]: an endpoint that is down or silent.
