@@ -1,6 +1,6 @@
 //! The walk-through both examples run: the same calls, whatever the store.
 
-use crm_domain::{CustomerPatch, CustomerService, NewCustomer, PageLimit};
+use crm_domain::{CustomerPatch, CustomerService, Listing, NewCustomer, PageLimit};
 use serde_json::json;
 
 /// Creates, reads, patches, lists and deletes customers, printing what happens.
@@ -61,14 +61,20 @@ pub(crate) async fn tour(service: &CustomerService) -> anyhow::Result<()> {
     let stale = service.update(ada.id(), &patch, Some(read.version())).await;
     println!("the same patch at the old version: {}", refusal(&stale));
 
-    let page = service.list(PageLimit::new(1)?, None).await?;
+    let page = service
+        .list(&Listing::default(), PageLimit::new(1)?, None)
+        .await?;
     println!(
         "first page of 1: {} item(s), next cursor present: {}",
         page.items.len(),
         page.next_cursor.is_some()
     );
     let rest = service
-        .list(PageLimit::DEFAULT, page.next_cursor.as_ref())
+        .list(
+            &Listing::default(),
+            PageLimit::DEFAULT,
+            page.next_cursor.as_ref(),
+        )
         .await?;
     println!(
         "next page: {} item(s), last page: {}",

@@ -5,9 +5,44 @@
 //! writes, so each is atomic exactly as a DynamoDB conditional write or transaction is. The lock is
 //! never held across an `.await`.
 //!
-//! Customers are kept in a [`BTreeMap`] by id, so a page is a range read that costs by page size, not
-//! by store size; a second map from the normalized email to its owner makes uniqueness and lookup by
-//! email O(1)-ish.
+//! # Indexes and what they cost
+//!
+//! Customers are kept in a [`HashMap`] by id, beside a map from the normalized email to its owner
+//! (uniqueness and lookup by email). Each order of [`crm_domain::listing`] has an ordered index, a
+//! [`BTreeMap`] from the order's key to the customer, changed in the same step as the customer by
+//! every write (create, update, delete, bulk import, keyed write):
+//!
+//! | index | key | answers |
+//! | --- | --- | --- |
+//! | created | [`created_key`](crm_domain::listing::created_key) | `createdAt`, `-createdAt` |
+//! | updated | [`updated_key`] of each customer | `updatedAt`, the change feed |
+//! | name | [`name_key`](crm_domain::listing::name_key) | `name`, search by last name |
+//! | first name | [`first_name_key`](crm_domain::listing::first_name_key) | search by first name |
+//! | deleted | `updated_key` of each tombstone | the change feed |
+//!
+//! A customer is stored once, with its keys, and shared ([`Arc`]) by the map by id and its four
+//! index entries, so that a page reads the customers straight from the index it walks. With `n`
+//! customers, a read by id costs O(1) and a write O(log n) (each of its four index entries is
+//! moved, when its key changed, or pointed at the new version); a page of a listing, a name search
+//! or the change feed costs O(log n + page): one descent to the key after the cursor, then the
+//! next entries in order, whatever the store's size. A name search merges the prefix ranges of the
+//! two name indexes by key and passes over the entries of customers found under their other,
+//! smaller key; a page passes over at most 1,000 of them before it ends early with a cursor, so
+//! even a search whose every match matches twice stays bounded. Tombstones have an index of their
+//! own, so the `updatedAt` order never passes over one. Each customer's keys are computed once,
+//! when it is written: its index entries are removed by the very strings inserted, and a search
+//! does not fold names again.
+//!
+//! # Tombstones
+//!
+//! A delete leaves a [`Tombstone`] in the change feed: the id, the version after the delete (one
+//! more than the customer's last) and the time, never earlier than the customer's `updatedAt` so that
+//! the feed's order stays the order of changes. A tombstone is kept for the store's retention (30
+//! days unless set with [`with_tombstone_retention`](InMemoryCustomerRepository::with_tombstone_retention)),
+//! then dropped in expiry order (an ordered set of expiry times) by the next write or change-feed
+//! read, at a cost per tombstone dropped, never by a scan; no read returns an expired one. Creating the id again removes its
+//! tombstone. Reading, changing or deleting a deleted id finds nothing, and
+//! [`len`](InMemoryCustomerRepository::len) counts customers only.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -18,20 +53,27 @@
 //! # let _ = service;
 //! ```
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+mod index;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use crm_domain::idempotency::{
     KEY_RETENTION, KeyLease, KeyState, KeyedWrite, RecordedOutcome, Written,
 };
+use crm_domain::listing::{ChangeFeed, updated_key};
 use crm_domain::{
-    BulkRejection, BulkReport, Cursor, Customer, CustomerId, CustomerPatch, CustomerRepository,
-    Email, Idempotency, IdempotencyKey, Page, PageLimit, RepositoryError, RequestFingerprint,
-    Timestamp, Version, batch_repeats,
+    BulkRejection, BulkReport, Change, Cursor, CursorKey, Customer, CustomerId, CustomerPatch,
+    CustomerRepository, Email, Idempotency, IdempotencyKey, Listing, Page, PageLimit,
+    RepositoryError, RequestFingerprint, SortOrder, Timestamp, Tombstone, Version, batch_repeats,
 };
+
+use crate::index::{Indexes, Stored, between, from, merged, walk};
 
 /// Customers in memory; see the [crate docs](crate).
 #[derive(Debug)]
@@ -39,6 +81,9 @@ pub struct InMemoryCustomerRepository {
     state: RwLock<State>,
     /// How long the tombstone of a deleted customer stays in the change feed.
     tombstone_retention: Duration,
+    /// What this store seals its cursors with: made with the store, which lives in one process,
+    /// so its cursors open only in the store that issued them.
+    cursor_key: CursorKey,
 }
 
 impl Default for InMemoryCustomerRepository {
@@ -46,6 +91,7 @@ impl Default for InMemoryCustomerRepository {
         Self {
             state: RwLock::default(),
             tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
+            cursor_key: CursorKey::generate(),
         }
     }
 }
@@ -55,9 +101,22 @@ const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 *
 
 #[derive(Debug, Default)]
 struct State {
-    customers: BTreeMap<CustomerId, Customer>,
+    /// The customers by id, each shared with the indexes.
+    customers: HashMap<CustomerId, Arc<Stored>>,
     /// Normalized email → the customer that owns it.
     emails: HashMap<String, CustomerId>,
+    /// The orders of the customers.
+    indexes: Indexes,
+    /// The id of each deleted customer whose tombstone is kept → the tombstone's key in `deleted`.
+    tombstones: HashMap<CustomerId, String>,
+    /// The tombstones in change-feed order, by their `updated_key`.
+    deleted: BTreeMap<String, Buried>,
+    /// The tombstones in the order they expire, so that dropping the expired reads only them.
+    ///
+    /// Ordered and not a queue (as `key_expiry` is): a tombstone goes early when its id is created
+    /// again, and a queue would keep its entry until it expired, so that an id deleted and created
+    /// again and again would grow the queue by one entry each time for the whole retention.
+    tombstone_expiry: BTreeSet<(Timestamp, CustomerId)>,
     /// Idempotency keys, with what their requests did.
     keys: HashMap<IdempotencyKey, KeyRecord>,
     /// The keys in the order they expire (all live [`KEY_RETENTION`] from their first use), so
@@ -65,6 +124,28 @@ struct State {
     key_expiry: VecDeque<(Timestamp, IdempotencyKey)>,
     /// How many keys were handed out: each holder's token is its number.
     holders: u64,
+}
+
+/// A tombstone as stored: with when it expires.
+#[derive(Debug)]
+struct Buried {
+    tombstone: Tombstone,
+    expires_at: Timestamp,
+}
+
+/// An entry of the change feed, before it is copied out of the store.
+enum ChangeRef<'a> {
+    Customer(&'a Customer),
+    Deleted(&'a Tombstone),
+}
+
+impl ChangeRef<'_> {
+    fn to_change(&self) -> Change {
+        match self {
+            Self::Customer(customer) => Change::Customer((*customer).clone()),
+            Self::Deleted(tombstone) => Change::Deleted((*tombstone).clone()),
+        }
+    }
 }
 
 /// What the store knows of one idempotency key.
@@ -113,18 +194,70 @@ impl State {
         Ok(updated)
     }
 
+    /// Deletes the customer `id` and leaves its tombstone, deleted at `now` (or at the customer's
+    /// `updatedAt`, when that is later) and kept for `retention`.
     fn delete(
         &mut self,
         id: &CustomerId,
         expected: Option<Version>,
+        now: Timestamp,
+        retention: Duration,
     ) -> Result<(), RepositoryError> {
         self.current(id, expected)?;
-        if let Some(removed) = self.customers.remove(id)
-            && let Some(email) = removed.email()
-        {
-            self.emails.remove(&email.normalized());
+        if let Some(removed) = self.customers.remove(id) {
+            self.indexes.remove(&removed.keys);
+            if let Some(email) = removed.customer.email() {
+                self.emails.remove(&email.normalized());
+            }
+            self.bury(&removed.customer, now, retention);
         }
         Ok(())
+    }
+
+    fn bury(&mut self, customer: &Customer, now: Timestamp, retention: Duration) {
+        let id = customer.id();
+        // A customer's `updatedAt` comes from the caller's clock and may be ahead of this one: the
+        // tombstone must not sort before the change it follows.
+        let deleted_at = now.max(customer.updated_at());
+        let key = updated_key(deleted_at, id);
+        // Retention runs on this store's clock, from the delete, whatever `deleted_at` says.
+        let expires_at = now.after(retention);
+        self.tombstone_expiry.insert((expires_at, id.clone()));
+        self.tombstones.insert(id.clone(), key.clone());
+        self.deleted.insert(
+            key,
+            Buried {
+                tombstone: Tombstone {
+                    id: id.clone(),
+                    version: customer.version().next(),
+                    deleted_at,
+                },
+                expires_at,
+            },
+        );
+    }
+
+    /// Removes the tombstone of `id`, if it has one.
+    fn unbury(&mut self, id: &CustomerId) {
+        if let Some(key) = self.tombstones.remove(id)
+            && let Some(buried) = self.deleted.remove(&key)
+        {
+            self.tombstone_expiry
+                .remove(&(buried.expires_at, id.clone()));
+        }
+    }
+
+    /// Drops the tombstones that expired by `now`.
+    fn expire_tombstones(&mut self, now: Timestamp) {
+        while self
+            .tombstone_expiry
+            .first()
+            .is_some_and(|(expires_at, _)| *expires_at <= now)
+        {
+            if let Some((_, id)) = self.tombstone_expiry.pop_first() {
+                self.unbury(&id);
+            }
+        }
     }
 
     /// Drops the records of the keys that expired by `now`.
@@ -161,12 +294,24 @@ impl State {
             .map(|_| RepositoryError::EmailTaken)
     }
 
+    /// Stores `customer`, new or replacing the one with its id, with its email and index entries;
+    /// a tombstone of its id goes.
     fn insert(&mut self, customer: Customer) {
-        if let Some(email) = customer.email() {
-            self.emails
-                .insert(email.normalized(), customer.id().clone());
+        let stored = if let Some(old) = self.customers.get(customer.id()) {
+            let stored = old.next(customer);
+            self.indexes.replace(&old.keys, &stored);
+            stored
+        } else {
+            self.unbury(customer.id());
+            let stored = Stored::new(customer);
+            self.indexes.add(&stored);
+            stored
+        };
+        let id = stored.customer.id();
+        if let Some(email) = stored.customer.email() {
+            self.emails.insert(email.normalized(), id.clone());
         }
-        self.customers.insert(customer.id().clone(), customer);
+        self.customers.insert(id.clone(), stored);
     }
 
     fn current(
@@ -174,7 +319,11 @@ impl State {
         id: &CustomerId,
         expected: Option<Version>,
     ) -> Result<&Customer, RepositoryError> {
-        let current = self.customers.get(id).ok_or(RepositoryError::NotFound)?;
+        let current = &self
+            .customers
+            .get(id)
+            .ok_or(RepositoryError::NotFound)?
+            .customer;
         match expected {
             Some(version) if version != current.version() => {
                 Err(RepositoryError::VersionConflict {
@@ -182,6 +331,75 @@ impl State {
                 })
             }
             _ => Ok(current),
+        }
+    }
+
+    /// A page of `listing` after the key `after`, its cursor sealed with `seal`.
+    fn list(
+        &self,
+        listing: &Listing,
+        limit: PageLimit,
+        after: Option<&str>,
+        seal: &CursorKey,
+    ) -> Page<Customer> {
+        let walked = match listing {
+            Listing::All(order) => {
+                let index = match order {
+                    SortOrder::CreatedAt | SortOrder::CreatedAtDescending => &self.indexes.created,
+                    SortOrder::Name => &self.indexes.name,
+                    SortOrder::UpdatedAt => &self.indexes.updated,
+                };
+                let entries = from(index, after, order.descending())
+                    .map(|(key, stored)| (key, Some(&stored.customer)));
+                walk(entries, limit.get())
+            }
+            Listing::Name(prefix) => {
+                let start = after.map_or(Bound::Included(prefix.folded()), Bound::Excluded);
+                let end = prefix.upper_bound();
+                let entries = merged(
+                    between(&self.indexes.name, start, &end),
+                    between(&self.indexes.first_name, start, &end),
+                )
+                .map(|(key, stored)| {
+                    // Found under both keys, a customer belongs at the smaller: pass over the other.
+                    let here = stored.keys.found_by(prefix.folded()) == Some(key.as_str());
+                    (key, here.then_some(&stored.customer))
+                });
+                walk(entries, limit.get())
+            }
+        };
+        Page {
+            items: walked.items.into_iter().cloned().collect(),
+            next_cursor: walked.next.map(|key| listing.cursor(seal, key)),
+        }
+    }
+
+    /// A page of the change feed from `start`, without the tombstones expired by `now`, its
+    /// cursor sealed with `seal`.
+    fn changes(
+        &self,
+        start: Bound<&str>,
+        limit: PageLimit,
+        now: Timestamp,
+        seal: &CursorKey,
+    ) -> Page<Change> {
+        let customers = self
+            .indexes
+            .updated
+            .range::<str, _>((start, Bound::Unbounded))
+            .map(|(key, stored)| (key, Some(ChangeRef::Customer(&stored.customer))));
+        let deleted =
+            self.deleted
+                .range::<str, _>((start, Bound::Unbounded))
+                .map(|(key, buried)| {
+                    // Expired after this read's drop: a read holds the read lock and cannot drop it.
+                    let live = buried.expires_at > now;
+                    (key, live.then_some(ChangeRef::Deleted(&buried.tombstone)))
+                });
+        let walked = walk(merged(customers, deleted), limit.get());
+        Page {
+            items: walked.items.iter().map(ChangeRef::to_change).collect(),
+            next_cursor: walked.next.map(|key| ChangeFeed::cursor(seal, key)),
         }
     }
 }
@@ -211,13 +429,30 @@ impl InMemoryCustomerRepository {
     }
 
     // A panic while the lock is held cannot leave the state half-written (every write happens after
-    // all checks), so a poisoned lock is still sound to use.
+    // all checks, and is map inserts and removals, which do not panic), so a poisoned lock is still
+    // sound to use.
     fn read(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The state to write, rid of the tombstones that expired: every write drops them on its way.
     fn write(&self) -> RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(PoisonError::into_inner)
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        state.expire_tombstones(Timestamp::now());
+        state
+    }
+
+    /// Drops the tombstones expired by `now`, taking the write lock only when one is due, so that a
+    /// change-feed read after a quiet spell does not pass over every tombstone that expired in it.
+    fn expire_tombstones(&self, now: Timestamp) {
+        let due = self
+            .read()
+            .tombstone_expiry
+            .first()
+            .is_some_and(|(expires_at, _)| *expires_at <= now);
+        if due {
+            self.write().expire_tombstones(now);
+        }
     }
 }
 
@@ -228,7 +463,7 @@ impl CustomerRepository for InMemoryCustomerRepository {
     }
 
     async fn get(&self, id: &CustomerId) -> Result<Option<Customer>, RepositoryError> {
-        Ok(self.read().customers.get(id).cloned())
+        Ok(self.read().customers.get(id).map(|s| s.customer.clone()))
     }
 
     async fn find_by_email(&self, email: &Email) -> Result<Option<Customer>, RepositoryError> {
@@ -237,7 +472,7 @@ impl CustomerRepository for InMemoryCustomerRepository {
             .emails
             .get(&email.normalized())
             .and_then(|id| state.customers.get(id))
-            .cloned())
+            .map(|s| s.customer.clone()))
     }
 
     async fn update(
@@ -255,38 +490,45 @@ impl CustomerRepository for InMemoryCustomerRepository {
         id: &CustomerId,
         expected: Option<Version>,
     ) -> Result<(), RepositoryError> {
-        self.write().delete(id, expected)
+        self.write()
+            .delete(id, expected, Timestamp::now(), self.tombstone_retention)
     }
 
     async fn list<'c>(
         &self,
+        listing: &Listing,
         limit: PageLimit,
         cursor: Option<&'c Cursor>,
     ) -> Result<Page<Customer>, RepositoryError> {
-        let start = match cursor {
-            None => Bound::Unbounded,
-            Some(cursor) => {
-                let position = cursor.decode().ok_or(RepositoryError::InvalidCursor)?;
-                let id =
-                    CustomerId::parse(&position).map_err(|_| RepositoryError::InvalidCursor)?;
-                Bound::Excluded(id)
-            }
+        let after = cursor
+            .map(|cursor| listing.position(&self.cursor_key, cursor))
+            .transpose()
+            .map_err(|_| RepositoryError::InvalidCursor)?;
+        Ok(self
+            .read()
+            .list(listing, limit, after.as_deref(), &self.cursor_key))
+    }
+
+    async fn changes<'c>(
+        &self,
+        since: Timestamp,
+        limit: PageLimit,
+        cursor: Option<&'c Cursor>,
+    ) -> Result<Page<Change>, RepositoryError> {
+        let after = cursor
+            .map(|cursor| ChangeFeed::position(&self.cursor_key, cursor))
+            .transpose()
+            .map_err(|_| RepositoryError::InvalidCursor)?;
+        let first = ChangeFeed::start(since);
+        // A cursor from before `since` (a feed read from an earlier time) must not reach back
+        // past it: the later of the two positions wins.
+        let start = match &after {
+            Some(key) if *key >= first => Bound::Excluded(key.as_str()),
+            _ => Bound::Included(first.as_str()),
         };
-        let state = self.read();
-        // One more than the page tells whether a next page exists.
-        let mut items: Vec<Customer> = state
-            .customers
-            .range((start, Bound::Unbounded))
-            .take(limit.get() + 1)
-            .map(|(_, c)| c.clone())
-            .collect();
-        let next_cursor = if items.len() > limit.get() {
-            items.truncate(limit.get());
-            items.last().map(|c| Cursor::encode(c.id().as_str()))
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        let now = Timestamp::now();
+        self.expire_tombstones(now);
+        Ok(self.read().changes(start, limit, now, &self.cursor_key))
     }
 
     async fn put_many(&self, customers: &[Customer]) -> Result<BulkReport, RepositoryError> {
@@ -394,7 +636,7 @@ impl CustomerRepository for InMemoryCustomerRepository {
                 Written::Customer(state.update(id, patch, *expected, *now)?),
             ),
             KeyedWrite::Delete { id, expected } => {
-                state.delete(id, *expected)?;
+                state.delete(id, *expected, Timestamp::now(), self.tombstone_retention)?;
                 (id, Written::Deleted)
             }
         };
