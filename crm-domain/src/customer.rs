@@ -4,7 +4,9 @@
 //! The entity's fields are private and only the application service and the repositories build one,
 //! so a `Customer` always carries a server-set id, timestamps and version.
 
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::fields::{
     Address, AddressText, CountryCode, CustomerId, Email, PersonName, Phone, Timestamp, Version,
@@ -15,9 +17,16 @@ use crate::validation::ValidationErrors;
 ///
 /// Deserialization goes through every field's constructor, so even a stored item cannot produce an
 /// invalid `Customer`.
+///
+/// A customer is an immutable value behind a shared pointer: cloning one, as every page of a
+/// listing does for each customer it returns from a store, copies a pointer, not a dozen strings.
+/// A change makes a new customer ([`patched`](Self::patched)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Customer(Arc<Fields>);
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Customer {
+struct Fields {
     id: CustomerId,
     first_name: PersonName,
     last_name: PersonName,
@@ -32,10 +41,22 @@ pub struct Customer {
     version: Version,
 }
 
+impl Serialize for Customer {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Customer {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Fields::deserialize(deserializer).map(|fields| Self(Arc::new(fields)))
+    }
+}
+
 impl Customer {
     /// A customer made from `input`: version 1, created and updated at `now`, with `input.id` or `id`.
     pub fn create(input: NewCustomer, id: CustomerId, now: Timestamp) -> Self {
-        Self {
+        Self(Arc::new(Fields {
             id: input.id.unwrap_or(id),
             first_name: input.first_name,
             last_name: input.last_name,
@@ -45,7 +66,7 @@ impl Customer {
             created_at: now,
             updated_at: now,
             version: Version::FIRST,
-        }
+        }))
     }
 
     /// A customer restored from its parts: for repositories reading back what they stored.
@@ -64,7 +85,7 @@ impl Customer {
             updated_at,
             version,
         } = parts;
-        Self {
+        Self(Arc::new(Fields {
             id,
             first_name,
             last_name,
@@ -74,59 +95,60 @@ impl Customer {
             created_at,
             updated_at,
             version,
-        }
+        }))
     }
 
     /// The customer taken apart, e.g. to be written to storage.
     pub fn into_parts(self) -> CustomerParts {
+        let fields = Arc::unwrap_or_clone(self.0);
         CustomerParts {
-            id: self.id,
-            first_name: self.first_name,
-            last_name: self.last_name,
-            email: self.email,
-            phone: self.phone,
-            address: self.address,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            version: self.version,
+            id: fields.id,
+            first_name: fields.first_name,
+            last_name: fields.last_name,
+            email: fields.email,
+            phone: fields.phone,
+            address: fields.address,
+            created_at: fields.created_at,
+            updated_at: fields.updated_at,
+            version: fields.version,
         }
     }
 
     /// The customer's id.
     pub fn id(&self) -> &CustomerId {
-        &self.id
+        &self.0.id
     }
     /// First name.
     pub fn first_name(&self) -> &PersonName {
-        &self.first_name
+        &self.0.first_name
     }
     /// Last name.
     pub fn last_name(&self) -> &PersonName {
-        &self.last_name
+        &self.0.last_name
     }
     /// Email address, if any.
     pub fn email(&self) -> Option<&Email> {
-        self.email.as_ref()
+        self.0.email.as_ref()
     }
     /// Phone number, if any.
     pub fn phone(&self) -> Option<&Phone> {
-        self.phone.as_ref()
+        self.0.phone.as_ref()
     }
     /// Postal address, if any.
     pub fn address(&self) -> Option<&Address> {
-        self.address.as_ref()
+        self.0.address.as_ref()
     }
     /// When the customer was created.
     pub fn created_at(&self) -> Timestamp {
-        self.created_at
+        self.0.created_at
     }
     /// When the customer last changed.
     pub fn updated_at(&self) -> Timestamp {
-        self.updated_at
+        self.0.updated_at
     }
     /// The current version.
     pub fn version(&self) -> Version {
-        self.version
+        self.0.version
     }
 
     /// This customer with `patch` applied (RFC 7396 semantics), its version bumped and `updated_at`
@@ -135,7 +157,7 @@ impl Customer {
     /// # Errors
     /// When the patch sets parts of an address the customer does not have without giving `line1`.
     pub fn patched(&self, patch: &CustomerPatch, now: Timestamp) -> Result<Self, ValidationErrors> {
-        let mut next = self.clone();
+        let mut next = Fields::clone(&self.0);
         if let Some(name) = &patch.first_name {
             next.first_name = name.clone();
         }
@@ -151,9 +173,9 @@ impl Customer {
                 next.address = Some(address_patch.merge_into(next.address.take())?);
             }
         }
-        next.version = self.version.next();
+        next.version = self.0.version.next();
         next.updated_at = now;
-        Ok(next)
+        Ok(Self(Arc::new(next)))
     }
 }
 

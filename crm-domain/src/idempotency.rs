@@ -170,6 +170,10 @@ pub enum KeyState {
 /// One write that records its outcome under a key: what
 /// [`CustomerRepository::write_keyed`](crate::CustomerRepository::write_keyed) does.
 #[derive(Debug, Clone, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per write, moved once: a box would only add an allocation"
+)]
 pub enum KeyedWrite {
     /// [`create`](crate::CustomerRepository::create) this customer.
     Create(Customer),
@@ -206,10 +210,6 @@ impl KeyedWrite {
 
 /// What a keyed write did.
 #[derive(Debug, Clone, PartialEq)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one per write, moved once: a box would only add an allocation"
-)]
 pub enum Written {
     /// The customer as created or patched.
     Customer(Customer),
