@@ -1,28 +1,239 @@
 //! The in-memory repository at 10,000 and 1,000,000 customers: get, patch and delete must cost the
-//! same at both sizes, and a page of 25 must cost by the page, not by the store.
+//! same at both sizes, and a page (in every order, deep in a walk, of a name search, of the change
+//! feed) must cost by the page, not by the store.
+//!
+//! The customers have names drawn deterministically from many languages (accents, particles,
+//! hyphens), so that the name order and name search see a realistic spread; one in ten is patched
+//! after the import, so that the `updatedAt` order differs from the `createdAt` one, and one in a
+//! hundred is deleted, so that the change feed holds tombstones.
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use crm_benches::full_customer;
-use crm_domain::{Customer, CustomerPatch, CustomerRepository, PageLimit, Timestamp};
+use crm_benches::full_customer_json;
+use crm_domain::{
+    Cursor, Customer, CustomerId, CustomerPatch, CustomerRepository, Listing, NamePrefix,
+    NewCustomer, Page, PageLimit, RepositoryError, SortOrder, Timestamp,
+};
 use crm_memory::InMemoryCustomerRepository;
 use serde_json::json;
 
 const SIZES: [usize; 2] = [10_000, 1_000_000];
 
+/// The store sizes to build: both when benchmarking, the small one when `cargo test` runs each
+/// bench once to check that it works (building a million customers in a debug build takes a
+/// minute and a half and proves nothing more).
+fn sizes() -> &'static [usize] {
+    if std::env::args().any(|arg| arg == "--bench") {
+        &SIZES
+    } else {
+        &SIZES[..1]
+    }
+}
+
+const FIRST_NAMES: [&str; 48] = [
+    "Ada",
+    "Adéla",
+    "Ahmed",
+    "Aiko",
+    "Alejandro",
+    "Amara",
+    "Anna",
+    "Ana María",
+    "Björn",
+    "Chloé",
+    "Chen",
+    "Dmitri",
+    "Elif",
+    "Émile",
+    "Fatima",
+    "François",
+    "Giulia",
+    "Hannah",
+    "Hiroshi",
+    "Ingrid",
+    "Isabel",
+    "Jae-won",
+    "James",
+    "José",
+    "Kwame",
+    "Łukasz",
+    "Maria",
+    "Marek",
+    "Martin",
+    "Marta",
+    "Mary Ann",
+    "Mohammed",
+    "Nadia",
+    "Nguyễn Văn",
+    "Olga",
+    "Oluwaseun",
+    "Priya",
+    "Rafael",
+    "Renée",
+    "Sakura",
+    "Siobhán",
+    "Søren",
+    "Thabo",
+    "Valentina",
+    "Wei",
+    "Yusuf",
+    "Zoë",
+    "Zsófia",
+];
+
+const LAST_NAMES: [&str; 64] = [
+    "Abara",
+    "Andersson",
+    "Bauer",
+    "Byrne",
+    "Castillo",
+    "Chen",
+    "Costa",
+    "da Silva",
+    "De La Cruz",
+    "Dubois",
+    "Dvořák",
+    "Eriksen",
+    "Fernández",
+    "Fischer",
+    "García",
+    "Gonzalez",
+    "Gruber",
+    "Haddad",
+    "Hansen",
+    "Hernández",
+    "Horvath",
+    "Ivanova",
+    "Jansen",
+    "Jiménez",
+    "Kim",
+    "Kowalski",
+    "Kuznetsov",
+    "Larsen",
+    "Lefèvre",
+    "Lindqvist",
+    "López",
+    "Lovelace",
+    "Marković",
+    "Marsh",
+    "Martínez",
+    "Mendes",
+    "Moreau",
+    "Müller",
+    "Nakamura",
+    "Nguyen",
+    "Novak",
+    "O'Brien",
+    "Okafor",
+    "Olsen",
+    "Papadopoulos",
+    "Patel",
+    "Petrov",
+    "Rossi",
+    "Russo",
+    "Sato",
+    "Schmidt",
+    "Silva",
+    "Smith",
+    "Smith-Jones",
+    "Suzuki",
+    "Tanaka",
+    "Van der Berg",
+    "Wagner",
+    "Wang",
+    "Weber",
+    "Williams",
+    "Yamamoto",
+    "Zhang",
+    "Żółkowski",
+];
+
+/// The text the name-search benches look for: first and last names start with it (Maria, Marta,
+/// Martínez, Marković, …), some customers both ways.
+const SEARCH: &str = "mar";
+
+/// A well-spread, deterministic number for customer `i` (splitmix64).
+fn spread(i: usize, salt: u64) -> usize {
+    let mut z = (i as u64).wrapping_add(salt.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    usize::try_from((z ^ (z >> 31)) % 1_000_003).unwrap_or_default()
+}
+
+fn at(text: &str) -> Timestamp {
+    Timestamp::parse(text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Customer `i`: every field filled, a varied name, created `i` seconds into 2026.
+fn customer(i: usize) -> Customer {
+    let mut input = full_customer_json(i);
+    input["firstName"] = json!(FIRST_NAMES[spread(i, 1) % FIRST_NAMES.len()]);
+    // One in eight has a double last name: more distinct names, and keys where one last name is
+    // the first word of another.
+    let last = LAST_NAMES[spread(i, 2) % LAST_NAMES.len()];
+    input["lastName"] = if spread(i, 3).is_multiple_of(8) {
+        json!(format!(
+            "{last} {}",
+            LAST_NAMES[spread(i, 4) % LAST_NAMES.len()]
+        ))
+    } else {
+        json!(last)
+    };
+    let input = NewCustomer::from_json(&input).unwrap_or_else(|e| panic!("{e}"));
+    let created = at("2026-01-01T00:00:00Z").after(Duration::from_secs(i as u64));
+    Customer::create(input, CustomerId::generate(), created)
+}
+
+fn is_patched(i: usize) -> bool {
+    i % 10 == 3
+}
+
+fn is_deleted(i: usize) -> bool {
+    i % 100 == 37
+}
+
+/// The time the patches of the import are made at: after every creation.
+fn patched_at(i: usize) -> Timestamp {
+    at("2026-06-01T00:00:00Z").after(Duration::from_millis(i as u64))
+}
+
+/// A store of `size` customers, one in ten patched and one in a hundred deleted.
 fn store(
     size: usize,
     runtime: &tokio::runtime::Runtime,
 ) -> (InMemoryCustomerRepository, Vec<Customer>) {
     let repo = InMemoryCustomerRepository::new();
-    let customers: Vec<Customer> = (0..size).map(full_customer).collect();
+    let customers: Vec<Customer> = (0..size).map(customer).collect();
+    let patch = CustomerPatch::from_json(&json!({"phone": "+14155550100"})).unwrap_or_default();
     runtime.block_on(async {
         for chunk in customers.chunks(10_000) {
             let _ = repo.put_many(chunk).await;
         }
+        for (i, c) in customers.iter().enumerate() {
+            if is_patched(i) {
+                let _ = repo.update(c.id(), &patch, None, patched_at(i)).await;
+            } else if is_deleted(i) {
+                let _ = repo.delete(c.id(), None).await;
+            }
+        }
     });
     (repo, customers)
+}
+
+/// Fails the bench unless `page` is a full page of 25 with a next one: what each listing bench
+/// measures.
+fn full<T>(page: Result<Page<T>, RepositoryError>, what: &str) -> Option<Cursor> {
+    match page {
+        Ok(page) if page.items.len() == 25 && page.next_cursor.is_some() => page.next_cursor,
+        Ok(page) => panic!(
+            "{what}: {} items, next page {}",
+            page.items.len(),
+            page.next_cursor.is_some()
+        ),
+        Err(e) => panic!("{what}: {e}"),
+    }
 }
 
 fn operations(c: &mut Criterion) {
@@ -31,12 +242,33 @@ fn operations(c: &mut Criterion) {
         .unwrap_or_else(|e| panic!("{e}"));
     let mut group = c.benchmark_group("memory repository");
     let patch = CustomerPatch::from_json(&json!({"firstName": "Augusta"})).unwrap_or_default();
-    for size in SIZES {
+    let all = Listing::default();
+    for &size in sizes() {
         let (repo, customers) = store(size, &runtime);
+        // Neither patched nor deleted by the import (`size / 2` is a multiple of 100).
         let middle = customers[size / 2].clone();
         group.bench_with_input(BenchmarkId::new("get", size), &middle, |b, c| {
             b.to_async(&runtime).iter(|| repo.get(black_box(c.id())));
         });
+        group.bench_with_input(
+            BenchmarkId::new("list first page of 25", size),
+            &(),
+            |b, ()| {
+                b.to_async(&runtime)
+                    .iter(|| repo.list(&all, PageLimit::DEFAULT, None));
+            },
+        );
+        let cursor = walked_to(&runtime, &repo, &all, size / 200);
+        group.bench_with_input(
+            BenchmarkId::new("list a middle page of 25", size),
+            &cursor,
+            |b, cursor| {
+                b.to_async(&runtime)
+                    .iter(|| repo.list(&all, PageLimit::DEFAULT, Some(cursor)));
+            },
+        );
+        listings(&mut group, &runtime, &repo, &customers, size);
+        // The writes last: they change the middle customer that the pages above start from.
         group.bench_with_input(BenchmarkId::new("patch", size), &middle, |b, c| {
             b.to_async(&runtime)
                 .iter(|| repo.update(black_box(c.id()), &patch, None, Timestamp::now()));
@@ -51,34 +283,141 @@ fn operations(c: &mut Criterion) {
                 });
             },
         );
+    }
+    group.finish();
+}
+
+/// The cursor after `pages` pages of 100 of `listing`, walked from the start as a client would.
+fn walked_to(
+    runtime: &tokio::runtime::Runtime,
+    repo: &InMemoryCustomerRepository,
+    listing: &Listing,
+    pages: usize,
+) -> Cursor {
+    runtime.block_on(async {
+        let mut cursor = None;
+        for _ in 0..=pages {
+            let page = repo.list(listing, PageLimit::MAX, cursor.as_ref()).await;
+            cursor = Some(full_or_more(page, pages));
+        }
+        cursor.unwrap_or_else(|| unreachable!("the loop runs at least once"))
+    })
+}
+
+/// The next cursor of `page`, which must have one.
+fn full_or_more(page: Result<Page<Customer>, RepositoryError>, pages: usize) -> Cursor {
+    match page {
+        Ok(Page {
+            next_cursor: Some(cursor),
+            ..
+        }) => cursor,
+        Ok(_) => panic!("the listing ends before {pages} pages"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A page of 25 in every order, first and deep in the walk; a name search; the change feed.
+fn listings(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    repo: &InMemoryCustomerRepository,
+    customers: &[Customer],
+    size: usize,
+) {
+    let middle = &customers[size / 2];
+    for order in SortOrder::ALL {
+        let listing = Listing::All(order);
+        full(
+            runtime.block_on(repo.list(&listing, PageLimit::DEFAULT, None)),
+            order.as_str(),
+        );
         group.bench_with_input(
-            BenchmarkId::new("list first page of 25", size),
-            &(),
-            |b, ()| {
-                b.to_async(&runtime)
-                    .iter(|| repo.list(PageLimit::DEFAULT, None));
+            BenchmarkId::new(format!("page of 25 by {order}, first"), size),
+            &listing,
+            |b, listing| {
+                b.to_async(runtime)
+                    .iter(|| repo.list(listing, PageLimit::DEFAULT, None));
             },
         );
-        let cursor = runtime.block_on(async {
-            let mut page = repo.list(PageLimit::MAX, None).await.ok()?;
-            for _ in 0..(size / 200) {
-                page = repo
-                    .list(PageLimit::MAX, page.next_cursor.as_ref())
-                    .await
-                    .ok()?;
-            }
-            page.next_cursor
-        });
+        // Half the walk behind it.
+        let deep = walked_to(runtime, repo, &listing, size / 200);
+        full(
+            runtime.block_on(repo.list(&listing, PageLimit::DEFAULT, Some(&deep))),
+            order.as_str(),
+        );
         group.bench_with_input(
-            BenchmarkId::new("list a middle page of 25", size),
-            &cursor,
-            |b, cursor| {
-                b.to_async(&runtime)
-                    .iter(|| repo.list(PageLimit::DEFAULT, cursor.as_ref()));
+            BenchmarkId::new(format!("page of 25 by {order}, deep"), size),
+            &listing,
+            |b, listing| {
+                b.to_async(runtime)
+                    .iter(|| repo.list(listing, PageLimit::DEFAULT, Some(black_box(&deep))));
             },
         );
     }
-    group.finish();
+
+    let search = Listing::Name(NamePrefix::parse(SEARCH).unwrap_or_else(|e| panic!("{e}")));
+    full(
+        runtime.block_on(repo.list(&search, PageLimit::DEFAULT, None)),
+        SEARCH,
+    );
+    group.bench_with_input(
+        BenchmarkId::new(format!("search {SEARCH}, first page of 25"), size),
+        &search,
+        |b, search| {
+            b.to_async(runtime)
+                .iter(|| repo.list(search, PageLimit::DEFAULT, None));
+        },
+    );
+    // Deep in the matches (about one customer in seven matches): a third of the way in at
+    // 1,000,000, two fifths at 10,000.
+    let deep = walked_to(runtime, repo, &search, size / 2000);
+    full(
+        runtime.block_on(repo.list(&search, PageLimit::DEFAULT, Some(&deep))),
+        SEARCH,
+    );
+    group.bench_with_input(
+        BenchmarkId::new(format!("search {SEARCH}, deep page of 25"), size),
+        &search,
+        |b, search| {
+            b.to_async(runtime)
+                .iter(|| repo.list(search, PageLimit::DEFAULT, Some(black_box(&deep))));
+        },
+    );
+
+    // From the middle of the creations: customers only, most of the feed still ahead.
+    let since = middle.created_at();
+    full(
+        runtime.block_on(repo.changes(since, PageLimit::DEFAULT, None)),
+        "changes",
+    );
+    group.bench_with_input(
+        BenchmarkId::new("changes, page of 25 from the middle", size),
+        &since,
+        |b, since| {
+            b.to_async(runtime)
+                .iter(|| repo.changes(*since, PageLimit::DEFAULT, None));
+        },
+    );
+    // From the last patch: past the customers, into the tombstones of the deletes.
+    let since = patched_at(size);
+    let page = runtime.block_on(repo.changes(since, PageLimit::DEFAULT, None));
+    if let Ok(page) = &page {
+        assert!(
+            page.items
+                .iter()
+                .all(|c| matches!(c, crm_domain::Change::Deleted(_))),
+            "tombstones only"
+        );
+    }
+    full(page, "tombstones");
+    group.bench_with_input(
+        BenchmarkId::new("changes, page of 25 of tombstones", size),
+        &since,
+        |b, since| {
+            b.to_async(runtime)
+                .iter(|| repo.changes(*since, PageLimit::DEFAULT, None));
+        },
+    );
 }
 
 criterion_group!(benches, operations);
