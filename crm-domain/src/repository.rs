@@ -217,8 +217,10 @@ pub trait CustomerRepository: Send + Sync {
     ///
     /// Walking from no cursor until `next_cursor` is `None` MUST return every customer of the
     /// listing that existed and did not change throughout the walk exactly once, in order, however
-    /// many other customers are written meanwhile. A customer that changes during the walk
-    /// appears at most once. A call MUST cost a number of requests and read a number of entries
+    /// many other customers are written meanwhile. A customer that changes during the walk may
+    /// be missed or seen again at its new place when the change moves it (a rename in the name
+    /// order, any change in the `updatedAt` order); in the `createdAt` orders, which no change
+    /// moves, it appears at most once. A call MUST cost a number of requests and read a number of entries
     /// bounded by `limit`, whatever the store's size: no scan.
     ///
     /// # Errors
