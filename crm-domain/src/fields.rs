@@ -152,11 +152,15 @@ fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
-/// White space, the default-ignorable code points of Unicode's `DerivedCoreProperties.txt`, and
-/// the blank fillers that render as nothing (Hangul fillers, the blank Braille pattern).
+/// White space, and the characters of [`is_default_ignorable`].
 fn is_invisible(c: char) -> bool {
-    c.is_whitespace()
-        || matches!(c,
+    c.is_whitespace() || is_default_ignorable(c)
+}
+
+/// The default-ignorable code points of Unicode's `DerivedCoreProperties.txt`, and the blank
+/// fillers that render as nothing (Hangul fillers, the blank Braille pattern).
+pub(crate) fn is_default_ignorable(c: char) -> bool {
+    matches!(c,
             '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
             | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
             | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}'
@@ -213,6 +217,20 @@ impl PersonName {
             return Err(InvalidValue::new("must contain a visible character"));
         }
         Ok(Self(name.to_owned()))
+    }
+
+    /// Reads back a name a store holds, under the rules it was written by: an earlier version
+    /// accepted names that [`parse`](Self::parse) now refuses (bidirectional overrides, nothing
+    /// visible), and a stored customer must stay readable, listable and deletable. Input from
+    /// clients goes through [`parse`](Self::parse); only repositories call this.
+    ///
+    /// # Errors
+    /// When the trimmed name is empty, longer than 100 characters or holds a control character:
+    /// what no version ever stored.
+    pub fn from_stored(s: &str) -> Result<Self, InvalidValue> {
+        use unicode_normalization::UnicodeNormalization as _;
+        let composed: String = s.trim().nfc().collect();
+        clean_text(&composed, Self::MAX_CHARS).map(|name| Self(name.to_owned()))
     }
 }
 string_value!(PersonName);

@@ -48,12 +48,16 @@ use crate::page::{Cursor, CursorKey};
 /// The text is decomposed (NFKD, which also maps full- and half-width forms to their usual ones),
 /// its combining diacritical marks are dropped (`é` → `e`, `ö` → `o`, `й` → `и`), it is lower-cased
 /// with the few full case foldings that lower-casing misses (`ß` → `ss`, final `ς` → `σ`), and runs
-/// of white space become one space. Marks that are letters' vowels or voicing (Devanagari, Thai,
-/// Japanese kana) are kept: they are not accents.
+/// of white space become one space; characters that render as nothing (soft hyphens, zero-width
+/// joiners, variation selectors) are dropped. Marks that are letters' vowels or voicing
+/// (Devanagari, Thai, Japanese kana) are kept: they are not accents.
 pub fn fold(text: &str) -> String {
     let mut folded = String::with_capacity(text.len());
     let mut space = false;
-    for c in text.nfkd().filter(|c| !is_diacritic(*c)) {
+    for c in text
+        .nfkd()
+        .filter(|c| !is_diacritic(*c) && !crate::fields::is_default_ignorable(*c))
+    {
         if c.is_whitespace() {
             space = !folded.is_empty();
             continue;
@@ -197,10 +201,13 @@ impl NamePrefix {
         if trimmed.chars().any(char::is_control) {
             return Err(InvalidValue::new("must not contain control characters"));
         }
-        let folded = fold(trimmed);
+        let mut folded = fold(trimmed);
         if folded.is_empty() {
             return Err(InvalidValue::new("must contain a letter or digit"));
         }
+        // Keys hold at most NAME_KEY_BYTES of each folded name; a longer text is cut the same way,
+        // which can only widen what it finds, never miss a customer it names.
+        folded.truncate(floor_char_boundary(&folded, NAME_KEY_BYTES));
         Ok(Self(folded))
     }
 
@@ -331,11 +338,32 @@ fn scoped(seal: &CursorKey, cursor: &Cursor, scope: &str) -> Result<String, Inva
 
 /// More than any key holds: two folded names of 100 characters (each may fold to more, `ß` to
 /// `ss`, a ligature to letters, up to 4 bytes each) and an id.
-const MAX_KEY_BYTES: usize = 900;
+const MAX_KEY_BYTES: usize = 2 * NAME_KEY_BYTES + 2 + CustomerId::MAX_LEN;
+
+/// The most a key holds of one folded name. A name of 100 characters folds to far more in a few
+/// scripts (`ﷺ` to 18 letters), and DynamoDB keys of an index hold at most 1,024 bytes; names that
+/// long compare by their first 300 bytes, then by id.
+pub const NAME_KEY_BYTES: usize = 300;
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn floor_char_boundary(text: &str, max: usize) -> usize {
+    if text.len() <= max {
+        return text.len();
+    }
+    (0..=max)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0)
+}
+
+fn capped(mut folded: String) -> String {
+    folded.truncate(floor_char_boundary(&folded, NAME_KEY_BYTES));
+    folded
+}
 
 /// The longest position a cursor carries: a scope and a key.
 #[cfg(test)]
-pub(crate) const MAX_POSITION_BYTES: usize = MAX_KEY_BYTES + 32;
+pub(crate) const MAX_POSITION_BYTES: usize = MAX_KEY_BYTES + "search.|".len() + 12;
 
 /// The key of a customer (or of its tombstone) in the `updatedAt` order and the change feed.
 pub fn updated_key(updated_at: Timestamp, id: &CustomerId) -> String {
@@ -371,7 +399,11 @@ pub fn first_name_key(customer: &Customer) -> String {
 const ID_SEPARATOR: char = '\u{1}';
 
 fn names_key(first: &str, second: &str, id: &CustomerId) -> String {
-    format!("{} {}{ID_SEPARATOR}{id}", fold(first), fold(second))
+    format!(
+        "{} {}{ID_SEPARATOR}{id}",
+        capped(fold(first)),
+        capped(fold(second))
+    )
 }
 
 fn is_name_key(key: &str) -> bool {
@@ -588,6 +620,40 @@ mod tests {
                 "{forged}"
             );
         }
+    }
+
+    #[test]
+    fn names_that_fold_long_make_keys_dynamodb_can_hold() {
+        // U+FDFA folds to 18 letters, U+337F to 4.
+        let long = customer("c1", &"\u{FDFA}".repeat(100), &"\u{337F}".repeat(100));
+        for key in [name_key(&long), first_name_key(&long)] {
+            assert!(
+                key.len() <= MAX_KEY_BYTES && key.len() <= 1024,
+                "{}",
+                key.len()
+            );
+            assert!(is_name_key(&key));
+        }
+        for text in [&"\u{337F}".repeat(100), &"\u{FDFA}".repeat(100)] {
+            let prefix = NamePrefix::parse(text).unwrap();
+            assert!(prefix.folded().len() <= NAME_KEY_BYTES);
+            assert!(
+                prefix.key_of(&long).is_some(),
+                "a long name is found by itself"
+            );
+            assert!(prefix.upper_bound().len() <= 1024);
+        }
+        let seal = CursorKey::generate();
+        let search = Listing::Name(NamePrefix::parse(&"\u{FDFA}".repeat(100)).unwrap());
+        let cursor = search.cursor(&seal, &first_name_key(&long));
+        assert!(Cursor::parse(cursor.as_str()).is_ok());
+        assert_eq!(search.position(&seal, &cursor), Ok(first_name_key(&long)));
+    }
+
+    #[test]
+    fn characters_that_render_as_nothing_do_not_count() {
+        assert_eq!(fold("Ada\u{AD}"), "ada");
+        assert_eq!(fold("Lo\u{200D}ve\u{FE0F}lace"), "lovelace");
     }
 
     #[test]

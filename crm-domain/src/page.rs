@@ -68,7 +68,7 @@ pub struct Cursor(String);
 impl Cursor {
     /// The longest cursor accepted from a client: room for the longest position this crate
     /// makes, sealed.
-    pub const MAX_LEN: usize = 2048;
+    pub const MAX_LEN: usize = 1024;
 
     /// Takes a cursor string from a client. Only its outer form is checked here; the store opens
     /// it with its key.

@@ -91,6 +91,7 @@ macro_rules! __contract_cases {
             a_delete_leaves_a_tombstone_in_the_feed_and_nowhere_else,
             a_tombstone_leaves_the_feed_after_its_retention,
             creating_a_deleted_id_again_replaces_its_tombstone,
+            names_that_fold_long_are_listed_and_found,
             every_listing_of_an_empty_store_is_one_empty_page,
             walks_stay_exact_while_other_customers_are_written,
             a_deleted_id_can_be_created_again_as_a_new_customer,

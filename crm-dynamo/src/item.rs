@@ -153,7 +153,9 @@ pub(crate) fn key(pk: String) -> Item {
 
 /// True when `pk` is a key this repository writes: a backfill resumes only after one.
 pub(crate) fn is_valid_pk(pk: &str) -> bool {
-    if let Some(id) = pk.strip_prefix(CUSTOMER_PREFIX) {
+    if pk == crate::repository::CURSOR_KEY_PK {
+        true
+    } else if let Some(id) = pk.strip_prefix(CUSTOMER_PREFIX) {
         CustomerId::parse(id).is_ok()
     } else if let Some(digest) = pk
         .strip_prefix(EMAIL_PREFIX)
@@ -176,7 +178,9 @@ pub(crate) struct CustomerItem {
     pk: String,
     kind: String,
     id: CustomerId,
+    #[serde(deserialize_with = "stored_name")]
     first_name: PersonName,
+    #[serde(deserialize_with = "stored_name")]
     last_name: PersonName,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     email: Option<Email>,
@@ -213,6 +217,13 @@ pub(crate) struct CustomerItem {
     name_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     first_name_key: Option<String>,
+}
+
+/// A stored name, read under the rules it was written by ([`PersonName::from_stored`]): a
+/// customer an earlier version accepted stays readable.
+fn stored_name<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<PersonName, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    PersonName::from_stored(&text).map_err(|e| serde::de::Error::custom(e.message()))
 }
 
 /// Attribute names of the address parts, in the order of [`Address`]'s fields.
@@ -493,6 +504,16 @@ mod tests {
             "EMAIL#b5fc85e55755f9e0d030a10ab4429b6b2944855f9a0d60077fe832becbc41d72"
         );
         assert!(!format!("{claim:?}").contains("ada@"));
+    }
+
+    #[test]
+    fn a_name_an_earlier_version_stored_stays_readable() {
+        let mut item = customer_item(&customer()).unwrap();
+        // A bidirectional override: refused from clients since, accepted before.
+        item.insert("firstName".into(), s("Ada\u{202E}"));
+        let read = customer_from_item(item).unwrap();
+        assert_eq!(read.first_name().as_str(), "Ada\u{202E}");
+        assert!(PersonName::parse("Ada\u{202E}").is_err());
     }
 
     #[test]

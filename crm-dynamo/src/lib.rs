@@ -203,6 +203,7 @@ mod error;
 mod item;
 mod repository;
 mod settings;
+pub mod stream;
 mod table;
 
 pub use repository::{

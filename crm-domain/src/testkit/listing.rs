@@ -492,6 +492,31 @@ pub async fn creating_a_deleted_id_again_replaces_its_tombstone(repo: Repo) {
     assert_lists(&repo, &search("ada"), PageLimit::MAX, &[]).await;
 }
 
+/// Names of 100 characters that fold to far more (`ﷺ` folds to 18 letters) are stored, listed
+/// in name order, found by search and walked page by page like any other.
+pub async fn names_that_fold_long_are_listed_and_found(repo: Repo) {
+    let long_first = "\u{FDFA}".repeat(100);
+    let long_last = "\u{337F}".repeat(100);
+    for customer in [
+        born("l1", &long_first, &long_last, 1),
+        born("l2", &long_first, &long_last, 2),
+        born("l3", "Ada", &long_last, 3),
+    ] {
+        create(&repo, &customer).await;
+    }
+    for page in [limit(1), PageLimit::MAX] {
+        assert_lists(
+            &repo,
+            &Listing::All(SortOrder::Name),
+            page,
+            &["l3", "l1", "l2"],
+        )
+        .await;
+        assert_lists(&repo, &search(&long_first), page, &["l1", "l2"]).await;
+        assert_lists(&repo, &search(&long_last), page, &["l3", "l1", "l2"]).await;
+    }
+}
+
 /// Every listing and the feed of an empty store are one empty last page.
 pub async fn every_listing_of_an_empty_store_is_one_empty_page(repo: Repo) {
     for listing in SortOrder::ALL

@@ -28,11 +28,10 @@
 //!
 //! # What it cannot fix
 //!
-//! A customer whose stored names are no longer valid under the current rules (only invisible
-//! characters, or a bidirectional override) cannot be read as a customer at all, so no key can be
-//! computed for it: it is counted as unreadable and left alone. Those customers do not decode for
-//! any read either; they must be repaired by hand (the item's names set to valid ones), after
-//! which a run of the backfill gives them their keys.
+//! An item that does not decode as a customer this crate ever wrote cannot be given keys: it is
+//! counted as unreadable and left alone. (Names that clients can no longer send, only invisible
+//! characters or a bidirectional override, are not that: stored names are read under the rules
+//! they were written by, `PersonName::from_stored`.)
 //!
 //! Every tombstone this crate ever wrote carries `updatedAt`, the time of its delete. One without
 //! it (written by hand, or by a tool) gets its time from its time to live, `expiresAt` less the

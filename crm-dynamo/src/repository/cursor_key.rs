@@ -5,8 +5,10 @@
 //! written once by the first process that needs it (a `PutItem` conditioned on the item being
 //! absent; a process that loses that race reads the winner's) and read once per process after
 //! that: one consistent `GetItem` on the first listing of a cold start. It is not a customer, so
-//! no listing index, change event or backfill sees it. Deleting the item replaces the key: cursors
-//! handed out before stop opening (clients start their walk again), and nothing else changes.
+//! no listing index, change event or backfill sees it. To replace the key, delete the item and
+//! restart every process (a deploy): a running process keeps the key it read, so until then
+//! processes would disagree. Cursors handed out before stop opening (clients start their walk
+//! again); nothing else changes.
 //!
 //! The key keeps names out of URLs, gateway logs and browser histories; whoever can read the
 //! table can read the key, and the customers too.

@@ -15,6 +15,7 @@
 //!
 //! [`NamePrefix::key_of`]: crm_domain::listing::NamePrefix::key_of
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use crm_domain::listing::{Listing, SortOrder};
 use crm_domain::{Cursor, Customer, Page, PageLimit, RepositoryError};
 
@@ -72,8 +73,14 @@ impl DynamoCustomerRepository {
                         &range,
                     ))
                     .collect();
+                // A customer is kept under the smaller of its stored keys that the text starts
+                // (its own keys, as the indexes hold them, not the names folded again).
                 self.merge_page(sources, Direction::Ascending, limit, |key, item| {
-                    Ok(live_customer(item)?.filter(|c| prefix.key_of(c).as_deref() == Some(key)))
+                    if found_under(&item, prefix.folded()) == Some(key) {
+                        live_customer(item)
+                    } else {
+                        Ok(None)
+                    }
                 })
                 .await?
             }
@@ -83,6 +90,18 @@ impl DynamoCustomerRepository {
             next_cursor: merged.next.map(|key| listing.cursor(seal, &key)),
         })
     }
+}
+
+/// The key under which a search for `prefix` finds the item: the smaller of its stored `nameKey`
+/// and `firstNameKey` among those that start with `prefix`.
+fn found_under<'i>(item: &'i Item, prefix: &str) -> Option<&'i str> {
+    [NAME_KEY, FIRST_NAME_KEY]
+        .into_iter()
+        .filter_map(|attribute| match item.get(attribute) {
+            Some(AttributeValue::S(key)) if key.starts_with(prefix) => Some(key.as_str()),
+            _ => None,
+        })
+        .min()
 }
 
 /// The customer of `item`, `None` for a tombstone.

@@ -15,6 +15,7 @@ mod bulk;
 mod changes;
 mod create;
 mod cursor_key;
+pub(crate) use cursor_key::CURSOR_KEY_PK;
 mod delete;
 mod expression;
 mod get;

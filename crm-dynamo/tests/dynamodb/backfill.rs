@@ -240,25 +240,36 @@ async fn items_of_the_previous_version_get_the_keys_a_write_gives_them_and_nothi
     );
 }
 
+/// Names an earlier version accepted and clients can no longer send (nothing visible, a
+/// bidirectional override) are read under the rules they were written by: such customers get
+/// their keys like any other and are listed; only an item that no version wrote is unreadable.
 #[tokio::test]
-async fn a_customer_whose_names_are_no_longer_valid_is_counted_unreadable_and_left_alone() {
+async fn customers_whose_names_clients_can_no_longer_send_are_backfilled_and_listed() {
     let (repository, client) = table().await;
-    let mut item = previous_item(&customer("ghost", "Ghost", "Name"));
-    item.insert("firstName".to_owned(), s("\u{200B}"));
-    put(&client, &repository, item.clone()).await;
+    let mut ghost = previous_item(&customer("ghost", "Ghost", "Name"));
+    ghost.insert("firstName".to_owned(), s("\u{200B}"));
+    put(&client, &repository, ghost).await;
     let mut trojan = previous_item(&customer("trojan", "Ada", "Lovelace"));
     trojan.insert("lastName".to_owned(), s("Ada\u{202E}ecalevol"));
-    put(&client, &repository, trojan.clone()).await;
+    put(&client, &repository, trojan).await;
+    let mut broken = previous_item(&customer("broken", "Ada", "Lovelace"));
+    broken.insert("firstName".to_owned(), s("Ada\u{7}"));
+    put(&client, &repository, broken.clone()).await;
 
     let (report, _) = run(&repository, &Backfill::new()).await;
 
     assert_eq!(
-        (report.scanned, report.unreadable, report.updated),
-        (2, 2, 0),
+        (report.scanned, report.updated, report.unreadable),
+        (3, 2, 1),
         "{report}"
     );
-    assert_eq!(stored(&client, &repository, "ghost").await, item);
-    assert_eq!(stored(&client, &repository, "trojan").await, trojan);
+    assert_eq!(stored(&client, &repository, "broken").await, broken);
+    let listed = repository
+        .list(&Listing::All(SortOrder::Name), PageLimit::MAX, None)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed.items.iter().map(|c| c.id().as_str()).collect();
+    assert_eq!(ids, ["trojan", "ghost"]);
 }
 
 #[tokio::test]
