@@ -62,6 +62,17 @@ fn media_type_is(headers: &HeaderMap, accepted: &[&str]) -> bool {
     charset_ok && accepted.iter().any(|a| essence.eq_ignore_ascii_case(a))
 }
 
+/// The body of a request that must be `application/json`, read within the body limit.
+async fn json_body(request: Request) -> Result<axum::body::Bytes, ApiError> {
+    let (parts, body) = request.into_parts();
+    if !media_type_is(&parts.headers, &["application/json"]) {
+        return Err(ApiError::UnsupportedMediaType {
+            expected: "application/json",
+        });
+    }
+    read_limited(&parts.headers, body).await
+}
+
 /// The JSON body of `POST /customers`: `Content-Type: application/json`.
 pub(crate) struct CreateJson(pub(crate) Value);
 
@@ -69,14 +80,7 @@ impl<S: Send + Sync> FromRequest<S> for CreateJson {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let (parts, body) = request.into_parts();
-        if !media_type_is(&parts.headers, &["application/json"]) {
-            return Err(ApiError::UnsupportedMediaType {
-                expected: "application/json",
-            });
-        }
-        let bytes = read_limited(&parts.headers, body).await?;
-        parse_json(&bytes).map(Self)
+        parse_json(&json_body(request).await?).map(Self)
     }
 }
 
@@ -291,14 +295,7 @@ impl<S: Send + Sync> FromRequest<S> for SearchJson {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let (parts, body) = request.into_parts();
-        if !media_type_is(&parts.headers, &["application/json"]) {
-            return Err(ApiError::UnsupportedMediaType {
-                expected: "application/json",
-            });
-        }
-        let bytes = read_limited(&parts.headers, body).await?;
-        Filters::from_json(&bytes).map(Self)
+        Filters::from_json(&json_body(request).await?).map(Self)
     }
 }
 

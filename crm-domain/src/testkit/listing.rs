@@ -165,43 +165,21 @@ pub async fn every_order_lists_every_customer_in_its_order(repo: Repo) {
         .await
         .expect("update succeeds");
     }
+    let by = Listing::All;
+    let expected = [
+        (Listing::default(), ["o1", "o2", "o3", "o4", "o5"]),
+        (by(SortOrder::CreatedAt), ["o1", "o2", "o3", "o4", "o5"]),
+        (
+            by(SortOrder::CreatedAtDescending),
+            ["o5", "o4", "o3", "o2", "o1"],
+        ),
+        (by(SortOrder::Name), ["o5", "o3", "o1", "o4", "o2"]),
+        (by(SortOrder::UpdatedAt), ["o3", "o4", "o5", "o2", "o1"]),
+    ];
     for page in [limit(1), limit(2), PageLimit::MAX] {
-        let by = |order| Listing::All(order);
-        assert_lists(
-            &repo,
-            &Listing::default(),
-            page,
-            &["o1", "o2", "o3", "o4", "o5"],
-        )
-        .await;
-        assert_lists(
-            &repo,
-            &by(SortOrder::CreatedAt),
-            page,
-            &["o1", "o2", "o3", "o4", "o5"],
-        )
-        .await;
-        assert_lists(
-            &repo,
-            &by(SortOrder::CreatedAtDescending),
-            page,
-            &["o5", "o4", "o3", "o2", "o1"],
-        )
-        .await;
-        assert_lists(
-            &repo,
-            &by(SortOrder::Name),
-            page,
-            &["o5", "o3", "o1", "o4", "o2"],
-        )
-        .await;
-        assert_lists(
-            &repo,
-            &by(SortOrder::UpdatedAt),
-            page,
-            &["o3", "o4", "o5", "o2", "o1"],
-        )
-        .await;
+        for (listing, ids) in &expected {
+            assert_lists(&repo, listing, page, ids).await;
+        }
     }
 }
 
