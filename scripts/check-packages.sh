@@ -3,7 +3,8 @@
 #
 # Checks that the library crates are ready to publish, as CI runs it:
 #   1. each published package ships only what it needs: `cargo package --list` holds its sources,
-#      the files they include (openapi.json, the Amazon root certificates), README.md, both licence
+#      the files they include (openapi.json, the Amazon root certificates, the change event's JSON
+#      Schema), README.md, both licence
 #      files and what cargo adds itself; nothing else (no tests, fixtures, benches or scripts);
 #   2. crm-http has no Lambda crate in its dependency tree, and without its default features no
 #      AWS crate either;
@@ -22,6 +23,7 @@ step "what each package ships"
 for package in "${PUBLISHED[@]}"; do
   extra='^$'
   case "$package" in
+    crm-domain) extra='^schema/customer-event\.json$' ;;
     crm-http) extra='^openapi\.json$' ;;
     crm-dynamo) extra='^certs/[a-z-]+\.pem$' ;;
   esac
