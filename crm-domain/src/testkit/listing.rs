@@ -43,18 +43,18 @@ fn search(text: &str) -> Listing {
     Listing::Name(NamePrefix::parse(text).expect("a valid search text"))
 }
 
-/// Every customer of `listing`, page by page, checking that pages keep their limit and the walk
-/// ends.
-async fn walk(repo: &Repo, listing: &Listing, page: PageLimit) -> Vec<Customer> {
+/// Every item of a walk, page by page from no cursor, where `next` fetches the page after a
+/// cursor; checking that pages keep their `limit` and the walk ends.
+async fn pages<T, F>(limit: PageLimit, what: &str, mut next: F) -> Vec<T>
+where
+    F: AsyncFnMut(Option<&Cursor>) -> crate::Page<T>,
+{
     let mut all = Vec::new();
     let mut cursor: Option<Cursor> = None;
     for _ in 0..2_000 {
-        let found = repo
-            .list(listing, page, cursor.as_ref())
-            .await
-            .expect("list succeeds");
+        let found = next(cursor.as_ref()).await;
         assert!(
-            found.items.len() <= page.get(),
+            found.items.len() <= limit.get(),
             "a page holds at most its limit"
         );
         all.extend(found.items);
@@ -65,31 +65,27 @@ async fn walk(repo: &Repo, listing: &Listing, page: PageLimit) -> Vec<Customer> 
             }
         }
     }
-    panic!("a walk of {listing:?} does not end");
+    panic!("{what} does not end");
+}
+
+/// Every customer of `listing`, page by page.
+async fn walk(repo: &Repo, listing: &Listing, page: PageLimit) -> Vec<Customer> {
+    pages(page, &format!("a walk of {listing:?}"), async |cursor| {
+        repo.list(listing, page, cursor)
+            .await
+            .expect("list succeeds")
+    })
+    .await
 }
 
 /// Every change since `since`, page by page.
 async fn feed(repo: &Repo, since: Timestamp, page: PageLimit) -> Vec<Change> {
-    let mut all = Vec::new();
-    let mut cursor: Option<Cursor> = None;
-    for _ in 0..2_000 {
-        let found = repo
-            .changes(since, page, cursor.as_ref())
+    pages(page, "the change feed", async |cursor| {
+        repo.changes(since, page, cursor)
             .await
-            .expect("changes succeeds");
-        assert!(
-            found.items.len() <= page.get(),
-            "a page holds at most its limit"
-        );
-        all.extend(found.items);
-        match found.next_cursor {
-            None => return all,
-            Some(next) => {
-                cursor = Some(Cursor::parse(next.as_str()).expect("a cursor round-trips"));
-            }
-        }
-    }
-    panic!("the change feed does not end");
+            .expect("changes succeeds")
+    })
+    .await
 }
 
 /// The ids `listing` walks through, once they are `expected`.

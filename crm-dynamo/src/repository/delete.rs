@@ -38,7 +38,7 @@ use super::idempotency::lease_lost;
 use super::retry::{Attempt, retry_races};
 use super::token::WriteToken;
 use super::transaction::{
-    ForeignClaim, cancelled_unexpectedly, failed_at, names_another, outcomes,
+    ForeignClaim, cancelled_unexpectedly, failed_at, names_another, outcomes, refused_by,
 };
 use crate::error::{ItemOutcome, classify};
 use crate::item::{
@@ -228,17 +228,8 @@ impl DynamoCustomerRepository {
                     // An earlier attempt of this transaction was applied.
                     return Ok(Attempt::Done(()));
                 }
-                match (
-                    old.filter(|old| is_live(old)).and_then(item_version),
-                    expected,
-                ) {
-                    // The customer was already gone.
-                    (None, _) => Err(RepositoryError::NotFound),
-                    (Some(current), Some(_)) => Err(RepositoryError::VersionConflict { current }),
-                    // Changed by another writer since the first look, and no version was asked
-                    // for: look again.
-                    (Some(_), None) => Ok(Attempt::Changed),
-                }
+                // Gone, at another version, or changed since the first look: look again.
+                refused_by(old, expected)
             }
             // The claim names another customer: not ours to delete.
             [ItemOutcome::Fine, ..]

@@ -15,11 +15,12 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
-use crm_domain::{CustomerId, RepositoryError};
+use crm_domain::{CustomerId, RepositoryError, Version};
 
 use super::DynamoCustomerRepository;
+use super::retry::Attempt;
 use crate::error::{DynamoFailure, ItemOutcome, classify};
-use crate::item::{Item, PK, email_pk, key, s};
+use crate::item::{Item, PK, email_pk, is_live, item_version, key, s};
 
 impl DynamoCustomerRepository {
     /// A conditional put of `item`; the old item comes back when the condition fails.
@@ -124,6 +125,23 @@ impl DynamoCustomerRepository {
 }
 
 /// The outcome of each action of a cancelled transaction, in the order of the actions.
+/// The answer to a write conditioned on the customer as it was read, refused by `old` (the item
+/// DynamoDB handed back, when it is not the write's own): the customer is gone, it is at another
+/// version than the one `expected`, or, with none expected, it changed in between: read again.
+pub(super) fn refused_by<T>(
+    old: Option<&Item>,
+    expected: Option<Version>,
+) -> Result<Attempt<T>, RepositoryError> {
+    match (
+        old.filter(|old| is_live(old)).and_then(item_version),
+        expected,
+    ) {
+        (None, _) => Err(RepositoryError::NotFound),
+        (Some(current), Some(_)) => Err(RepositoryError::VersionConflict { current }),
+        (Some(_), None) => Ok(Attempt::Changed),
+    }
+}
+
 pub(super) fn outcomes(reasons: &[(ItemOutcome, Option<Item>)]) -> Vec<ItemOutcome> {
     reasons.iter().map(|(outcome, _)| *outcome).collect()
 }

@@ -43,7 +43,7 @@ use super::idempotency::lease_lost;
 use super::retry::{Attempt, retry_races};
 use super::token::WriteToken;
 use super::transaction::{
-    ForeignClaim, cancelled_unexpectedly, failed_at, names_another, outcomes,
+    ForeignClaim, cancelled_unexpectedly, failed_at, names_another, outcomes, refused_by,
 };
 use crate::error::{ItemOutcome, classify};
 use crate::item::{
@@ -349,15 +349,8 @@ fn after_refused_write(
     if let Some(old) = old.filter(|old| token.is_on(old)) {
         return Ok(Attempt::Done(customer_from_item(old.clone())?));
     }
-    match (
-        old.filter(|old| is_live(old)).and_then(item_version),
-        expected,
-    ) {
-        (None, _) => Err(RepositoryError::NotFound),
-        (Some(current), Some(_)) => Err(RepositoryError::VersionConflict { current }),
-        // No version was asked for: patch the customer as it is now.
-        (Some(_), None) => Ok(Attempt::Changed),
-    }
+    // With no version asked for, a change in between means: patch the customer as it is now.
+    refused_by(old, expected)
 }
 
 /// Why a conditional `UpdateItem` failed, from the old item DynamoDB returned: the patch's answer,
