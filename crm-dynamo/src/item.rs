@@ -375,7 +375,7 @@ pub(crate) fn item_email_key(item: &Item) -> Option<&str> {
 
 /// True when `item` is a customer, not the tombstone of a deleted one.
 pub(crate) fn is_live(item: &Item) -> bool {
-    matches!(item.get("kind"), Some(AttributeValue::S(kind)) if kind == KIND_CUSTOMER)
+    matches!(item.get(crate::stream::KIND_ATTRIBUTE), Some(AttributeValue::S(kind)) if kind == KIND_CUSTOMER)
 }
 
 /// True when the stored customer item has an address.

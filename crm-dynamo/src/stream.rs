@@ -27,6 +27,15 @@ use crm_domain::{CustomerId, Timestamp, Version};
 
 use crate::item::{Item, KIND_CUSTOMER, KIND_DELETED, customer_from_item, item_version};
 
+/// The attribute that says what an item is (`customer`, `deleted` for a tombstone, and others for
+/// bookkeeping).
+pub const KIND_ATTRIBUTE: &str = "kind";
+
+/// The kinds of image that can tell an event: customers and the tombstones deletes leave. The
+/// event source mapping's filter keeps the records whose new image is of one of these kinds, and
+/// the removes whose old image is a customer; no other record can tell an event.
+pub const EVENT_KINDS: [&str; 2] = [KIND_CUSTOMER, KIND_DELETED];
+
 /// What a stream record says happened to its item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordKind {
@@ -119,7 +128,7 @@ enum Kind {
 }
 
 fn kind_of(item: &Item) -> Kind {
-    match item.get("kind") {
+    match item.get(KIND_ATTRIBUTE) {
         Some(AttributeValue::S(kind)) if kind == KIND_CUSTOMER => Kind::Customer,
         Some(AttributeValue::S(kind)) if kind == KIND_DELETED => Kind::Tombstone,
         _ => Kind::Bookkeeping,

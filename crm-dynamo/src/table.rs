@@ -4,7 +4,8 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use crm_domain::RepositoryError;
 
@@ -39,6 +40,9 @@ pub struct TableDefinition {
     /// The number attribute (epoch seconds) after which DynamoDB's time to live removes an item:
     /// set on the tombstones of deleted customers.
     pub time_to_live_attribute: &'static str,
+    /// What the table's stream records of each write (`NEW_AND_OLD_IMAGES`: the item before and
+    /// after), which [`crate::stream`] maps to change events.
+    pub stream_view_type: &'static str,
     /// The DynamoDB actions the repository calls on the table itself.
     pub table_actions: &'static [&'static str],
     /// The DynamoDB actions the repository calls on the indexes.
@@ -80,6 +84,8 @@ pub const TABLE: TableDefinition = TableDefinition {
         },
     ],
     time_to_live_attribute: item::EXPIRES_AT,
+    // Change events need both images: the fields an update changed, and what a delete removed.
+    stream_view_type: "NEW_AND_OLD_IMAGES",
     // TransactWriteItems is not an IAM action: a transaction needs the action of each item it holds.
     // No Scan: every read of the service is a GetItem or a Query on an index. The listing-key
     // backfill scans, but it is an operator's tool, run with the operator's credentials.
@@ -104,8 +110,8 @@ pub const NAME_INDEX: &str = "byName";
 pub const FIRST_NAME_INDEX: &str = "byFirstName";
 
 impl TableDefinition {
-    /// Creates a table of this layout named `name`, billed on demand, waits until it is active,
-    /// and turns its time to live on.
+    /// Creates a table of this layout named `name`, billed on demand, with its stream on, waits
+    /// until it is active, and turns its time to live on.
     /// For local use and tests: in AWS the CloudFormation template creates the table.
     ///
     /// # Errors
@@ -141,6 +147,13 @@ impl TableDefinition {
             .set_attribute_definitions(Some(attributes))
             .key_schema(hash_key(self.partition_key)?)
             .set_global_secondary_indexes(Some(indexes))
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::from(self.stream_view_type))
+                    .build()
+                    .map_err(RepositoryError::unexpected)?,
+            )
             .send()
             .await
             .map_err(|e| classify("CreateTable", &e))?;
