@@ -25,7 +25,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+mod events;
 mod listing;
+pub use events::*;
 pub use listing::*;
 
 use crate::idempotency::{KeyState, KeyedWrite, RecordedOutcome, WriteKind, Written};
@@ -1383,5 +1385,15 @@ mod tests {
         );
         let unique: HashSet<&&str> = CASES.iter().collect();
         assert_eq!(unique.len(), CASES.len(), "a case is listed twice");
+    }
+
+    #[test]
+    fn the_event_case_list_names_every_event_case_once() {
+        let defined: Vec<&str> = include_str!("testkit/events.rs")
+            .lines()
+            .filter_map(|line| line.strip_prefix("pub async fn "))
+            .filter_map(|rest| rest.split('(').next())
+            .collect();
+        assert_eq!(EVENT_CASES, defined.as_slice());
     }
 }

@@ -44,6 +44,17 @@
 //! tombstone. Reading, changing or deleting a deleted id finds nothing, and
 //! [`len`](InMemoryCustomerRepository::len) counts customers only.
 //!
+//! # Change events
+//!
+//! [`subscribe`](InMemoryCustomerRepository::subscribe) hands out a [`Subscription`] to the store's
+//! [`CustomerEvent`]s: one per committed change (create, update, delete, each customer of a bulk
+//! import, keyed writes), none for a refused write. Each write sends its event to every
+//! subscriber while it still holds the store's lock, so subscribers see the events in commit
+//! order: per customer, in version order, the same rules as the DynamoDB table's stream. A
+//! subscription's queue is unbounded, so that no event is ever dropped; a subscriber that stops
+//! reading should drop its subscription, which ends the sending. A store without subscribers
+//! does not even make the events.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use crm_domain::CustomerService;
@@ -53,6 +64,7 @@
 //! # let _ = service;
 //! ```
 
+mod events;
 mod index;
 #[cfg(test)]
 mod tests;
@@ -63,6 +75,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use crm_domain::events::CustomerEvent;
 use crm_domain::idempotency::{
     KEY_RETENTION, KeyLease, KeyState, KeyedWrite, RecordedOutcome, Written,
 };
@@ -73,6 +86,8 @@ use crm_domain::{
     RepositoryError, RequestFingerprint, SortOrder, Timestamp, Tombstone, Version, batch_repeats,
 };
 
+use crate::events::Subscribers;
+pub use crate::events::Subscription;
 use crate::index::{Indexes, Stored, between, from, merged, walk};
 
 /// Customers in memory; see the [crate docs](crate).
@@ -124,6 +139,8 @@ struct State {
     key_expiry: VecDeque<(Timestamp, IdempotencyKey)>,
     /// How many keys were handed out: each holder's token is its number.
     holders: u64,
+    /// Who hears of each committed change.
+    subscribers: Subscribers,
 }
 
 /// A tombstone as stored: with when it expires.
@@ -164,6 +181,8 @@ impl State {
             return Err(conflict);
         }
         self.insert(customer.clone());
+        self.subscribers
+            .publish(|| CustomerEvent::created(customer));
         Ok(())
     }
 
@@ -174,11 +193,12 @@ impl State {
         expected: Option<Version>,
         now: Timestamp,
     ) -> Result<Customer, RepositoryError> {
-        let current = self.current(id, expected)?;
-        let updated = current
+        // Cheap (a customer is shared), and kept to tell the event what changed.
+        let before = self.current(id, expected)?.clone();
+        let updated = before
             .patched(patch, now)
             .map_err(RepositoryError::InvalidPatch)?;
-        let old_email = current.email().map(Email::normalized);
+        let old_email = before.email().map(Email::normalized);
         let new_email = updated.email().map(Email::normalized);
         if let Some(new) = &new_email
             && self.emails.get(new).is_some_and(|owner| owner != id)
@@ -191,6 +211,8 @@ impl State {
             self.emails.remove(&old);
         }
         self.insert(updated.clone());
+        self.subscribers
+            .publish(|| CustomerEvent::updated(&before, &updated));
         Ok(updated)
     }
 
@@ -224,14 +246,17 @@ impl State {
         let expires_at = now.after(retention);
         self.tombstone_expiry.insert((expires_at, id.clone()));
         self.tombstones.insert(id.clone(), key.clone());
+        let tombstone = Tombstone {
+            id: id.clone(),
+            version: customer.version().next(),
+            deleted_at,
+        };
+        self.subscribers
+            .publish(|| CustomerEvent::deleted(&tombstone));
         self.deleted.insert(
             key,
             Buried {
-                tombstone: Tombstone {
-                    id: id.clone(),
-                    version: customer.version().next(),
-                    deleted_at,
-                },
+                tombstone,
                 expires_at,
             },
         );
@@ -418,6 +443,12 @@ impl InMemoryCustomerRepository {
         self
     }
 
+    /// A subscription to the events of every change this store commits from now on (see
+    /// [Change events](crate#change-events)).
+    pub fn subscribe(&self) -> Subscription {
+        self.write().subscribers.subscribe()
+    }
+
     /// How many customers the store holds.
     pub fn len(&self) -> usize {
         self.read().customers.len()
@@ -543,6 +574,9 @@ impl CustomerRepository for InMemoryCustomerRepository {
             match rejection {
                 None => {
                     state.insert(customer.clone());
+                    state
+                        .subscribers
+                        .publish(|| CustomerEvent::created(customer));
                     report.created += 1;
                 }
                 Some(reason) => report.rejected.push((customer.id().clone(), reason)),

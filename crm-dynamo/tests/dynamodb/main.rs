@@ -26,6 +26,7 @@ mod lost_replies;
 mod outage;
 mod pagination;
 mod requests;
+mod stream;
 mod support;
 mod template;
 mod transient;
