@@ -7,7 +7,8 @@
 //! # Table layout
 //!
 //! One table, partition key `pk` (string), no sort key, billed on demand, with a time to live on
-//! `expiresAt` and five global secondary indexes, all sparse and projecting everything ([`TABLE`]
+//! `expiresAt`, a stream of new and old images (the change events: [`stream`]) and five global
+//! secondary indexes, all sparse and projecting everything ([`TABLE`]
 //! states them in code; the CloudFormation templates are checked against it):
 //!
 //! | index | partition key | sort key | holds |
