@@ -22,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
     let service = CustomerService::new(store);
     shared::tour(&service).await?;
     drop(service);
-    let printed = printer.await??;
-    println!("{printed} change events");
+    let told = printer.await??;
+    println!("{told} change events");
     Ok(())
 }
