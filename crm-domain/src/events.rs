@@ -8,7 +8,13 @@
 //! Events are made from a store's own change log, not from request handlers, so that every
 //! committed change is told exactly once and a refused write never is: `crm_dynamo::stream` maps
 //! the records of the table's DynamoDB stream to them. Delivery further on (a bus, a webhook) may
-//! repeat an event: consumers deduplicate on `(id, version)`.
+//! repeat an event, always the same event: consumers deduplicate on `(id, version, time)`.
+//!
+//! A customer's events come in version order. An id deleted and created again begins a new life
+//! at version 1, with a `customer.created` later than its `customer.deleted`: so `(id, version)`
+//! alone does not name one change for ever, and a consumer that keeps the last version it applied
+//! per id forgets it on `customer.deleted` (or treats `customer.created` as the start of a new
+//! life).
 //!
 //! The JSON form is described by the JSON Schema [`SCHEMA`] (`schema/customer-event.json` in this
 //! crate):

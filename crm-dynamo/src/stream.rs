@@ -17,7 +17,8 @@
 //! | anything | claim, idempotency record | | none |
 //!
 //! The event source mapping's filter (`deploy/`) keeps records whose new image is a customer or a
-//! tombstone, so that the function is not even invoked for the rest; this function still judges
+//! tombstone, or whose old image is a customer, so that the function is not even invoked for the
+//! rest; this function still judges
 //! every record on its own, so that a wider filter can never publish bookkeeping.
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -33,7 +34,8 @@ pub const KIND_ATTRIBUTE: &str = "kind";
 
 /// The kinds of image that can tell an event: customers and the tombstones deletes leave. The
 /// event source mapping's filter keeps the records whose new image is of one of these kinds, and
-/// the removes whose old image is a customer; no other record can tell an event.
+/// those whose old image is a customer (which adds the removals of customers: Lambda filters
+/// DynamoDB records on their images, not on their `eventName`); no other record can tell an event.
 pub const EVENT_KINDS: [&str; 2] = [KIND_CUSTOMER, KIND_DELETED];
 
 /// What a stream record says happened to its item.
