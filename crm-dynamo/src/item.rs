@@ -19,7 +19,8 @@ const KEY_PREFIX: &str = "IDEMPOTENCY#";
 pub(crate) const KIND_CUSTOMER: &str = "customer";
 /// The kind of what a delete leaves of a customer: its id, version and time of deletion.
 pub(crate) const KIND_DELETED: &str = "deleted";
-const KIND_EMAIL: &str = "email";
+/// The kind of an email claim.
+pub(crate) const KIND_EMAIL: &str = "email";
 /// The token of the operation that last wrote a customer item (see `repository::token`).
 pub(crate) const WRITE_TOKEN: &str = "writeToken";
 /// When DynamoDB's time to live removes an item (epoch seconds): set on tombstones only.

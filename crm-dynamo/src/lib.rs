@@ -46,7 +46,9 @@
 //!   its own, written in the same transaction as the customer (`attribute_not_exists(pk)` on both).
 //!   The claim is deleted in the transaction that deletes the customer or changes its email. It is
 //!   keyed by a digest of the address, not the address: uniqueness needs only equality, so the one
-//!   copy of an email stays on its customer's item.
+//!   copy of an email stays on its customer's item. Claims that went wrong (a bug, a manual edit, a
+//!   partial restore) are found and repaired by an operator's tool
+//!   ([Checking the email claims](#checking-the-email-claims)).
 //! - **Exact outcomes after lost replies.** The SDK resends a request whose reply was lost, and
 //!   DynamoDB may have applied the first: the resent conditional write then fails on what its own
 //!   first attempt did. Every write stamps the item with a token of its operation, and every
@@ -98,10 +100,13 @@
 //! | keyed patch | 2: a consistent `GetItem`, then `TransactWriteItems` with the key's record |
 //! | keyed delete | 1 `TransactWriteItems` (tombstone and record); 2 for a customer with an email |
 //! | giving a key back | 1 conditional `DeleteItem` |
+//! | claims check ([operator tool](#operator-tools)), per page | 1 consistent `Scan`, and 1 consistent `BatchGetItem` per 100 customers with an email and claims on it: 2 for a page without finding |
+//! | claims check, per pair that disagrees | 1 `TransactGetItems` (2 when the claim names someone else than the batch read; 1 more for a suspected orphan, at the end of the walk), and with `repair`, 1 `TransactWriteItems` per repair |
+//! | table description ([operator tool](#operator-tools)) | 3 at once: `DescribeTable`, `DescribeTimeToLive`, `DescribeContinuousBackups` |
 //!
 //! Races add attempts (bounded, with backoff); they never lose an update: every write is conditional.
 //! `tests/dynamodb/requests.rs` counts the requests of each row on DynamoDB Local and fails on any
-//! other number.
+//! other number (the operator tools' rows: `tests/dynamodb/claims_check.rs` and `describe.rs`).
 //!
 //! # Listing costs
 //!
@@ -174,6 +179,70 @@
 //! operator's credentials. The service itself never scans, and the function roles of the
 //! templates are not granted `Scan`.
 //!
+//! # Operator tools
+//!
+//! Besides the backfill, two tools for an operator (the `crm` command line's `crm claims check
+//! [--repair]` and `crm table describe`). Neither is a service path: the claims check scans, like
+//! the backfill, and the description reads the table's settings, and the function roles of the
+//! templates are granted neither. Run them with an operator's credentials, with these actions on
+//! the table:
+//!
+//! | tool | IAM actions |
+//! | --- | --- |
+//! | [`backfill_listing_keys`](DynamoCustomerRepository::backfill_listing_keys) | `dynamodb:Scan`, `dynamodb:UpdateItem` |
+//! | [`check_claims`](DynamoCustomerRepository::check_claims) | `dynamodb:Scan`, `dynamodb:BatchGetItem`, `dynamodb:GetItem` (its `TransactGetItems`); with `repair`, also `dynamodb:PutItem`, `dynamodb:DeleteItem`, `dynamodb:ConditionCheckItem` |
+//! | [`describe_table`](DynamoCustomerRepository::describe_table) | `dynamodb:DescribeTable`, `dynamodb:DescribeTimeToLive`, and `dynamodb:DescribeContinuousBackups` for point-in-time recovery (reported unknown without it) |
+//!
+//! ## Checking the email claims
+//!
+//! The claims make emails unique, and the API keeps them right; a bug, a manual edit or a partial
+//! restore can leave them wrong. [`DynamoCustomerRepository::check_claims`] walks the table like
+//! the backfill (a paginated, consistent `Scan`, [`ClaimsCheck::page_size`], resumable with
+//! [`ClaimsCheck::resume_after`], a progress callback per page) and checks each customer with an
+//! email against its claim and each claim against its customer. It reads only keys, kinds, ids and
+//! `emailKey` (no name, address or phone), and its report names customers by id and claims by key
+//! (a digest), never an email. Each finding is one of:
+//!
+//! | finding | what the items say | repair, one `TransactWriteItems` |
+//! | --- | --- | --- |
+//! | [missing](ClaimProblem::Missing) | a customer holds an email that no claim claims | put the claim, if still absent and the customer still holds the email |
+//! | [stale](ClaimProblem::Stale) | its claim names another customer, which is gone or holds another email | put the customer's claim in its place, if it still names that other customer, the customer still holds the email and the other still does not |
+//! | [shared](ClaimProblem::Shared) | two customers hold the email (uniqueness was broken); the claim names the other | none: a person decides which one keeps it |
+//! | [orphan](ClaimProblem::Orphan) | a claim names a customer that is gone or holds another email, and no customer holds its email: the email is blocked for everyone | delete it, if it still names that customer and that customer still does not hold the email (as read) |
+//!
+//! Without [`ClaimsCheck::repair`] nothing is written. A pair that looks wrong is read again with
+//! `TransactGetItems` (the customer, its claim and the customer the claim names, as of one
+//! instant) before it is reported, so that an email change between the scan and the check's
+//! second look is not taken for a problem.
+//!
+//! Why the conditions make each repair safe while the service runs: the API puts a claim only
+//! where there is none, and deletes one only while its own customer holds the email and the claim
+//! names it. So a create racing the repair of a missing claim for the same email meets the same
+//! `attribute_not_exists` condition: one of them wins; if the create does, the repair reports the
+//! email [taken](ClaimRepair::Taken) and does not force it. A claim that names a customer not
+//! holding its email cannot change under the API, so "still names that customer" means "the
+//! claim the check judged"; should it have gone and been claimed anew by a create, it names that
+//! create's customer and the repair is refused. The condition on the customer that gets a claim
+//! (it still holds the email) keeps the claim true when written: its own email change or delete
+//! commits before (the repair fails) or after (and releases the claim, which names it). The
+//! condition on the customer that loses one (it still does not hold the email) means a repair
+//! never takes an email from a customer that holds it.
+//!
+//! Orphans are settled at the end of the walk, and deleted only by a walk of the whole table: a
+//! claim's key is a digest, so only the customers tell an orphan from the stale claim of a
+//! customer that holds its email, and a customer that holds it is met somewhere in the walk (no
+//! customer can come to hold an email that is claimed). A resumed walk reports its orphans
+//! [undeleted](ClaimRepair::NeedsWholeWalk).
+//!
+//! ## Describing the table
+//!
+//! [`DynamoCustomerRepository::describe_table`] reads the table's status, approximate item count
+//! and size, billing mode, keys, indexes (status, keys, projection), time to live, stream (view
+//! type and ARN) and point-in-time recovery, and lists its
+//! [differences](TableDescription::differences) from [`TABLE`]: an index missing, keyed or
+//! projected otherwise, or unknown to the code; the time to live off or on another attribute; the
+//! stream off or recording other images; a key of another type. None means it matches the code.
+//!
 //! # Time and errors
 //!
 //! Each request is bounded by the SDK's timeouts and its standard retry (3 attempts, backoff from
@@ -208,8 +277,10 @@ pub mod stream;
 mod table;
 
 pub use repository::{
-    Backfill, BackfillError, BackfillPosition, BackfillReport, DynamoCustomerRepository,
-    InvalidBackfillPosition,
+    Backfill, BackfillError, BackfillPosition, BackfillReport, ClaimFinding, ClaimProblem,
+    ClaimRepair, ClaimsCheck, ClaimsError, ClaimsPosition, ClaimsReport, DynamoCustomerRepository,
+    IndexDescription, InvalidBackfillPosition, InvalidClaimsPosition, KeySchema, StreamDescription,
+    TableDescription, TableDifference, TimeToLiveDescription,
 };
 
 /// Customer ⇄ item conversion, for tools that read or write the table directly (exports,

@@ -13,10 +13,12 @@
 mod backfill;
 mod bulk;
 mod changes;
+mod claims;
 mod create;
 mod cursor_key;
 pub(crate) use cursor_key::CURSOR_KEY_PK;
 mod delete;
+mod describe;
 mod expression;
 mod get;
 mod idempotency;
@@ -41,6 +43,14 @@ use tokio::sync::OnceCell;
 
 pub use backfill::{
     Backfill, BackfillError, BackfillPosition, BackfillReport, InvalidBackfillPosition,
+};
+pub use claims::{
+    ClaimFinding, ClaimProblem, ClaimRepair, ClaimsCheck, ClaimsError, ClaimsPosition,
+    ClaimsReport, InvalidClaimsPosition,
+};
+pub use describe::{
+    IndexDescription, KeySchema, StreamDescription, TableDescription, TableDifference,
+    TimeToLiveDescription,
 };
 
 use crate::error::{DynamoFailure, RETRY_AFTER};

@@ -4,6 +4,8 @@
 //! - [`contract`]: the repository contract suite, against DynamoDB Local.
 //! - [`backfill`]: the listing-key backfill of items written by the previous version.
 //! - [`claims`]: email claims that went missing or name another customer.
+//! - [`claims_check`]: the operator's claims check, which finds and repairs broken claims.
+//! - [`describe`]: the table's description, compared with the code's definition.
 //! - [`requests`]: the requests each operation sends, counted against the crate docs, and the IAM
 //!   actions they need.
 //! - [`pagination`]: walks of every listing, name search and the change feed over many pages;
@@ -19,7 +21,9 @@
 
 mod backfill;
 mod claims;
+mod claims_check;
 mod contract;
+mod describe;
 #[cfg(feature = "testcontainers")]
 mod docker;
 mod lost_replies;
