@@ -96,6 +96,60 @@ pub struct Idempotency {
     pub fingerprint: RequestFingerprint,
 }
 
+impl Idempotency {
+    /// The key and fingerprint of the customer at `position` of a batch sent with this key: a key
+    /// of its own (`batch-` and the hex SHA-256 of the client's key and the position, so that it
+    /// is a valid key whatever the client's length), and a fingerprint made of the whole request's
+    /// and the position. Each customer of a batch is then one keyed create, answered from its own
+    /// record when the batch is sent again.
+    pub(crate) fn for_item(&self, position: u64) -> Self {
+        let position = position.to_be_bytes();
+        let key = format!(
+            "batch-{}",
+            hex_digest(&[b"batch item", self.key.as_str().as_bytes(), &position])
+        );
+        Self {
+            key: IdempotencyKey(key),
+            fingerprint: RequestFingerprint(hex_digest(&[
+                b"batch item",
+                self.fingerprint.as_str().as_bytes(),
+                &position,
+            ])),
+        }
+    }
+
+    /// The source of the ids [derived](crate::CustomerId::derived) for the customers of a batch
+    /// sent with this key that come without one: the key and the request's fingerprint, so that
+    /// the same batch sent again names the same customers, and another batch under a key reused
+    /// after its record expired names others.
+    pub(crate) fn id_source(&self) -> String {
+        hex_digest(&[
+            b"batch ids",
+            self.key.as_str().as_bytes(),
+            self.fingerprint.as_str().as_bytes(),
+        ])
+    }
+}
+
+/// The SHA-256 of `parts` (each followed by a 0 byte, so that no two lists of parts run
+/// together), in lower-case hex.
+fn hex_digest(parts: &[&[u8]]) -> String {
+    use sha2::{Digest as _, Sha256};
+    use std::fmt::Write as _;
+    let mut digest = Sha256::new();
+    for part in parts {
+        digest.update(part);
+        digest.update([0]);
+    }
+    digest
+        .finalize()
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
+}
+
 /// The kind of write an idempotency record is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteKind {
@@ -299,6 +353,28 @@ mod tests {
     fn a_key_does_not_show_itself_in_debug_output() {
         let key = IdempotencyKey::parse("ada-lovelace-order-1").unwrap();
         assert_eq!(format!("{key:?}"), "IdempotencyKey(20 chars)");
+    }
+
+    #[test]
+    fn the_keys_of_a_batch_are_valid_distinct_and_tied_to_the_request() {
+        let idempotency = |key: &str, fingerprint: &str| Idempotency {
+            key: IdempotencyKey::parse(key).unwrap(),
+            fingerprint: RequestFingerprint::new(fingerprint),
+        };
+        let longest = "k".repeat(IdempotencyKey::MAX_LEN);
+        let batch = idempotency(&longest, "f1");
+        let first = batch.for_item(0);
+        assert!(IdempotencyKey::parse(first.key.as_str()).is_ok());
+        assert!(!first.key.as_str().contains(&longest));
+        assert_eq!(first, batch.for_item(0), "stable");
+        assert_ne!(first.key, batch.for_item(1).key);
+        assert_ne!(first.fingerprint, batch.for_item(1).fingerprint);
+        // The same key with another body: the same item keys, other fingerprints (refused).
+        let other_body = idempotency(&longest, "f2").for_item(0);
+        assert_eq!(other_body.key, first.key);
+        assert_ne!(other_body.fingerprint, first.fingerprint);
+        assert_ne!(batch.id_source(), idempotency(&longest, "f2").id_source());
+        assert_ne!(batch.id_source(), idempotency("k", "f1").id_source());
     }
 
     #[test]

@@ -57,5 +57,5 @@ pub use repository::MockCustomerRepository;
 pub use repository::{
     BoxError, BulkRejection, BulkReport, CustomerRepository, RepositoryError, batch_repeats,
 };
-pub use service::{Clock, CustomerService, FixedClock, ImportSource, SystemClock};
+pub use service::{BatchOutcome, Clock, CustomerService, FixedClock, ImportSource, SystemClock};
 pub use validation::{FieldError, ValidationErrors};

@@ -3,8 +3,12 @@
 //! It gives ids to new customers, reads the clock, and answers what needs no storage write (an empty
 //! patch), so that HTTP handlers and repositories stay thin.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use crate::customer::{Customer, CustomerPatch, NewCustomer};
@@ -12,11 +16,23 @@ use crate::fields::{CustomerId, Email, Timestamp, Version};
 use crate::idempotency::{Idempotency, KeyState, Keyed, KeyedWrite, RecordedOutcome, Written};
 use crate::listing::{Change, Listing};
 use crate::page::{Cursor, Page, PageLimit};
-use crate::repository::{BulkReport, CustomerRepository, RepositoryError};
+use crate::repository::{
+    BulkRejection, BulkReport, CustomerRepository, RepositoryError, batch_repeats,
+};
 
 /// How long an idempotency key is held for its request unless set otherwise: twice the HTTP
 /// adapter's default request deadline.
 const DEFAULT_KEY_HOLD: Duration = Duration::from_secs(10);
+
+/// The most customers of a keyed batch written at once (see
+/// [`CustomerService::create_batch`]).
+const BATCH_CONCURRENCY: usize = 10;
+
+/// What became of one customer of [`CustomerService::create_batch`]: created now
+/// (`Ok(Keyed::Done)`), answered from the record of an earlier request with the same key
+/// (`Ok(Keyed::Replayed)`), or the error a create of it alone would have met (a taken id or email,
+/// the store not answering, a key in use).
+pub type BatchOutcome = Result<Keyed<Customer>, RepositoryError>;
 
 /// Where the service reads the time. Inject a fixed clock in tests.
 pub trait Clock: Send + Sync + fmt::Debug {
@@ -314,6 +330,187 @@ impl CustomerService {
         }
     }
 
+    /// Creates the customers of a batch, each with the rules of [`create`](Self::create), and says
+    /// for each what became of it, in the order of `inputs`.
+    ///
+    /// `inputs` are the customers to create with their positions in the batch as the client sent
+    /// it (an adapter leaves out the items it could not read, which keeps the positions of the
+    /// others). A customer that repeats the id or the email of an earlier one of the batch is
+    /// refused as taken ([`batch_repeats`]), whether or not the earlier one is written.
+    ///
+    /// Without `key`, one [`put_many`](CustomerRepository::put_many) writes them: a customer
+    /// without an id gets a new UUIDv7, and one the store did not confirm (it stopped answering
+    /// part-way) is answered [`Unavailable`](RepositoryError::Unavailable).
+    ///
+    /// With `key`, the batch is made of keyed creates (see [`idempotency`](crate::idempotency)),
+    /// so that sending it again writes nobody twice:
+    ///
+    /// - the client's key itself records the first customer written, in the same step: while the
+    ///   batch runs, the same request is [`KeyInUse`](RepositoryError::KeyInUse), and for 24
+    ///   hours another request under the key is [`KeyReused`](RepositoryError::KeyReused), before
+    ///   anything is written;
+    /// - every other customer is one keyed create under a key of its own, made of the client's
+    ///   key and its position (with a fingerprint made of the request's and the position), up to
+    ///   ten at a time;
+    /// - a customer without an id gets one [derived](CustomerId::derived) from the key, the
+    ///   request's fingerprint and its position, so that the batch sent again names the same
+    ///   customers.
+    ///
+    /// The same batch sent again is answered from the records: each customer written before is
+    /// [`Keyed::Replayed`]; one refused before (nothing recorded) is tried again, as a single
+    /// create sent again would be.
+    ///
+    /// # Errors
+    /// Those of the whole request: [`KeyInUse`](RepositoryError::KeyInUse) and
+    /// [`KeyReused`](RepositoryError::KeyReused) for the client's key, and the repository's
+    /// errors before any write (for `put_many`, [`Unexpected`](RepositoryError::Unexpected)).
+    pub async fn create_batch(
+        &self,
+        inputs: Vec<(usize, NewCustomer)>,
+        key: Option<&Idempotency>,
+    ) -> Result<Vec<BatchOutcome>, RepositoryError> {
+        let now = self.clock.now();
+        let id_source = key.map(Idempotency::id_source);
+        let (positions, customers): (Vec<usize>, Vec<Customer>) = inputs
+            .into_iter()
+            .map(|(position, input)| {
+                let id = match &id_source {
+                    Some(source) => CustomerId::derived(source, position as u64),
+                    None => CustomerId::generate(),
+                };
+                (position, Customer::create(input, id, now))
+            })
+            .unzip();
+        let mut outcomes: Vec<Option<BatchOutcome>> = Vec::with_capacity(customers.len());
+        let mut candidates = Vec::new();
+        for (index, repeat) in batch_repeats(&customers).into_iter().enumerate() {
+            if repeat.is_none() {
+                candidates.push(index);
+            }
+            outcomes.push(repeat.map(|reason| Err(refusal(reason))));
+        }
+        match key {
+            None => {
+                self.put_batch(&customers, &candidates, &mut outcomes)
+                    .await?;
+            }
+            Some(key) => {
+                let batch = KeyedBatch {
+                    key,
+                    positions: &positions,
+                    customers: &customers,
+                };
+                self.write_keyed_batch(&batch, candidates, &mut outcomes)
+                    .await?;
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or_else(|| Err(not_sent())))
+            .collect())
+    }
+
+    /// The customers at `candidates` (no repeats) in one `put_many`, and what became of each.
+    async fn put_batch(
+        &self,
+        customers: &[Customer],
+        candidates: &[usize],
+        outcomes: &mut [Option<BatchOutcome>],
+    ) -> Result<(), RepositoryError> {
+        let sent: Vec<Customer> = candidates.iter().map(|&i| customers[i].clone()).collect();
+        let report = self.repository.put_many(&sent).await?;
+        let rejected: HashMap<&CustomerId, BulkRejection> =
+            report.rejected.iter().map(|(id, why)| (id, *why)).collect();
+        let unconfirmed: HashSet<&CustomerId> = report.unconfirmed.iter().collect();
+        for &i in candidates {
+            let customer = &customers[i];
+            outcomes[i] = Some(if let Some(why) = rejected.get(customer.id()) {
+                Err(refusal(*why))
+            } else if unconfirmed.contains(customer.id()) {
+                Err(RepositoryError::unavailable(
+                    "the store stopped answering before this customer's write was confirmed",
+                ))
+            } else {
+                Ok(Keyed::Done(customer.clone()))
+            });
+        }
+        Ok(())
+    }
+
+    /// The customers at `candidates` (no repeats) as keyed creates; see
+    /// [`create_batch`](Self::create_batch).
+    async fn write_keyed_batch(
+        &self,
+        batch: &KeyedBatch<'_>,
+        mut candidates: Vec<usize>,
+        outcomes: &mut [Option<BatchOutcome>],
+    ) -> Result<(), RepositoryError> {
+        let customers = batch.customers;
+        match self
+            .repository
+            .begin_keyed(batch.key, self.key_hold)
+            .await?
+        {
+            KeyState::OtherRequest => return Err(RepositoryError::KeyReused),
+            KeyState::Running => return Err(RepositoryError::KeyInUse),
+            KeyState::Done(outcome) => {
+                // The customer the client's key recorded; the others have keys of their own.
+                if let Some(at) = candidates
+                    .iter()
+                    .position(|&i| *customers[i].id() == outcome.id)
+                {
+                    let i = candidates.remove(at);
+                    outcomes[i] = Some(Ok(Keyed::Replayed(outcome)));
+                }
+            }
+            KeyState::Fresh(lease) => {
+                // The first customer the store takes is written with the client's key's record;
+                // one it refuses changed nothing, and the next is tried under the same hold.
+                let mut recorded = None;
+                for (at, &i) in candidates.iter().enumerate() {
+                    let write = KeyedWrite::Create(customers[i].clone());
+                    match self.repository.write_keyed(&write, &lease).await {
+                        Ok(written) => {
+                            outcomes[i] = Some(written.into_customer().map(Keyed::Done));
+                            recorded = Some(at);
+                            break;
+                        }
+                        // Maybe written, maybe not: the key stays held until its hold runs
+                        // out, and the customers after this one are not sent.
+                        Err(
+                            error @ (RepositoryError::Unavailable { .. }
+                            | RepositoryError::Unexpected(_)),
+                        ) => {
+                            outcomes[i] = Some(Err(error));
+                            return Ok(());
+                        }
+                        Err(refused) => outcomes[i] = Some(Err(refused)),
+                    }
+                }
+                let Some(at) = recorded else {
+                    // Nothing written: the key is given back (or its hold runs out).
+                    let _ = self.repository.release_key(&lease).await;
+                    return Ok(());
+                };
+                candidates.drain(..=at);
+            }
+        }
+        let writes = candidates.iter().map(|&i| {
+            let key = batch.key.for_item(batch.positions[i] as u64);
+            async move {
+                let write = KeyedWrite::Create(customers[i].clone());
+                self.keyed(&key, write)
+                    .await
+                    .and_then(|keyed| keyed.try_map(Written::into_customer))
+            }
+        });
+        let written = join_bounded(writes.collect(), BATCH_CONCURRENCY).await;
+        for (&i, outcome) in candidates.iter().zip(written) {
+            outcomes[i] = Some(outcome);
+        }
+        Ok(())
+    }
+
     /// One page of customers of `listing`.
     ///
     /// # Errors
@@ -361,6 +558,63 @@ impl CustomerService {
             .collect();
         self.repository.put_many(&customers).await
     }
+}
+
+/// A batch sent with an idempotency key: the key, and for each customer to write its position
+/// in the request and the customer.
+struct KeyedBatch<'a> {
+    key: &'a Idempotency,
+    positions: &'a [usize],
+    customers: &'a [Customer],
+}
+
+/// The error a create meets for a bulk `rejection`.
+fn refusal(rejection: BulkRejection) -> RepositoryError {
+    match rejection {
+        BulkRejection::AlreadyExists => RepositoryError::AlreadyExists,
+        BulkRejection::EmailTaken => RepositoryError::EmailTaken,
+    }
+}
+
+/// The answer for a customer of a batch that was never sent: the store stopped answering first.
+fn not_sent() -> RepositoryError {
+    RepositoryError::unavailable("the store stopped answering before this customer was sent")
+}
+
+/// Runs `futures`, at most `limit` at a time (in order: the next starts when one ends), and
+/// answers their outputs in the order of `futures`.
+async fn join_bounded<F: Future>(futures: Vec<F>, limit: usize) -> Vec<F::Output> {
+    let limit = limit.max(1);
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = std::iter::repeat_with(|| None)
+        .take(futures.len())
+        .collect();
+    let mut started = limit.min(futures.len());
+    std::future::poll_fn(|cx| {
+        loop {
+            let mut running = 0;
+            for (future, output) in futures[..started].iter_mut().zip(outputs.iter_mut()) {
+                if output.is_none() {
+                    match future.as_mut().poll(cx) {
+                        Poll::Ready(value) => *output = Some(value),
+                        Poll::Pending => running += 1,
+                    }
+                }
+            }
+            let more = (started - running + limit).min(futures.len());
+            if more == started {
+                return if running == 0 {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                };
+            }
+            // Slots came free: start the next futures (their first poll registers their waker).
+            started = more;
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 #[cfg(test)]
@@ -446,5 +700,81 @@ mod tests {
             service.get(&id).await,
             Err(RepositoryError::NotFound)
         ));
+    }
+
+    fn named(id: &str, email: Option<&str>) -> NewCustomer {
+        let mut input = new_customer();
+        input.id = Some(CustomerId::parse(id).unwrap());
+        input.email = email.map(|e| Email::parse(e).unwrap());
+        input
+    }
+
+    #[tokio::test]
+    async fn a_batch_without_a_key_is_one_put_many_and_answers_each_customer_in_order() {
+        let mut repo = MockCustomerRepository::new();
+        repo.expect_put_many()
+            .withf(|sent| {
+                // The repeat of `a` (by email) is refused before the store is asked.
+                sent.iter().map(|c| c.id().as_str()).collect::<Vec<_>>() == ["a", "taken", "late"]
+            })
+            .times(1)
+            .returning(|_| {
+                Ok(BulkReport {
+                    created: 1,
+                    rejected: vec![(
+                        CustomerId::parse("taken").unwrap(),
+                        BulkRejection::AlreadyExists,
+                    )],
+                    unconfirmed: vec![CustomerId::parse("late").unwrap()],
+                })
+            });
+        repo.expect_begin_keyed().never();
+        let service = CustomerService::new(Arc::new(repo)).with_clock(clock());
+        let inputs = vec![
+            (0, named("a", Some("a@example.com"))),
+            (2, named("taken", None)),
+            (3, named("twin", Some("A@example.com"))),
+            (7, named("late", None)),
+        ];
+        let outcomes = service.create_batch(inputs, None).await.unwrap();
+        assert_eq!(outcomes.len(), 4);
+        assert!(
+            matches!(&outcomes[0], Ok(Keyed::Done(c)) if c.id().as_str() == "a" && c.created_at() == clock().now())
+        );
+        assert!(matches!(outcomes[1], Err(RepositoryError::AlreadyExists)));
+        assert!(matches!(outcomes[2], Err(RepositoryError::EmailTaken)));
+        assert!(matches!(
+            outcomes[3],
+            Err(RepositoryError::Unavailable { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn joined_futures_answer_in_order_and_run_at_most_the_limit_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let running = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let futures: Vec<_> = (0..25_usize)
+            .map(|n| {
+                let (running, most) = (&running, &most);
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    for _ in 0..=(25 - n) % 4 {
+                        tokio::task::yield_now().await;
+                    }
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    n
+                }
+            })
+            .collect();
+        let outputs = join_bounded(futures, 4).await;
+        assert_eq!(outputs, (0..25).collect::<Vec<_>>());
+        assert_eq!(most.load(Ordering::SeqCst), 4);
+        assert!(
+            join_bounded(Vec::<std::future::Ready<u8>>::new(), 4)
+                .await
+                .is_empty()
+        );
     }
 }

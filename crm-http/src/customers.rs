@@ -1,5 +1,6 @@
-//! The handlers of `/customers`, `/customers/search` and `/health`: parse, call the service, shape
-//! the response.
+//! The handlers of `/customers`, `/customers/search`, `/customers/{id}` (and the methods of
+//! `/customers/batch` that are the customer `batch`'s) and `/health`: parse, call the service,
+//! shape the response.
 
 use axum::Json;
 use axum::extract::State;
@@ -94,17 +95,19 @@ async fn found(state: &AppState, find: Find) -> Result<Response, ApiError> {
     })
 }
 
-/// The id `search`: a valid customer id, whose path `/customers/search` is also the route of
-/// [`search`] (for `POST`). The other methods of that path are the customer's.
-fn search_id() -> Result<IdPath, ApiError> {
-    CustomerId::parse("search")
+/// A fixed id that is also the last segment of a route of its own (`search`, `batch`): a valid
+/// customer id, whose path `/customers/<id>` is also the route of [`search`] or of
+/// [`batch::create`](crate::batch::create) (for `POST`). The other methods of that path are the
+/// customer's.
+fn fixed_id(id: &'static str) -> Result<IdPath, ApiError> {
+    CustomerId::parse(id)
         .map(IdPath)
         .map_err(|_| ApiError::MalformedId)
 }
 
 /// `GET /customers/search`: [`get`] of the customer whose id is `search`.
 pub(crate) async fn get_search(state: State<AppState>) -> Result<Response, ApiError> {
-    get(state, search_id()?).await
+    get(state, fixed_id("search")?).await
 }
 
 /// `PATCH /customers/search`: [`update`] of the customer whose id is `search`.
@@ -114,7 +117,7 @@ pub(crate) async fn update_search(
     key: KeyHeader,
     body: PatchJson,
 ) -> Result<Response, ApiError> {
-    update(state, search_id()?, if_match, key, body).await
+    update(state, fixed_id("search")?, if_match, key, body).await
 }
 
 /// `DELETE /customers/search`: [`delete`] of the customer whose id is `search`.
@@ -123,7 +126,31 @@ pub(crate) async fn delete_search(
     if_match: IfMatch,
     key: KeyHeader,
 ) -> Result<Response, ApiError> {
-    delete(state, search_id()?, if_match, key).await
+    delete(state, fixed_id("search")?, if_match, key).await
+}
+
+/// `GET /customers/batch`: [`get`] of the customer whose id is `batch`.
+pub(crate) async fn get_batch(state: State<AppState>) -> Result<Response, ApiError> {
+    get(state, fixed_id("batch")?).await
+}
+
+/// `PATCH /customers/batch`: [`update`] of the customer whose id is `batch`.
+pub(crate) async fn update_batch(
+    state: State<AppState>,
+    if_match: IfMatch,
+    key: KeyHeader,
+    body: PatchJson,
+) -> Result<Response, ApiError> {
+    update(state, fixed_id("batch")?, if_match, key, body).await
+}
+
+/// `DELETE /customers/batch`: [`delete`] of the customer whose id is `batch`.
+pub(crate) async fn delete_batch(
+    state: State<AppState>,
+    if_match: IfMatch,
+    key: KeyHeader,
+) -> Result<Response, ApiError> {
+    delete(state, fixed_id("batch")?, if_match, key).await
 }
 
 /// `PATCH /customers/{id}` → 200 with the customer and its new `ETag`.
@@ -206,14 +233,18 @@ pub(crate) const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 /// version that request made. Not the customer: the record holds no copy of it, and the customer
 /// stored now may not be what that request made (changed since, or deleted and created again).
 pub(crate) fn replayed(status: StatusCode, outcome: &RecordedOutcome) -> Response {
-    let body = json!({"id": outcome.id, "version": outcome.version});
-    let mut response = (status, Json(body)).into_response();
+    let mut response = (status, Json(replay_body(outcome))).into_response();
     if let Some(version) = outcome.version
         && let Ok(etag) = HeaderValue::from_str(&etag(version))
     {
         response.headers_mut().insert(header::ETAG, etag);
     }
     mark_replayed(response)
+}
+
+/// The body of an answer from a key's record: `{"id", "version"}`.
+pub(crate) fn replay_body(outcome: &RecordedOutcome) -> serde_json::Value {
+    json!({"id": outcome.id, "version": outcome.version})
 }
 
 /// `response`, marked [`IDEMPOTENT_REPLAYED`].

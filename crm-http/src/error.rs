@@ -83,7 +83,8 @@ pub enum ApiError {
         /// The version the customer is at.
         current: Version,
     },
-    /// 413: the body is larger than [`BODY_LIMIT`](crate::BODY_LIMIT) bytes.
+    /// 413: the body is larger than the route's limit: [`BODY_LIMIT`](crate::BODY_LIMIT) bytes,
+    /// or [`BATCH_BODY_LIMIT`](crate::BATCH_BODY_LIMIT) for `POST /customers/batch`.
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge {
         /// The limit in bytes.
@@ -225,6 +226,15 @@ impl ApiError {
         }
     }
 
+    /// [`retry_after`](Self::retry_after) as `Retry-After` says it: whole seconds, rounded up,
+    /// at least 1 (`Retry-After: 0` would invite a retry storm).
+    pub(crate) fn retry_after_seconds(&self) -> Option<u64> {
+        self.retry_after().map(|after| {
+            let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            seconds.max(1)
+        })
+    }
+
     /// The RFC 9457 body of this error.
     pub fn problem(&self) -> Problem {
         let Description {
@@ -280,10 +290,8 @@ impl IntoResponse for ApiError {
         let mut response = (self.status(), Json(problem)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let Some(after) = self.retry_after() {
-            // Whole seconds, rounded up: `Retry-After: 0` would invite a retry storm.
-            let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        if let Some(seconds) = self.retry_after_seconds() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

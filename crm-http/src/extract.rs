@@ -13,22 +13,28 @@ use http::{HeaderMap, HeaderValue, header};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde_json::Value;
 
+use crate::batch;
 use crate::error::ApiError;
 use crate::find::{Filters, Find};
-use crate::middleware::{BODY_LIMIT, StagePrefix};
+use crate::middleware::{BATCH_BODY_LIMIT, BODY_LIMIT, StagePrefix};
 
-/// Reads a body of at most [`BODY_LIMIT`] bytes: refused from its `Content-Length` when it announces
-/// one, else counted while it streams in, and never buffered past the limit.
-async fn read_limited(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, ApiError> {
-    let too_large = ApiError::PayloadTooLarge { limit: BODY_LIMIT };
+/// Reads a body of at most `limit` bytes ([`BODY_LIMIT`] but on the batch route): refused from its
+/// `Content-Length` when it announces one, else counted while it streams in, and never buffered
+/// past the limit.
+async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
+    let too_large = ApiError::PayloadTooLarge { limit };
     let announced = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if announced.is_some_and(|n| n > BODY_LIMIT as u64) {
+    if announced.is_some_and(|n| n > limit as u64) {
         return Err(too_large);
     }
-    match Limited::new(body, BODY_LIMIT).collect().await {
+    match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(too_large),
         Err(_) => Err(ApiError::BadRequest(
@@ -62,15 +68,15 @@ fn media_type_is(headers: &HeaderMap, accepted: &[&str]) -> bool {
     charset_ok && accepted.iter().any(|a| essence.eq_ignore_ascii_case(a))
 }
 
-/// The body of a request that must be `application/json`, read within the body limit.
-async fn json_body(request: Request) -> Result<axum::body::Bytes, ApiError> {
+/// The body of a request that must be `application/json`, read within `limit` bytes.
+async fn json_body(request: Request, limit: usize) -> Result<axum::body::Bytes, ApiError> {
     let (parts, body) = request.into_parts();
     if !media_type_is(&parts.headers, &["application/json"]) {
         return Err(ApiError::UnsupportedMediaType {
             expected: "application/json",
         });
     }
-    read_limited(&parts.headers, body).await
+    read_limited(&parts.headers, body, limit).await
 }
 
 /// The JSON body of `POST /customers`: `Content-Type: application/json`.
@@ -80,7 +86,20 @@ impl<S: Send + Sync> FromRequest<S> for CreateJson {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        parse_json(&json_body(request).await?).map(Self)
+        parse_json(&json_body(request, BODY_LIMIT).await?).map(Self)
+    }
+}
+
+/// The JSON body of `POST /customers/batch` (`Content-Type: application/json`, at most
+/// [`BATCH_BODY_LIMIT`] bytes), read by [`batch::items_of`]: `{"customers": [...]}` with 1 to 100
+/// items, each still to be read as a customer.
+pub(crate) struct BatchJson(pub(crate) Value);
+
+impl<S: Send + Sync> FromRequest<S> for BatchJson {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        batch::items_of(&json_body(request, BATCH_BODY_LIMIT).await?).map(Self)
     }
 }
 
@@ -101,7 +120,7 @@ impl<S: Send + Sync> FromRequest<S> for PatchJson {
                 expected: "application/merge-patch+json or application/json",
             });
         }
-        let bytes = read_limited(&parts.headers, body).await?;
+        let bytes = read_limited(&parts.headers, body, BODY_LIMIT).await?;
         parse_json(&bytes).map(Self)
     }
 }
@@ -116,7 +135,7 @@ impl<S: Send + Sync> FromRequest<S> for AnyJson {
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let (parts, body) = request.into_parts();
-        let bytes = read_limited(&parts.headers, body).await?;
+        let bytes = read_limited(&parts.headers, body, BODY_LIMIT).await?;
         parse_json(&bytes).map(Self)
     }
 }
@@ -295,7 +314,7 @@ impl<S: Send + Sync> FromRequest<S> for SearchJson {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        Filters::from_json(&json_body(request).await?).map(Self)
+        Filters::from_json(&json_body(request, BODY_LIMIT).await?).map(Self)
     }
 }
 

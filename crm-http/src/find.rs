@@ -273,7 +273,7 @@ impl fmt::Display for Words<'_> {
 
 /// The members of a JSON object in the order written, repeats kept (a `Map` would keep only the
 /// last of a repeated member, and a repeat is refused as in the query).
-struct Members(Vec<(String, Value)>);
+pub(crate) struct Members(pub(crate) Vec<(String, Value)>);
 
 impl<'de> Deserialize<'de> for Members {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -7,7 +7,8 @@
 //! [`crm_domain::CustomerService`] and their results into responses, and nothing else: validation
 //! lives in `crm-domain`, storage in `crm-memory` and `crm-dynamo`. It has no Lambda dependency.
 //!
-//! - [`router`] builds the [`Router`]: `/customers` (with `POST /customers/search`), the
+//! - [`router`] builds the [`Router`]: `/customers` (with `POST /customers/search` and
+//!   `POST /customers/batch`), the
 //!   compatibility routes (`/Customers`, `POST /DynamoDBManager`), `GET /health` and
 //!   `GET /openapi.json`, behind the layers every request goes through (request log line, CORS,
 //!   panic catcher, deadline, stage prefix).
@@ -69,6 +70,7 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 
+mod batch;
 mod compat;
 mod customers;
 mod extract;
@@ -78,7 +80,7 @@ mod state;
 
 pub use config::{Config, ConfigError, CorsOrigins, StoreConfig};
 pub use error::{ApiError, Problem};
-pub use middleware::{BODY_LIMIT, DEADLINE_MARGIN, PlatformContext};
+pub use middleware::{BATCH_BODY_LIMIT, BODY_LIMIT, DEADLINE_MARGIN, PlatformContext};
 pub use server::serve;
 pub use state::AppState;
 
@@ -121,6 +123,14 @@ pub fn router(state: AppState) -> Router {
                 .get(customers::get_search)
                 .patch(customers::update_search)
                 .delete(customers::delete_search),
+        )
+        // `batch` is a valid customer id as well: the same arrangement as `search`.
+        .route(
+            "/customers/batch",
+            post(batch::create)
+                .get(customers::get_batch)
+                .patch(customers::update_batch)
+                .delete(customers::delete_batch),
         )
         .route(
             "/customers/{id}",

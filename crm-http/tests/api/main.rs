@@ -5,6 +5,7 @@
 // Helpers outside `#[test]` functions fail loudly too: that is what a test harness is for.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod batch;
 mod compat;
 mod customers;
 mod envelope;
