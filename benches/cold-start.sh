@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The cold-start harness (see benches/src/bin/cold-start.rs): builds the release bootstrap with
 # deploy/build.sh, a Python 3 baseline (boto3 under awslambdaric) in .venv-bench, starts DynamoDB
-# Local if needed, and measures both through the same fake Lambda Runtime API.
+# Local if needed, and measures both through the same fake Lambda Runtime API; then the events
+# function (benches/cold-start-events.sh).
 # Env: CRM_COLD_START_RUNS (default 20), CRM_COLD_START_WARM (default 1000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,3 +35,5 @@ target/release/cold-start \
   --runs "$runs" --warm "$warm" \
   --endpoint "http://127.0.0.1:${CRM_DYNAMODB_LOCAL_PORT:-8000}"
 echo "zipped: $(stat -c %s target/lambda/crm-lambda-http/bootstrap.zip) bytes (target/lambda/crm-lambda-http/bootstrap.zip)"
+# The events function, against a loopback EventBridge (it needs no table).
+benches/cold-start-events.sh

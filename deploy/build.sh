@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Usage: deploy/build.sh [--builder auto|cargo-lambda|host|zigbuild] [--arch arm64|x86_64]
 #
-# Builds the two Lambda bootstraps of crm-lambda (binaries crm-lambda-http and crm-lambda-envelope)
+# Builds the three Lambda bootstraps of crm-lambda (binaries crm-lambda-http, the API;
+# crm-lambda-envelope, the direct-invoke envelope; crm-lambda-events, the table's stream to EventBridge)
 # for provided.al2023 with the `lambda` cargo profile (opt-level z, fat LTO, panic unwind, stripped) into
 #   <repo>/target/lambda/crm-lambda-http/bootstrap.zip
 #   <repo>/target/lambda/crm-lambda-envelope/bootstrap.zip
+#   <repo>/target/lambda/crm-lambda-events/bootstrap.zip
 # (the CodeUri paths of deploy/template.yaml and deploy/rest-api.yaml, relative to deploy/). These
-# two paths are fixed: with CARGO_TARGET_DIR pointing elsewhere, cargo builds there and the zips are
+# paths are fixed: with CARGO_TARGET_DIR pointing elsewhere, cargo builds there and the zips are
 # still written (copied) to <repo>/target/lambda, where `aws cloudformation package` and `sam deploy`
 # look for them. Then it checks each zip:
 # one executable entry named bootstrap, an ELF for the requested architecture, no GLIBC_x.y symbol
 # version newer than 2.34 (Amazon Linux 2023 ships glibc 2.34), and at most CRM_LAMBDA_MAX_ZIP_BYTES
-# (4 MiB: the bootstraps measure about 3.2 and 2.9 MiB, so a build that lost strip or LTO fails).
+# (4 MiB: the API, envelope and events bootstraps measure about 3.4, 3.0 and 2.7 MiB, so a build that
+# lost strip or LTO fails).
 # Prints the size and glibc floor of each. Safe to rerun: cargo rebuilds only what changed, and the
 # zips are byte-for-byte reproducible (fixed timestamp), so an unchanged binary gives an unchanged zip
 # and `aws cloudformation package` uploads nothing new.
@@ -37,7 +40,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 PACKAGE=crm-lambda
-BINS=(crm-lambda-http crm-lambda-envelope)
+BINS=(crm-lambda-http crm-lambda-envelope crm-lambda-events)
 PROFILE=lambda
 MAX_ZIP_BYTES=${CRM_LAMBDA_MAX_ZIP_BYTES:-4194304}
 MAX_GLIBC=${CRM_LAMBDA_MAX_GLIBC:-2.34}

@@ -4,7 +4,7 @@ Usage: .venv/bin/python scripts/cfn_variants.py OUT_DIR TEMPLATE...
 
 checkov (and, for some rules, cfn-lint) only looks at resources whose `Condition` is true with the
 parameter defaults, so a resource that is off by default (the envelope function, the HTTP API's
-OPTIONS routes, the JWT authorizer, ...) would never be scanned. For each TEMPLATE this writes
+OPTIONS routes, the JWT authorizer, the change-event webhook, ...) would never be scanned. For each TEMPLATE this writes
 OUT_DIR/<name>.all-on.json: the same template (read with cfn-lint's YAML loader, so short-form tags
 become their long form) with parameter defaults overridden from ALL_ON.
 
@@ -42,6 +42,8 @@ ALL_ON = {
     "TableName": "crm-customers",
     "TableKmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
     "AlarmEmail": "oncall@example.com",
+    "WebhookUrl": "https://hooks.example.com/crm-events",
+    "WebhookApiKey": "example-webhook-api-key",
     "CreateApiGatewayAccountRole": "true",
     "EnableKnownBadInputsRule": "true",
 }

@@ -41,6 +41,7 @@ pub const CAPPED_TARGETS: &[&str] = &[
     "aws_smithy_http",
     "aws_sigv4",
     "aws_sdk_dynamodb",
+    "aws_sdk_eventbridge",
     "aws_sdk_sts",
     "aws_config",
     "aws_runtime",

@@ -7,10 +7,16 @@
 //! - [`invoke_direct`] answers a direct (non-HTTP) invocation of the `DynamoDBManager` envelope with
 //!   [`crm_http::envelope::invoke_direct`], turning a failure into a Lambda function error whose
 //!   `errorType` is the problem code.
+//! - [`events::answer_stream`] reads a batch of the table's DynamoDB stream and puts the change
+//!   events it tells on an `EventBridge` bus, in order per customer, answering Lambda which record
+//!   to retry from (a partial batch response). [`events`] says how.
 //!
-//! The binaries `crm-lambda-http` and `crm-lambda-envelope` are a few lines each over these, and
-//! build configuration, logs and repository with `crm-http`'s [`Config`](crm_http::Config),
-//! [`telemetry`](crm_http::telemetry) and [`store`](crm_http::store), once per cold start.
+//! The binaries `crm-lambda-http`, `crm-lambda-envelope` and `crm-lambda-events` are a few lines
+//! each over these. The first two build configuration, logs and repository with `crm-http`'s
+//! [`Config`](crm_http::Config), [`telemetry`](crm_http::telemetry) and [`store`](crm_http::store),
+//! once per cold start; the third needs no table, reads its own
+//! [`EventsConfig`](events::EventsConfig) and builds its [`Publisher`](events::Publisher) (the
+//! `EventBridge` client) once per cold start, with the same logs.
 //!
 //! # Panics and events that are not HTTP
 //!
@@ -36,6 +42,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod events;
 mod http_event;
 
 use std::future::Future;

@@ -1,0 +1,37 @@
+//! `crm-lambda-events`: the table's DynamoDB stream as change events on an `EventBridge` bus
+//! (`CRM_EVENT_BUS_NAME`), as an AWS Lambda function behind an event source mapping with
+//! `ReportBatchItemFailures` (see `crm_lambda::events`). Configuration and the `EventBridge`
+//! client are built once, in the cold start's init phase; a configuration error fails the init
+//! with one line on stderr. Outside Lambda it refuses to start.
+
+use std::process::ExitCode;
+
+use crm_http::telemetry;
+use crm_lambda::events::{EventsConfig, Publisher, answer_stream};
+use lambda_runtime::service_fn;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // First, so that no panic message (which could quote customer data) ever reaches stderr.
+    telemetry::install_panic_hook();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("crm-lambda-events: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let config = EventsConfig::from_env()?;
+    if !config.in_lambda() {
+        return Err("AWS_LAMBDA_RUNTIME_API is not set: this is the AWS Lambda function of the table's stream".into());
+    }
+    telemetry::init(config.log_filter())?;
+    let publisher = Publisher::connect(config.bus_name()).await;
+    let publisher = &publisher;
+    lambda_runtime::run(service_fn(move |event| answer_stream(publisher, event)))
+        .await
+        .map_err(|e| format!("the Lambda runtime stopped: {e}").into())
+}
