@@ -345,10 +345,11 @@ impl CustomerService {
     /// With `key`, the batch is made of keyed creates (see [`idempotency`](crate::idempotency)),
     /// so that sending it again writes nobody twice:
     ///
-    /// - the client's key itself records the first customer written, in the same step: while the
-    ///   batch runs, the same request is [`KeyInUse`](RepositoryError::KeyInUse), and for 24
-    ///   hours another request under the key is [`KeyReused`](RepositoryError::KeyReused), before
-    ///   anything is written;
+    /// - the client's key itself records the first customer written, in the same step: until
+    ///   then the same request is [`KeyInUse`](RepositoryError::KeyInUse); from then on the same
+    ///   request is answered item by item (each customer's own key is in use, recorded, or free),
+    ///   and for 24 hours another request under the key is
+    ///   [`KeyReused`](RepositoryError::KeyReused), before anything is written;
     /// - every other customer is one keyed create under a key of its own, made of the client's
     ///   key and its position (with a fingerprint made of the request's and the position), up to
     ///   ten at a time;

@@ -39,8 +39,10 @@
 //! per customer: events of records after the failed one that were already accepted (other
 //! customers', in earlier rounds) are published again by the next invocation, and an invocation
 //! cut short by a crash or a timeout publishes its events again too. Consumers deduplicate on
-//! `(id, version, time)`, as [`crm_domain::events`] tells them to; an event is never lost or
-//! reordered for its customer.
+//! `(id, version, time)`, as [`crm_domain::events`] tells them to. While the event source
+//! mapping retries, an event is never lost or reordered for its customer; a range of records the
+//! mapping gives up on (after its retries or at its maximum record age) is described on its
+//! on-failure queue, for an operator to publish again (`deploy/README.md`, "Failed batches").
 //!
 //! # Records the function cannot read
 //!

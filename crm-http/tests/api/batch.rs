@@ -461,7 +461,10 @@ async fn an_invalid_key_on_a_batch_is_a_400() {
 
 #[tokio::test]
 async fn a_batch_sent_again_while_the_first_runs_is_a_409_with_retry_after() {
-    let store = Arc::new(Faulty::new().with_keyed_delay(Duration::from_millis(400)));
+    // The test runs on one thread: the first request runs until it waits in the store, holding
+    // the key, before the second is sent; the wait is long enough for the second to be answered
+    // on a loaded machine.
+    let store = Arc::new(Faulty::new().with_keyed_delay(Duration::from_millis(1500)));
     let app = spawn_app_with(&[], store);
     let items = [named("slow-1"), named("slow-2")];
     let first = {
@@ -514,8 +517,9 @@ async fn customers_the_store_did_not_confirm_are_503_results_with_retry_after() 
 async fn a_keyed_batch_that_met_an_outage_is_completed_by_sending_it_again() {
     let store = Arc::new(Faulty::new().failing_once_on("o-3"));
     let service = CustomerService::new(store).with_key_hold(Duration::from_millis(50));
-    // A short deadline, so that the keys held by the request that failed are free soon.
-    let app = spawn_service(&[("CRM_REQUEST_DEADLINE_MS", "100")], service);
+    // The keys a request holds are held for twice its deadline (at least): a deadline of 1 s,
+    // generous for a loaded machine, so that those of the request that failed are free after 2 s.
+    let app = spawn_service(&[("CRM_REQUEST_DEADLINE_MS", "1000")], service);
     let items = [
         json!({"firstName": "No", "lastName": "Id"}),
         named("o-2"),
@@ -526,7 +530,7 @@ async fn a_keyed_batch_that_met_an_outage_is_completed_by_sending_it_again() {
     assert_eq!(first.status, StatusCode::MULTI_STATUS);
     assert_eq!(statuses(&first), [201, 201, 503, 201]);
     assert_eq!(first.header("retry-after"), "1");
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let again = post_batch(&app, &items, Some("outage-1")).await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.header("idempotent-replayed"), "true");
