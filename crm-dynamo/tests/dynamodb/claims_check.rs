@@ -8,13 +8,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use crm_domain::{
     Customer, CustomerId, CustomerRepository, Listing, NewCustomer, PageLimit, RepositoryError,
@@ -26,7 +22,7 @@ use crm_dynamo::{
 };
 use serde_json::json;
 
-use crate::support;
+use crate::support::{self, Requests};
 
 /// A repository on a fresh table, and a plain client on the same table to tamper with it.
 struct Table {
@@ -798,109 +794,6 @@ async fn deleting_orphans_while_creates_claim_their_emails_never_deletes_a_live_
     assert_eq!(report.orphaned, count as u64);
     assert!(report.findings.iter().all(|f| f.repair.is_repaired()));
     assert!(table.repair().await.is_clean());
-}
-
-/// Records the DynamoDB operation of every request put on the wire, and the IAM actions each
-/// needs.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Requests {
-    operations: Arc<Mutex<Vec<String>>>,
-    actions: Arc<Mutex<BTreeSet<String>>>,
-}
-
-impl Requests {
-    /// A repository on the table of `table` whose requests this records.
-    pub(crate) async fn on(
-        settings: &crm_dynamo::DynamoSettings,
-        table: &str,
-    ) -> (DynamoCustomerRepository, Self) {
-        let log = Self::default();
-        let config = settings
-            .sdk_config()
-            .await
-            .to_builder()
-            .interceptor(log.clone())
-            .build();
-        let client = Client::from_conf(config);
-        (DynamoCustomerRepository::from_client(client, table), log)
-    }
-
-    /// The operations since the last call.
-    pub(crate) fn take(&self) -> Vec<String> {
-        std::mem::take(
-            &mut *self
-                .operations
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
-    }
-
-    /// Forgets every request so far.
-    pub(crate) fn clear(&self) {
-        self.take();
-        self.actions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-    }
-
-    /// The IAM actions of every request so far.
-    pub(crate) fn actions(&self) -> BTreeSet<String> {
-        self.actions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
-/// The IAM actions a request of `operation` with `body` needs: a transaction needs the action of
-/// each of its items.
-fn iam_actions(operation: &str, body: &[u8]) -> Vec<String> {
-    let items = match operation {
-        "TransactWriteItems" | "TransactGetItems" => {
-            let body: serde_json::Value = serde_json::from_slice(body).unwrap();
-            body["TransactItems"].as_array().unwrap().clone()
-        }
-        _ => return vec![format!("dynamodb:{operation}")],
-    };
-    items
-        .iter()
-        .flat_map(|item| item.as_object().unwrap().keys())
-        .map(|kind| match kind.as_str() {
-            "ConditionCheck" => "dynamodb:ConditionCheckItem".to_owned(),
-            other => format!("dynamodb:{other}Item"),
-        })
-        .collect()
-}
-
-impl Intercept for Requests {
-    fn name(&self) -> &'static str {
-        "Requests"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        _config: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let target = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .unwrap_or("unknown");
-        let operation = target.rsplit('.').next().unwrap_or(target).to_owned();
-        let body = context.request().body().bytes().unwrap_or_default();
-        self.actions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(iam_actions(&operation, body));
-        self.operations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(operation);
-        Ok(())
-    }
 }
 
 /// The requests of the crate docs: a clean page is a `Scan` and a `BatchGetItem`; a pair that does

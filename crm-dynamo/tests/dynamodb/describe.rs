@@ -15,8 +15,8 @@ use aws_sdk_dynamodb::types::{
 };
 use crm_dynamo::{DynamoCustomerRepository, KeySchema, TABLE, TableDifference};
 
-use crate::claims_check::Requests;
 use crate::support;
+use crate::support::Requests;
 
 /// An index made by hand: name, partition key, sort key, projection.
 type Index = (

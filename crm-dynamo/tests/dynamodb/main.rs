@@ -8,6 +8,8 @@
 //! - [`describe`]: the table's description, compared with the code's definition.
 //! - [`requests`]: the requests each operation sends, counted against the crate docs, and the IAM
 //!   actions they need.
+//! - [`stream`]: the table's stream: the contract suite's event cases, and the records of every
+//!   kind of write mapped to change events.
 //! - [`pagination`]: walks of every listing, name search and the change feed over many pages;
 //!   cursors of another listing, altered or forged.
 //! - [`lost_replies`]: writes DynamoDB applied whose reply was lost, through a fault proxy.

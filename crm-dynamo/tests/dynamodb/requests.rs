@@ -27,7 +27,7 @@ use crm_domain::{
 use crm_dynamo::DynamoCustomerRepository;
 use serde_json::json;
 
-use crate::support;
+use crate::support::{self, iam_actions};
 
 /// Records the DynamoDB operation of every request put on the wire, and the IAM action each needs
 /// (a transaction needs the action of every item it holds); for Queries, their index and `Limit`
@@ -95,24 +95,6 @@ impl RequestLog {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
-}
-
-/// The IAM actions a request of `operation` with `body` needs.
-fn iam_actions(operation: &str, body: &[u8]) -> Vec<String> {
-    if operation != "TransactWriteItems" {
-        return vec![format!("dynamodb:{operation}")];
-    }
-    let body: serde_json::Value = serde_json::from_slice(body).unwrap();
-    body["TransactItems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|item| item.as_object().unwrap().keys())
-        .map(|kind| match kind.as_str() {
-            "ConditionCheck" => "dynamodb:ConditionCheckItem".to_owned(),
-            other => format!("dynamodb:{other}Item"),
-        })
-        .collect()
 }
 
 impl Intercept for RequestLog {

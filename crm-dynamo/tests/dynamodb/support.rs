@@ -1,13 +1,19 @@
-//! What every DynamoDB test shares: the DynamoDB Local endpoint and a fresh table per test.
+//! What every DynamoDB test shares: the DynamoDB Local endpoint, a fresh table per test, and a
+//! record of the requests a repository sends ([`Requests`]).
 //!
 //! The endpoint is `CRM_TEST_DYNAMODB_ENDPOINT`, by default `http://127.0.0.1:8000`, where
 //! `scripts/dynamodb-local.sh start` runs Amazon's DynamoDB Local. When nothing answers there the
 //! tests fail, saying how to start it: a suite that skipped itself would prove nothing.
 
-#![allow(clippy::expect_used, clippy::panic)]
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
 use crm_dynamo::{DynamoCustomerRepository, DynamoSettings};
 
 /// Where DynamoDB Local answers.
@@ -63,4 +69,107 @@ pub(crate) async fn repository_with(settings: DynamoSettings) -> DynamoCustomerR
         .await
         .unwrap_or_else(|e| panic!("creating the test table failed: {e:?}"));
     repository
+}
+
+/// Records the DynamoDB operation of every request put on the wire, and the IAM actions each
+/// needs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Requests {
+    operations: Arc<Mutex<Vec<String>>>,
+    actions: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl Requests {
+    /// A repository on the table of `table` whose requests this records.
+    pub(crate) async fn on(
+        settings: &crm_dynamo::DynamoSettings,
+        table: &str,
+    ) -> (DynamoCustomerRepository, Self) {
+        let log = Self::default();
+        let config = settings
+            .sdk_config()
+            .await
+            .to_builder()
+            .interceptor(log.clone())
+            .build();
+        let client = aws_sdk_dynamodb::Client::from_conf(config);
+        (DynamoCustomerRepository::from_client(client, table), log)
+    }
+
+    /// The operations since the last call.
+    pub(crate) fn take(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .operations
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// Forgets every request so far.
+    pub(crate) fn clear(&self) {
+        self.take();
+        self.actions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// The IAM actions of every request so far.
+    pub(crate) fn actions(&self) -> BTreeSet<String> {
+        self.actions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The IAM actions a request of `operation` with `body` needs: a transaction needs the action of
+/// each of its items.
+pub(crate) fn iam_actions(operation: &str, body: &[u8]) -> Vec<String> {
+    let items = match operation {
+        "TransactWriteItems" | "TransactGetItems" => {
+            let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+            body["TransactItems"].as_array().unwrap().clone()
+        }
+        _ => return vec![format!("dynamodb:{operation}")],
+    };
+    items
+        .iter()
+        .flat_map(|item| item.as_object().unwrap().keys())
+        .map(|kind| match kind.as_str() {
+            "ConditionCheck" => "dynamodb:ConditionCheckItem".to_owned(),
+            other => format!("dynamodb:{other}Item"),
+        })
+        .collect()
+}
+
+impl Intercept for Requests {
+    fn name(&self) -> &'static str {
+        "Requests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _config: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or("unknown");
+        let operation = target.rsplit('.').next().unwrap_or(target).to_owned();
+        let body = context.request().body().bytes().unwrap_or_default();
+        self.actions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(iam_actions(&operation, body));
+        self.operations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(operation);
+        Ok(())
+    }
 }
