@@ -154,6 +154,8 @@ impl TableDefinition {
                     .build()
                     .map_err(RepositoryError::unexpected)?,
             )
+            .customize()
+            .config_override(control_plane())
             .send()
             .await
             .map_err(|e| classify("CreateTable", &e))?;
@@ -212,11 +214,28 @@ impl TableDefinition {
             .update_time_to_live()
             .table_name(name)
             .time_to_live_specification(specification)
+            .customize()
+            .config_override(control_plane())
             .send()
             .await
             .map_err(|e| classify("UpdateTimeToLive", &e))?;
         Ok(())
     }
+}
+
+/// The timeouts of the table's own operations (`CreateTable`, `UpdateTimeToLive`): a minute, not
+/// the repository's data-plane deadline. Creating a table with five indexes and a stream can take
+/// DynamoDB Local seconds when it is busy; an attempt cut short by a timeout is retried, and the
+/// retry of a `CreateTable` that went through is refused as `ResourceInUseException`, failing a
+/// creation that succeeded.
+fn control_plane() -> aws_sdk_dynamodb::config::Builder {
+    let minute = std::time::Duration::from_mins(1);
+    aws_sdk_dynamodb::config::Builder::new().timeout_config(
+        aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+            .operation_timeout(minute)
+            .operation_attempt_timeout(minute)
+            .build(),
+    )
 }
 
 fn string_attribute(name: &str) -> Result<AttributeDefinition, RepositoryError> {
