@@ -56,9 +56,14 @@ step "cargo publish --workspace --dry-run"
 # any registry crate, never unpacks the same name and version again: a second dry run (a developer's,
 # or CI's on a reused machine) would build against the first one's sources. Those copies are ours,
 # never crates.io's: remove them first.
+# The same holds for what cargo compiled of them: a registry crate's build is reused by name and
+# version, whatever its sources now say, so forget those builds too (the workspace's own builds of
+# these crates are redone, which takes seconds).
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
+target_dir=${CARGO_TARGET_DIR:-target}
 for package in "${PUBLISHED[@]}"; do
   rm -rf "$cargo_home"/registry/src/*/"$package"-[0-9]*
+  rm -rf "$target_dir"/debug/.fingerprint/"$package"-[0-9a-f]*
 done
 # Each package is built from its .crate alone, under cargo's default dev profile. Without debug
 # info, as the workspace's own profile builds dependencies, those builds reuse what the test

@@ -14,7 +14,7 @@ scripts/python-tools.sh >/dev/null
 cargo build -q -p crm-http --bin crm-server
 
 log="$(mktemp)"
-env -u CRM_TABLE_NAME CRM_BIND="127.0.0.1:${port}" RUST_LOG=warn target/debug/crm-server >"$log" 2>&1 &
+env -u CRM_TABLE_NAME CRM_BIND="127.0.0.1:${port}" RUST_LOG=warn "${CARGO_TARGET_DIR:-target}/debug/crm-server" >"$log" 2>&1 &
 server=$!
 cleanup() {
   kill "$server" 2>/dev/null || true
