@@ -27,15 +27,15 @@ use crm_domain::{
 use crm_dynamo::DynamoCustomerRepository;
 use serde_json::json;
 
-use crate::support::{self, iam_actions};
+use crate::support::{self, Requests};
 
 /// Records the DynamoDB operation of every request put on the wire, and the IAM action each needs
 /// (a transaction needs the action of every item it holds); for Queries, their index and `Limit`
 /// and the items each read.
 #[derive(Debug, Clone, Default)]
 struct RequestLog {
-    operations: Arc<Mutex<Vec<String>>>,
-    actions: Arc<Mutex<BTreeSet<String>>>,
+    /// The operations and IAM actions, recorded as every test of the harness records them.
+    requests: Requests,
     queries: Arc<Mutex<Vec<(String, i64)>>>,
     scanned: Arc<Mutex<Vec<i32>>>,
 }
@@ -55,12 +55,7 @@ struct Reads {
 
 impl RequestLog {
     fn take(&self) -> Vec<String> {
-        std::mem::take(
-            &mut *self
-                .operations
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
+        self.requests.take()
     }
 
     /// Forgets every request so far.
@@ -90,10 +85,7 @@ impl RequestLog {
     }
 
     fn actions(&self) -> BTreeSet<String> {
-        self.actions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.requests.actions()
     }
 }
 
@@ -105,21 +97,18 @@ impl Intercept for RequestLog {
     fn read_before_transmit(
         &self,
         context: &BeforeTransmitInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        _config: &mut ConfigBag,
+        components: &RuntimeComponents,
+        config: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let target = context
+        self.requests
+            .read_before_transmit(context, components, config)?;
+        let query = context
             .request()
             .headers()
             .get("x-amz-target")
-            .unwrap_or("unknown");
-        let operation = target.rsplit('.').next().unwrap_or(target).to_owned();
-        let body = context.request().body().bytes().unwrap_or_default();
-        self.actions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(iam_actions(&operation, body));
-        if operation == "Query" {
+            .is_some_and(|target| target.ends_with(".Query"));
+        if query {
+            let body = context.request().body().bytes().unwrap_or_default();
             let body: serde_json::Value = serde_json::from_slice(body).unwrap();
             self.queries
                 .lock()
@@ -129,10 +118,6 @@ impl Intercept for RequestLog {
                     body["Limit"].as_i64().unwrap_or(i64::MAX),
                 ));
         }
-        self.operations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(operation);
         Ok(())
     }
 
