@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PUBLISHED=(crm-domain crm-memory crm-dynamo crm-http crm-lambda)
+PUBLISHED=(crm-domain crm-memory crm-dynamo crm-http crm-lambda crm-cli)
 step() { printf '\n-- %s\n' "$1"; }
 fail() { echo "check-packages: $*" >&2; exit 1; }
 

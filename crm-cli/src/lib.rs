@@ -1,0 +1,278 @@
+//! The `crm` command line: customers in and out of crm in bulk, and the table tools.
+//!
+//! ```text
+//! crm import customers.csv --phone-region GB --rejects rejects.csv
+//! crm export --sort name -o customers.csv
+//! crm table create --table crm-dev --endpoint http://127.0.0.1:8000
+//! crm claims check --repair
+//! ```
+//!
+//! It sits beside `crm-server` and `crm-lambda` on the outside of the hexagon: it reads the
+//! same configuration as the server ([`crm_http::Config`]: `CRM_TABLE_NAME`, `AWS_REGION`,
+//! `AWS_ENDPOINT_URL_DYNAMODB`, the AWS keys; `--table`, `--endpoint` and `--region` override
+//! them) and builds the same repository from the same settings
+//! ([`crm_dynamo::DynamoCustomerRepository::connect`], allowing an operation 30 s unless
+//! `CRM_DYNAMODB_TIMEOUT_MS` says otherwise: [`COMMAND_OPERATION_TIMEOUT`]), then drives
+//! `crm-domain`'s service, so that everything it writes passes the rules every other write
+//! passes. With `--url` it works through a crm server's HTTP API instead ([`mod@backend`]), for
+//! trials against a local server.
+//!
+//! # Design
+//!
+//! - **The API stays strict; leniency lives here.** Import reads values as people write them
+//!   ([`normalize`]: phones to E.164 through libphonenumber, country names to ISO codes through
+//!   [`countries`], headers of the common CRM exports through [`columns`]), then builds the
+//!   domain's own `NewCustomer`, whose constructors decide. What cannot be read is a reject with
+//!   its row, field and reason, never a guess.
+//! - **Streaming.** A first pass fingerprints and checks the file ([`source::survey`]); the
+//!   second reads it row by row on a thread of its own, into batches on a bounded channel,
+//!   written by a bounded number of tasks through the store's bulk path ([`import`]). Memory
+//!   does not grow with the file.
+//! - **Reruns never duplicate.** Rows without an id get one derived from the file's SHA-256 and
+//!   the row number; taken ids and emails are matched against what is stored ([`import`]).
+//! - **Progress that suits where it goes** ([`progress`]): an indicatif bar on a terminal, a
+//!   plain line every few seconds in a log, nothing with `--progress off`.
+//! - **Errors are one line; exit codes are a contract** ([`exit`]). No message repeats a
+//!   customer's data: rows are named by number, fields by name. Only the rejects file, which
+//!   the user asked for, holds values.
+//!
+//! The binary is a few lines over [`run`]; the tests drive the real binary against a local
+//! server on the memory store and against DynamoDB Local.
+
+pub mod backend;
+pub mod cli;
+pub mod columns;
+pub mod countries;
+pub mod exit;
+pub mod export;
+pub mod http_api;
+pub mod import;
+pub mod normalize;
+pub mod progress;
+pub mod rejects;
+pub mod source;
+pub mod table;
+
+use std::ffi::OsString;
+use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crm_domain::CustomerService;
+use crm_dynamo::DynamoCustomerRepository;
+use crm_http::{Config, StoreConfig};
+use indicatif::ProgressDrawTarget;
+
+use crate::backend::Backend;
+use crate::cli::{Cli, Command, ProgressMode, StoreArgs};
+use crate::exit::{Exit, Failure};
+use crate::http_api::HttpApi;
+use crate::progress::{BarReporter, Noun, PlainReporter, Reporter};
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// The failure that stopped the command; its [`code`](Failure::code) is the exit code.
+pub async fn run(cli: Cli) -> Result<Exit, Failure> {
+    let interrupt = Interrupt::install();
+    match cli.command {
+        Command::Import(args) => {
+            let backend = if args.dry_run {
+                None
+            } else {
+                Some(Arc::new(backend(&cli.store).await?))
+            };
+            import::run(&args, backend, &interrupt).await
+        }
+        Command::Export(args) => {
+            export::run(&args, Arc::new(backend(&cli.store).await?), &interrupt).await
+        }
+        Command::Table(command) => table::table(&command, &dynamo(&cli.store).await?).await,
+        Command::Claims(command) => {
+            table::claims(&command, &dynamo(&cli.store).await?, &interrupt).await
+        }
+    }
+}
+
+/// The configuration the server would read, with the flags over the variables.
+///
+/// # Errors
+/// The first invalid variable or flag, in one line naming it.
+pub fn config(args: &StoreArgs) -> Result<Config, Failure> {
+    let overrides = [
+        ("CRM_TABLE_NAME", "--table", &args.table),
+        ("AWS_ENDPOINT_URL_DYNAMODB", "--endpoint", &args.endpoint),
+        ("AWS_REGION", "--region", &args.region),
+    ];
+    // The last value of a variable wins: the flags come after the environment.
+    let flags = overrides.iter().filter_map(|(variable, _, value)| {
+        value
+            .as_ref()
+            .map(|v| (OsString::from(variable), OsString::from(v)))
+    });
+    Config::from_os_vars(std::env::vars_os().chain(flags)).map_err(|e| {
+        let flag = overrides
+            .iter()
+            .find(|(variable, _, value)| *variable == e.variable() && value.is_some())
+            .map(|(_, flag, _)| format!(" (given with {flag})"))
+            .unwrap_or_default();
+        Failure::input(format!("{e}{flag}"))
+    })
+}
+
+const NO_STORE: &str = "no store to work on: set CRM_TABLE_NAME (or --table) for a DynamoDB table, or --url for a crm server";
+
+/// The store of `args`: the server's API with `--url`, else the configured DynamoDB table.
+///
+/// # Errors
+/// Invalid configuration, or none: the in-memory store of a server is no store for a command.
+pub async fn backend(args: &StoreArgs) -> Result<Backend, Failure> {
+    if let Some(url) = &args.url {
+        return Ok(Backend::Http(HttpApi::new(url)?));
+    }
+    let repository = dynamo(args).await?;
+    Ok(Backend::Repository(CustomerService::new(Arc::new(
+        repository,
+    ))))
+}
+
+/// How long one DynamoDB operation may take in a command, unless `CRM_DYNAMODB_TIMEOUT_MS`
+/// says otherwise: a bulk write of 50 customers is one transaction of up to 100 items, which a
+/// throttled or busy table may take longer than the server's 3 s over, and a command has no
+/// client waiting on a deadline.
+pub const COMMAND_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The DynamoDB repository of `args`, for the table tools.
+///
+/// # Errors
+/// Invalid configuration, `--url` (the table tools need the table), or no table.
+pub async fn dynamo(args: &StoreArgs) -> Result<DynamoCustomerRepository, Failure> {
+    if args.url.is_some() {
+        return Err(Failure::input(
+            "the table tools work on a DynamoDB table, not through --url: give --table (or CRM_TABLE_NAME)",
+        ));
+    }
+    let config = config(args)?;
+    let StoreConfig::DynamoDb(settings) = config.store() else {
+        return Err(Failure::input(NO_STORE));
+    };
+    let settings = if std::env::var_os("CRM_DYNAMODB_TIMEOUT_MS").is_some() {
+        settings.clone()
+    } else {
+        settings
+            .clone()
+            .with_operation_timeout(COMMAND_OPERATION_TIMEOUT)
+    };
+    Ok(DynamoCustomerRepository::connect(&settings)
+        .await
+        .with_tombstone_retention(config.tombstone_retention()))
+}
+
+/// The progress display `mode` asks for: `auto` is a bar when stderr is a terminal.
+pub fn report_progress(
+    mode: ProgressMode,
+    label: &'static str,
+    noun: Noun,
+    every: Duration,
+    total_bytes: Option<u64>,
+) -> Reporter {
+    let bar = match mode {
+        ProgressMode::Off => return Reporter::Off,
+        ProgressMode::Plain => false,
+        ProgressMode::Bar => true,
+        ProgressMode::Auto => std::io::stderr().is_terminal(),
+    };
+    if bar {
+        Reporter::Bar(BarReporter::new(
+            ProgressDrawTarget::stderr_with_hz(10),
+            total_bytes,
+            noun,
+        ))
+    } else {
+        Reporter::Plain(PlainReporter::new(std::io::stderr(), label, noun, every))
+    }
+}
+
+type Hook = Box<dyn Fn() + Send + Sync>;
+
+/// Ctrl-C (and SIGTERM): the first asks the command to stop cleanly, the second ends the
+/// process at once with 130.
+#[derive(Clone)]
+pub struct Interrupt {
+    happened: Arc<AtomicBool>,
+    hooks: Arc<Mutex<Vec<Hook>>>,
+}
+
+impl Interrupt {
+    /// Listens for the signals.
+    pub fn install() -> Self {
+        let interrupt = Self::inert();
+        let listening = interrupt.clone();
+        tokio::spawn(async move {
+            loop {
+                signal().await;
+                if listening.happened.swap(true, Ordering::SeqCst) {
+                    eprintln!("crm: interrupted again: stopping now");
+                    std::process::exit(130);
+                }
+                eprintln!(
+                    "crm: interrupted: finishing the writes under way (Ctrl-C again to stop at once)"
+                );
+                if let Ok(hooks) = listening.hooks.lock() {
+                    for hook in hooks.iter() {
+                        hook();
+                    }
+                }
+            }
+        });
+        interrupt
+    }
+
+    /// An interrupt that never happens (tests, embedding).
+    pub fn inert() -> Self {
+        Self {
+            happened: Arc::new(AtomicBool::new(false)),
+            hooks: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// True once interrupted.
+    pub fn happened(&self) -> bool {
+        self.happened.load(Ordering::SeqCst)
+    }
+
+    /// Runs `hook` when interrupted (at once if it already was).
+    pub fn on_interrupt(&self, hook: impl Fn() + Send + Sync + 'static) {
+        if self.happened() {
+            hook();
+        }
+        if let Ok(mut hooks) = self.hooks.lock() {
+            hooks.push(Box::new(hook));
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

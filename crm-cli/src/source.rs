@@ -1,0 +1,465 @@
+//! Reading an import file: a first pass that checks and fingerprints it, then its rows one by
+//! one, never the whole file in memory.
+//!
+//! The first pass ([`survey`]) reads the file once, in blocks: its SHA-256 (the import's
+//! source name, from which the rows without an id get theirs), that it is UTF-8 (else one line
+//! names the line where it is not, before anything is written), that it is not empty, and its
+//! format. The second pass ([`Rows`]) reads the rows.
+//!
+//! Rows are numbered as a spreadsheet or an editor shows them: in a CSV file the header is row
+//! 1 and the first customer row 2 (a value over several lines is one row); in JSON Lines, row
+//! *n* is line *n*.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+
+use crm_domain::{FieldError, NewCustomer};
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::cli::Format;
+use crate::columns::{Column, ColumnMap, Resolved, SERVER_COLUMNS};
+use crate::exit::Failure;
+use crate::normalize::{Cells, Normalizer};
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// How many distinct ignored JSON keys are named in the note.
+const IGNORED_NAMES: usize = 20;
+
+/// What the first pass learnt of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Survey {
+    /// `sha256:<hex>` of the file's bytes: the import's source name.
+    pub digest: String,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// Its format.
+    pub format: Format,
+}
+
+/// Reads `path` once: its digest, its size, that it is UTF-8 and not empty, and its format
+/// (`format`, else its extension, else its first character).
+///
+/// # Errors
+/// One line each: the file cannot be read, is not UTF-8 (naming the line), is empty, or is a
+/// JSON array.
+pub fn survey(path: &Path, format: Option<Format>) -> Result<Survey, Failure> {
+    let name = path.display();
+    let unreadable = |e: io::Error| Failure::input(format!("cannot read {name}: {e}"));
+    let mut file = File::open(path).map_err(unreadable)?;
+    let mut hasher = Sha256::new();
+    let mut block = vec![0_u8; 64 * 1024];
+    // The bytes of a character cut by the end of the last block.
+    let mut carried: Vec<u8> = Vec::new();
+    let mut size: u64 = 0;
+    let mut lines: u64 = 1;
+    let mut first: Option<u8> = None;
+    let mut at_start = true;
+    loop {
+        let read = file.read(&mut block).map_err(unreadable)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&block[..read]);
+        size += read as u64;
+        let mut data = std::mem::take(&mut carried);
+        data.extend_from_slice(&block[..read]);
+        let mut text = &data[..];
+        if at_start {
+            if text.len() < BOM.len() && BOM.starts_with(text) {
+                carried = data;
+                continue;
+            }
+            text = text.strip_prefix(BOM).unwrap_or(text);
+            at_start = false;
+        }
+        let valid = match std::str::from_utf8(text) {
+            Ok(_) => text.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(e) => {
+                let line = lines + count_newlines(&text[..e.valid_up_to()]);
+                return Err(Failure::input(format!(
+                    "{name} is not UTF-8 text (line {line}): save it as UTF-8, or convert it, such as with `iconv -f WINDOWS-1252 -t UTF-8`"
+                )));
+            }
+        };
+        if first.is_none() {
+            first = text[..valid]
+                .iter()
+                .copied()
+                .find(|b| !b.is_ascii_whitespace());
+        }
+        lines += count_newlines(&text[..valid]);
+        carried = text[valid..].to_vec();
+    }
+    if !carried.is_empty() && (!at_start || !BOM.starts_with(&carried)) {
+        return Err(Failure::input(format!(
+            "{name} is not UTF-8 text (line {lines}): it ends inside a character"
+        )));
+    }
+    let Some(first) = first else {
+        return Err(Failure::input(format!(
+            "{name} is empty: there is nothing to import"
+        )));
+    };
+    let by_extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .and_then(|e| match e.as_str() {
+            "csv" => Some(Format::Csv),
+            "jsonl" | "ndjson" => Some(Format::Jsonl),
+            _ => None,
+        });
+    let format = format.or(by_extension).unwrap_or(if first == b'{' {
+        Format::Jsonl
+    } else {
+        Format::Csv
+    });
+    if format == Format::Jsonl && first == b'[' {
+        return Err(Failure::input(format!(
+            "{name} is a JSON array, not JSON Lines: write one customer object a line"
+        )));
+    }
+    let digest = hasher.finalize();
+    let mut hex = String::with_capacity(71);
+    hex.push_str("sha256:");
+    for byte in digest {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    Ok(Survey {
+        digest: hex,
+        size,
+        format,
+    })
+}
+
+#[expect(
+    clippy::naive_bytecount,
+    reason = "one count per 64 KiB block, not worth a crate"
+)]
+fn count_newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|b| **b == b'\n').count() as u64
+}
+
+/// A row as the file holds it, for the rejects file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Raw {
+    /// A CSV record's values.
+    Csv(Vec<String>),
+    /// A JSON Lines line.
+    Json(String),
+}
+
+/// One row read: its number, what it was, and the customer it makes or why it makes none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Its row number (see the [module docs](self)).
+    pub row: u64,
+    /// The row as written.
+    pub raw: Raw,
+    /// The customer, or every field that failed.
+    pub customer: Result<NewCustomer, Vec<FieldError>>,
+}
+
+/// The rows of a file, read one at a time.
+pub struct Rows {
+    kind: Kind,
+    normalizer: Normalizer,
+    map: ColumnMap,
+    ignored: BTreeSet<String>,
+    ignored_more: bool,
+}
+
+#[expect(clippy::large_enum_variant, reason = "one per import")]
+enum Kind {
+    Csv {
+        reader: csv::Reader<BufReader<File>>,
+        resolved: Resolved,
+        headers: Vec<String>,
+        record: csv::StringRecord,
+        row: u64,
+        offset: u64,
+    },
+    Jsonl {
+        reader: BufReader<File>,
+        line: String,
+        row: u64,
+        offset: u64,
+    },
+}
+
+impl Rows {
+    /// Opens `path` in `format`, resolving a CSV header row through `map`.
+    ///
+    /// # Errors
+    /// The file cannot be read; a CSV header row that misses a required column or maps one
+    /// twice.
+    pub fn open(
+        path: &Path,
+        format: Format,
+        map: ColumnMap,
+        normalizer: Normalizer,
+    ) -> Result<Self, Failure> {
+        let name = path.display();
+        let unreadable = |e: io::Error| Failure::input(format!("cannot read {name}: {e}"));
+        let mut file = File::open(path).map_err(unreadable)?;
+        let mut start = [0_u8; 3];
+        let mut got = 0;
+        while got < 3 {
+            let n = file.read(&mut start[got..]).map_err(unreadable)?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        let offset = if start[..got] == *BOM { 3 } else { 0 };
+        file.seek(SeekFrom::Start(offset)).map_err(unreadable)?;
+        let buffered = BufReader::with_capacity(64 * 1024, file);
+        let kind = match format {
+            Format::Csv => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(true)
+                    .flexible(true)
+                    .from_reader(buffered);
+                let headers: Vec<String> = reader
+                    .headers()
+                    .map_err(|e| {
+                        Failure::input(format!("cannot read the header row of {name}: {e}"))
+                    })?
+                    .iter()
+                    .map(str::to_owned)
+                    .collect();
+                let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+                let resolved = map
+                    .resolve(&header_refs)
+                    .map_err(|e| Failure::input(format!("{name}: {e}")))?;
+                Kind::Csv {
+                    reader,
+                    resolved,
+                    headers,
+                    record: csv::StringRecord::new(),
+                    row: 1,
+                    offset,
+                }
+            }
+            Format::Jsonl => Kind::Jsonl {
+                reader: buffered,
+                line: String::new(),
+                row: 0,
+                offset,
+            },
+        };
+        Ok(Self {
+            kind,
+            normalizer,
+            map,
+            ignored: BTreeSet::new(),
+            ignored_more: false,
+        })
+    }
+
+    /// The CSV header row, as written (`None` for JSON Lines).
+    pub fn headers(&self) -> Option<&[String]> {
+        match &self.kind {
+            Kind::Csv { headers, .. } => Some(headers),
+            Kind::Jsonl { .. } => None,
+        }
+    }
+
+    /// How many bytes of the file have been read.
+    pub fn bytes_read(&self) -> u64 {
+        match &self.kind {
+            Kind::Csv { reader, offset, .. } => offset + reader.position().byte(),
+            Kind::Jsonl { offset, .. } => *offset,
+        }
+    }
+
+    /// The headers (CSV) or keys (JSON Lines) that fed no field, the server's columns left out;
+    /// at most 20 keys are named.
+    pub fn ignored(&self) -> Vec<String> {
+        match &self.kind {
+            Kind::Csv { resolved, .. } => resolved.ignored().to_vec(),
+            Kind::Jsonl { .. } => {
+                let mut names: Vec<String> = self.ignored.iter().cloned().collect();
+                if self.ignored_more {
+                    names.push("…".to_owned());
+                }
+                names
+            }
+        }
+    }
+
+    /// The next row, `None` at the end.
+    ///
+    /// # Errors
+    /// The file cannot be read any more.
+    pub fn next_record(&mut self) -> Result<Option<Record>, Failure> {
+        match &mut self.kind {
+            Kind::Csv {
+                reader,
+                resolved,
+                headers,
+                record,
+                row,
+                ..
+            } => {
+                let more = match reader.read_record(record) {
+                    Ok(more) => more,
+                    Err(e) => {
+                        if let csv::ErrorKind::Io(io) = e.kind() {
+                            return Err(Failure::input(format!("cannot read the file: {io}")));
+                        }
+                        *row += 1;
+                        return Ok(Some(Record {
+                            row: *row,
+                            raw: Raw::Csv(Vec::new()),
+                            customer: Err(vec![FieldError::new("$", "is not a readable CSV row")]),
+                        }));
+                    }
+                };
+                if !more {
+                    return Ok(None);
+                }
+                *row += 1;
+                let raw: Vec<String> = record.iter().map(str::to_owned).collect();
+                let customer = if record.len() == headers.len() {
+                    let mut cells: Cells<'_> = [None; 11];
+                    for column in Column::ALL {
+                        cells[column.index()] = resolved.source(column).and_then(|i| record.get(i));
+                    }
+                    self.normalizer.customer(&cells)
+                } else {
+                    Err(vec![FieldError::new(
+                        "$",
+                        format!(
+                            "has {} values where the header row has {} (a comma in a value that is not quoted?)",
+                            record.len(),
+                            headers.len()
+                        ),
+                    )])
+                };
+                Ok(Some(Record {
+                    row: *row,
+                    raw: Raw::Csv(raw),
+                    customer,
+                }))
+            }
+            Kind::Jsonl {
+                reader,
+                line,
+                row,
+                offset,
+            } => loop {
+                line.clear();
+                let read = reader
+                    .read_line(line)
+                    .map_err(|e| Failure::input(format!("cannot read the file: {e}")))?;
+                if read == 0 {
+                    return Ok(None);
+                }
+                *offset += read as u64;
+                *row += 1;
+                let text = line.trim();
+                if text.is_empty() {
+                    continue;
+                }
+                let customer = match serde_json::from_str::<Value>(text) {
+                    Ok(Value::Object(object)) => json_customer(
+                        &object,
+                        &self.map,
+                        &self.normalizer,
+                        &mut self.ignored,
+                        &mut self.ignored_more,
+                    ),
+                    Ok(_) => Err(vec![FieldError::new("$", "is not a JSON object")]),
+                    Err(e) => Err(vec![FieldError::new(
+                        "$",
+                        format!("is not valid JSON (column {})", e.column()),
+                    )]),
+                };
+                return Ok(Some(Record {
+                    row: *row,
+                    raw: Raw::Json(text.to_owned()),
+                    customer,
+                }));
+            },
+        }
+    }
+}
+
+/// A JSON object's members as `(path, value)` pairs: nested objects flattened with dots
+/// (`address.city`), numbers as written, `null` left out.
+fn flatten(
+    object: &Map<String, Value>,
+    prefix: &str,
+    out: &mut Vec<(String, Result<String, &'static str>)>,
+) {
+    for (key, value) in object {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            Value::Null => {}
+            Value::String(s) => out.push((path, Ok(s.clone()))),
+            Value::Number(n) => out.push((path, Ok(n.to_string()))),
+            Value::Object(inner) => flatten(inner, &path, out),
+            Value::Bool(_) | Value::Array(_) => out.push((path, Err("must be a string"))),
+        }
+    }
+}
+
+fn json_customer(
+    object: &Map<String, Value>,
+    map: &ColumnMap,
+    normalizer: &Normalizer,
+    ignored: &mut BTreeSet<String>,
+    ignored_more: &mut bool,
+) -> Result<NewCustomer, Vec<FieldError>> {
+    let mut members = Vec::new();
+    flatten(object, "", &mut members);
+    let mut values: [Option<String>; 11] = Default::default();
+    let mut sources: [Option<&str>; 11] = [None; 11];
+    let mut errors = Vec::new();
+    for (path, value) in &members {
+        let Some(column) = map.column_of(path) else {
+            let server = SERVER_COLUMNS.contains(&path.as_str());
+            if !server && !ignored.contains(path) {
+                if ignored.len() < IGNORED_NAMES {
+                    ignored.insert(path.clone());
+                } else {
+                    *ignored_more = true;
+                }
+            }
+            continue;
+        };
+        if let Some(earlier) = sources[column.index()] {
+            errors.push(FieldError::new(
+                column.name(),
+                format!("is given twice, as `{earlier}` and as `{path}`"),
+            ));
+            continue;
+        }
+        sources[column.index()] = Some(path);
+        match value {
+            Ok(text) => values[column.index()] = Some(text.clone()),
+            Err(message) => errors.push(FieldError::new(column.name(), *message)),
+        }
+    }
+    let cells: Cells<'_> = std::array::from_fn(|i| values[i].as_deref());
+    match normalizer.customer(&cells) {
+        Ok(customer) if errors.is_empty() => Ok(customer),
+        Ok(_) => Err(errors),
+        Err(mut more) => {
+            more.retain(|e| !errors.iter().any(|x| x.field == e.field));
+            errors.extend(more);
+            Err(errors)
+        }
+    }
+}
