@@ -2,8 +2,8 @@
 //!
 //! Every response goes through [`TestApp::send`], which also checks it against `openapi.json`: its
 //! status must be one the document lists for the operation, its required headers present, its
-//! documented headers and its body must match their schemas (patterns included). So every router
-//! test is also a test of the document.
+//! documented headers and its body must match their schemas (JSON Schema 2020-12, checked by the
+//! `jsonschema` crate). So every router test is also a test of the document.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -445,19 +445,25 @@ fn check_against_document(method: &Method, path: &str, preflight: bool, response
         return;
     }
     let status = response.status.as_str();
-    let documented = &operation["responses"][status];
     assert!(
-        !documented.is_null(),
+        !operation["responses"][status].is_null(),
         "{context}: status not documented for {template}"
     );
-    let documented = resolve(documented);
-    for (name, spec) in documented["headers"].as_object().into_iter().flatten() {
-        let spec = resolve(spec);
+    let (documented_at, documented) = dereference(&format!(
+        "/paths/{}/{}/responses/{status}",
+        escape(&template),
+        method.as_str().to_ascii_lowercase()
+    ));
+    for name in documented["headers"]
+        .as_object()
+        .into_iter()
+        .flat_map(|headers| headers.keys())
+    {
+        let (spec_at, spec) = dereference(&format!("{documented_at}/headers/{}", escape(name)));
         match response.headers.get(name.as_str()) {
             Some(value) => {
                 let value = Value::String(value.to_str().unwrap().to_owned());
-                let mut errors = Vec::new();
-                validate(&spec["schema"], &value, name, &mut errors);
+                let errors = schema_errors(&format!("{spec_at}/schema"), &value);
                 assert!(
                     errors.is_empty(),
                     "{context}: header {name} does not match its schema: {errors:?}"
@@ -474,13 +480,16 @@ fn check_against_document(method: &Method, path: &str, preflight: bool, response
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            let schema = &media_types
-                .get(media)
-                .unwrap_or_else(|| panic!("{context}: content type {media:?} not documented"))["schema"];
+            assert!(
+                media_types.contains_key(media),
+                "{context}: content type {media:?} not documented"
+            );
             let body: Value = serde_json::from_slice(&response.body)
                 .unwrap_or_else(|e| panic!("{context}: body is not JSON: {e}"));
-            let mut errors = Vec::new();
-            validate(schema, &body, "$", &mut errors);
+            let errors = schema_errors(
+                &format!("{documented_at}/content/{}/schema", escape(media)),
+                &body,
+            );
             assert!(
                 errors.is_empty(),
                 "{context}: body does not match the schema: {errors:?}\n{body}"
@@ -489,162 +498,86 @@ fn check_against_document(method: &Method, path: &str, preflight: bool, response
     }
 }
 
-fn resolve(value: &Value) -> &Value {
+/// The object at `pointer` in the document, after the OpenAPI references (`$ref`) it leads
+/// through; with its own pointer.
+fn dereference(pointer: &str) -> (String, &'static Value) {
+    let value = document()
+        .pointer(pointer)
+        .unwrap_or_else(|| panic!("nothing at {pointer} in the document"));
     match value["$ref"].as_str() {
-        Some(reference) => {
-            let pointer = reference.trim_start_matches('#');
-            resolve(
-                document()
-                    .pointer(pointer)
-                    .unwrap_or_else(|| panic!("dangling {reference}")),
-            )
-        }
-        None => value,
+        Some(reference) => dereference(
+            reference
+                .strip_prefix('#')
+                .unwrap_or_else(|| panic!("{reference} is not in the document")),
+        ),
+        None => (pointer.to_owned(), value),
     }
 }
 
-/// A JSON Schema check of what the document uses: `$ref`, `oneOf`, `anyOf`, `const`, `enum`, `type`,
-/// `required`, `properties`, `additionalProperties: false`, `items`, lengths, bounds and `pattern`
-/// (with the `regex` crate, whose syntax covers the patterns of the document). `format` is not
-/// checked: the one format used, `date-time`, comes with a stricter `pattern`.
-fn validate(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
-    let schema = resolve(schema);
-    validate_options(schema, value, at, errors);
-    if let Some(constant) = schema.get("const")
-        && constant != value
-    {
-        errors.push(format!("{at}: is not {constant}"));
-    }
-    if let Some(options) = schema["enum"].as_array()
-        && !options.contains(value)
-    {
-        errors.push(format!("{at}: not in enum"));
-    }
-    let types: Vec<&str> = match &schema["type"] {
-        Value::String(t) => vec![t.as_str()],
-        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
-        _ => vec![],
-    };
-    let type_ok = types.is_empty()
-        || types.iter().any(|t| match *t {
-            "object" => value.is_object(),
-            "array" => value.is_array(),
-            "string" => value.is_string(),
-            "integer" => value.is_i64() || value.is_u64(),
-            "number" => value.is_number(),
-            "boolean" => value.is_boolean(),
-            "null" => value.is_null(),
-            _ => false,
-        });
-    if !type_ok {
-        errors.push(format!("{at}: is not of type {types:?}"));
-        return;
-    }
-    match value {
-        Value::Object(object) => {
-            for required in schema["required"].as_array().into_iter().flatten() {
-                let name = required.as_str().unwrap();
-                if !object.contains_key(name) {
-                    errors.push(format!("{at}: lacks {name}"));
-                }
-            }
-            let properties = schema["properties"].as_object();
-            for (name, member) in object {
-                match properties.and_then(|p| p.get(name)) {
-                    Some(property) => validate(property, member, &format!("{at}.{name}"), errors),
-                    None if schema["additionalProperties"] == false => {
-                        errors.push(format!("{at}: unexpected member {name}"));
+/// `name` as one segment of a JSON pointer.
+fn escape(name: &str) -> String {
+    name.replace('~', "~0").replace('/', "~1")
+}
+
+/// The document's name in the schema registry: a name only, nothing is fetched.
+const DOCUMENT_URI: &str = "urn:crm:openapi";
+
+/// Why `instance` does not match the schema at `pointer` (a JSON pointer into the document), one
+/// message per failing keyword, each after the instance path it is about (`$` is the instance
+/// itself, `$/items/0/id` a member of it). Empty when it matches.
+///
+/// The schemas are JSON Schema 2020-12, as OpenAPI 3.1 has them, checked by the `jsonschema` crate
+/// with the whole document as a resource, so `$ref`s into `#/components` resolve; `format` is
+/// checked too. Each schema is compiled once.
+pub(crate) fn schema_errors(pointer: &str, instance: &Value) -> Vec<String> {
+    static REGISTRY: OnceLock<jsonschema::Registry<'static>> = OnceLock::new();
+    static COMPILED: OnceLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> = OnceLock::new();
+    let validator = {
+        let mut compiled = COMPILED
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(compiled.entry(pointer.to_owned()).or_insert_with(|| {
+            let registry = REGISTRY.get_or_init(|| {
+                let version = document()["openapi"].as_str().unwrap_or_default();
+                assert!(
+                    version.starts_with("3.1."),
+                    "OpenAPI {version}: its schemas are not JSON Schema 2020-12"
+                );
+                jsonschema::Registry::new()
+                    .draft(jsonschema::Draft::Draft202012)
+                    .add(DOCUMENT_URI, document())
+                    .and_then(jsonschema::RegistryBuilder::prepare)
+                    .expect("the document as a schema resource")
+            });
+            let fragment: String = pointer
+                .bytes()
+                .map(|byte| match byte {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                        char::from(byte).to_string()
                     }
-                    None => {}
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(max) = schema["maxItems"].as_u64()
-                && items.len() as u64 > max
-            {
-                errors.push(format!("{at}: more than {max} items"));
-            }
-            if let Some(min) = schema["minItems"].as_u64()
-                && (items.len() as u64) < min
-            {
-                errors.push(format!("{at}: fewer than {min} items"));
-            }
-            if !schema["items"].is_null() {
-                for (i, item) in items.iter().enumerate() {
-                    validate(&schema["items"], item, &format!("{at}[{i}]"), errors);
-                }
-            }
-        }
-        Value::String(text) => validate_string(schema, text, at, errors),
-        Value::Number(n) => {
-            let n = n.as_f64().unwrap();
-            if schema["minimum"].as_f64().is_some_and(|min| n < min)
-                || schema["maximum"].as_f64().is_some_and(|max| n > max)
-            {
-                errors.push(format!("{at}: {n} out of bounds"));
-            }
-        }
-        _ => {}
-    }
-}
-
-/// `oneOf` (exactly one option matches) and `anyOf` (at least one does).
-fn validate_options(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
-    let matches = |option: &Value| {
-        let mut e = Vec::new();
-        validate(option, value, at, &mut e);
-        e.is_empty()
+                    _ => format!("%{byte:02X}"),
+                })
+                .collect();
+            let schema = json!({"$ref": format!("{DOCUMENT_URI}#{fragment}")});
+            Arc::new(
+                jsonschema::draft202012::options()
+                    .with_registry(registry)
+                    .should_validate_formats(true)
+                    .build(&schema)
+                    .unwrap_or_else(|e| panic!("the schema at {pointer} does not compile: {e}")),
+            )
+        }))
     };
-    if let Some(options) = schema["oneOf"].as_array() {
-        let matching = options.iter().filter(|option| matches(option)).count();
-        if matching != 1 {
-            errors.push(format!("{at}: matches {matching} of oneOf"));
-        }
-    }
-    if let Some(options) = schema["anyOf"].as_array()
-        && !options.iter().any(matches)
-    {
-        errors.push(format!("{at}: matches none of anyOf"));
-    }
-}
-
-/// The string keywords: `minLength`, `maxLength` (in characters) and `pattern`.
-fn validate_string(schema: &Value, text: &str, at: &str, errors: &mut Vec<String>) {
-    let length = text.chars().count() as u64;
-    if schema["maxLength"].as_u64().is_some_and(|max| length > max)
-        || schema["minLength"].as_u64().is_some_and(|min| length < min)
-    {
-        errors.push(format!("{at}: length {length} out of bounds"));
-    }
-    if let Some(pattern) = schema["pattern"].as_str()
-        && !matches_pattern(pattern, text)
-    {
-        errors.push(format!("{at}: {text:?} does not match {pattern}"));
-    }
-}
-
-/// Whether `text` matches the JSON Schema `pattern` (unanchored, as JSON Schema has it; the document
-/// anchors its own). Each pattern is compiled once.
-fn matches_pattern(pattern: &str, text: &str) -> bool {
-    static COMPILED: OnceLock<Mutex<HashMap<String, regex::Regex>>> = OnceLock::new();
-    let mut compiled = COMPILED
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    compiled
-        .entry(pattern.to_owned())
-        .or_insert_with(|| {
-            regex::Regex::new(pattern).unwrap_or_else(|e| {
-                panic!("the document's pattern {pattern} does not compile: {e}")
-            })
-        })
-        .is_match(text)
+    validator
+        .iter_errors(instance)
+        .map(|error| format!("${}: {error}", error.instance_path()))
+        .collect()
 }
 
 #[test]
-fn the_schema_check_enforces_patterns() {
-    let etag = resolve(&document()["components"]["headers"]["ETag"])["schema"].clone();
+fn the_schema_check_reports_what_does_not_match() {
+    let etag = "/components/headers/ETag/schema";
     for (value, valid) in [
         ("\"1\"", true),
         ("\"12\"", true),
@@ -652,15 +585,15 @@ fn the_schema_check_enforces_patterns() {
         ("W/\"1\"", false),
         ("\"01\"", false),
     ] {
-        let mut errors = Vec::new();
-        validate(&etag, &json!(value), "ETag", &mut errors);
+        let errors = schema_errors(etag, &json!(value));
         assert_eq!(errors.is_empty(), valid, "{value}: {errors:?}");
     }
-    let problem_type = &document()["components"]["schemas"]["Problem"]["properties"]["type"];
-    let mut errors = Vec::new();
-    validate(problem_type, &json!("about:blank"), "$.type", &mut errors);
+    let errors = schema_errors(
+        "/components/schemas/Problem/properties/type",
+        &json!("about:blank"),
+    );
     assert_eq!(errors.len(), 1, "{errors:?}");
-    let page = &document()["components"]["schemas"]["FindPage"];
+    let page = "/components/schemas/FindPage";
     let tombstone = json!({"id": "a", "deleted": true, "version": 2,
         "updatedAt": "2026-01-01T00:00:00.000Z"});
     for (items, valid) in [
@@ -674,16 +607,42 @@ fn the_schema_check_enforces_patterns() {
         (json!([{"id": "a", "deleted": true, "version": 2}]), false),
         (json!([tombstone, {"id": "a", "firstName": "A"}]), false),
     ] {
-        let mut errors = Vec::new();
         let body = json!({"items": items, "nextCursor": null});
-        validate(page, &body, "$", &mut errors);
+        let errors = schema_errors(page, &body);
         assert_eq!(errors.is_empty(), valid, "{body}: {errors:?}");
     }
-    let retry_after =
-        resolve(&document()["components"]["headers"]["Retry-After"])["schema"].clone();
-    let mut errors = Vec::new();
-    validate(&retry_after, &json!("0"), "Retry-After", &mut errors);
+    let errors = schema_errors("/components/headers/Retry-After/schema", &json!("0"));
     assert_eq!(errors.len(), 1, "{errors:?}");
+}
+
+/// A body of the wrong shape fails the check of every response, naming the response and the
+/// failing members.
+#[test]
+#[should_panic(
+    expected = "GET /customers/c1 → 200 OK: body does not match the schema: [\"$/version: \\\"2\\\" is not of type \\\"integer\\\"\", \"$: Additional properties are not allowed ('nickname' was unexpected)\"]"
+)]
+fn a_response_that_does_not_match_its_schema_fails_the_test() {
+    let mut customer = json!({"id": "c1", "firstName": "Ada", "lastName": "Lovelace",
+        "version": 1, "createdAt": "2026-01-01T00:00:00.000Z",
+        "updatedAt": "2026-01-01T00:00:00.000Z"});
+    let mut headers = HeaderMap::new();
+    headers.insert("x-request-id", "r1".parse().unwrap());
+    headers.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+    headers.insert(header::ETAG, "\"2\"".parse().unwrap());
+    let conforming = TestResponse {
+        status: StatusCode::OK,
+        headers: headers.clone(),
+        body: Bytes::from(customer.to_string()),
+    };
+    check_against_document(&Method::GET, "/customers/c1", false, &conforming);
+    customer["version"] = json!("2");
+    customer["nickname"] = json!("Ada");
+    let wrong = TestResponse {
+        status: StatusCode::OK,
+        headers,
+        body: Bytes::from(customer.to_string()),
+    };
+    check_against_document(&Method::GET, "/customers/c1", false, &wrong);
 }
 
 #[test]
