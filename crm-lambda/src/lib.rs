@@ -12,7 +12,8 @@
 //!   to retry from (a partial batch response). [`events`] says how.
 //!
 //! The binaries `crm-lambda-http`, `crm-lambda-envelope` and `crm-lambda-events` are a few lines
-//! each over these. The first two build configuration, logs and repository with `crm-http`'s
+//! each over these and [`serve`], which takes as many invocations at once as Lambda sets in
+//! `AWS_LAMBDA_MAX_CONCURRENCY` (Lambda Managed Instances), and one at a time elsewhere. The first two build configuration, logs and repository with `crm-http`'s
 //! [`Config`](crm_http::Config), [`telemetry`](crm_http::telemetry) and [`store`](crm_http::store),
 //! once per cold start; the third needs no table, reads its own
 //! [`EventsConfig`](events::EventsConfig) and builds its [`Publisher`](events::Publisher) (the
@@ -59,12 +60,38 @@ use serde_json::value::RawValue;
 use tower::ServiceExt as _;
 
 /// Serves `router` to the Lambda Runtime API until the runtime stops, answering each event with
-/// [`answer_http`].
+/// [`answer_http`], as many at once as Lambda asks (see [`serve`]).
 ///
 /// # Errors
 /// When the runtime cannot be reached or stops.
 pub async fn run_http(router: Router) -> Result<(), lambda_http::Error> {
-    lambda_runtime::run(service_fn(|event| answer_http(&router, event))).await
+    serve(router, |router, event| async move {
+        answer_http(&router, event).await
+    })
+    .await
+}
+
+/// Serves `handler` to the Lambda Runtime API until the runtime stops, giving it each event with
+/// its own clone of `shared` (the router, the state, the publisher: each a few pointers to what
+/// the cold start built).
+///
+/// Where Lambda sets `AWS_LAMBDA_MAX_CONCURRENCY` above 1 (Lambda Managed Instances), one sandbox
+/// serves that many invocations at once: `lambda_runtime`'s `run_concurrent` polls for events in
+/// that many tasks, each answering its invocation while the others poll or answer theirs.
+/// Elsewhere the one poller takes the invocations one by one, as on Lambda's classic sandboxes.
+/// Nothing the handlers share needs more: the repository, the SDK clients and the router are
+/// built for concurrent requests, as the local server serves them.
+///
+/// # Errors
+/// When the runtime cannot be reached or stops.
+pub async fn serve<T, R, F, Fut>(shared: T, handler: F) -> Result<(), lambda_http::Error>
+where
+    T: Clone + Send + Sync + 'static,
+    F: Fn(T, LambdaEvent<Box<RawValue>>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<R, Diagnostic>> + Send + 'static,
+    R: serde::Serialize + Send + 'static,
+{
+    lambda_runtime::run_concurrent(service_fn(move |event| handler(shared.clone(), event))).await
 }
 
 /// Answers one API Gateway, ALB or function URL event with `router`, as [`run_http`] does: the
@@ -107,21 +134,47 @@ pub async fn answer_http(
         let problem = ApiError::BadRequest(part.detail().to_owned()).problem();
         http_event::problem_response(&origin, &problem, &request_id)
     } else {
-        let service = tower::util::MapRequest::new(router.clone(), platform_context);
+        let router = router.clone();
+        let service = tower::service_fn(move |request| read_response(router.clone(), request));
         let event = LambdaEvent::new(request, context);
-        match catch_panic(Adapter::from(service).oneshot(event)).await {
-            Some(Ok(response)) => serde_json::value::to_raw_value(&response),
-            Some(Err(never)) => match never {},
-            None => {
-                let problem = ApiError::Panicked.problem();
-                http_event::problem_response(&origin, &problem, &request_id)
-            }
+        // A body that failed to read is a 500, as a panic is.
+        if let Some(Ok(response)) = catch_panic(Adapter::from(service).oneshot(event)).await {
+            serde_json::value::to_raw_value(&response)
+        } else {
+            let problem = ApiError::Panicked.problem();
+            http_event::problem_response(&origin, &problem, &request_id)
         }
     };
     serialized.map_err(|error| {
         tracing::error!(request_id = %request_id, error = %error, "response not serialized");
         diagnostic(&ApiError::Serialization(error))
     })
+}
+
+/// The body of a router response failed to read: `answer_http` answers it as it answers a panic.
+struct BodyUnread;
+
+/// `router`'s response to `request` (with its [`platform_context`]), its body read into memory.
+///
+/// `lambda_http` reads the whole body into the response document anyway; reading it here, into a
+/// body that is `Sync` (axum's is not), is what lets the answer's future move between the threads
+/// of a runtime that serves several invocations at once ([`serve`]).
+async fn read_response(
+    router: Router,
+    request: Request,
+) -> Result<lambda_http::http::Response<lambda_http::Body>, BodyUnread> {
+    let Ok(response) = router.oneshot(platform_context(request)).await;
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|error| {
+            tracing::error!(error = %error, "response body not read");
+            BodyUnread
+        })?;
+    Ok(lambda_http::http::Response::from_parts(
+        parts,
+        lambda_http::Body::from(Vec::from(bytes)),
+    ))
 }
 
 /// Adds what the event knows to `request`, as a [`PlatformContext`]: Lambda's request id (which

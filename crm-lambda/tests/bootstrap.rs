@@ -13,6 +13,7 @@ mod fake_runtime;
 mod panicking;
 
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -47,8 +48,14 @@ async fn fresh_table() -> String {
 
 /// Starts `binary` as Lambda would: a clean environment holding what the service sets.
 fn launch(binary: &str, runtime: &FakeRuntime, table: &str) -> Child {
+    launch_with(binary, runtime, table, &[])
+}
+
+/// [`launch`], with `extra` variables set too.
+fn launch_with(binary: &str, runtime: &FakeRuntime, table: &str, extra: &[(&str, &str)]) -> Child {
     Command::new(binary)
         .env_clear()
+        .envs(extra.iter().copied())
         .env("AWS_LAMBDA_RUNTIME_API", runtime.address())
         .env("AWS_LAMBDA_FUNCTION_NAME", "crm-test")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
@@ -528,4 +535,74 @@ async fn inside_lambda_a_missing_table_name_fails_the_init_with_one_clear_line()
         .unwrap();
     assert!(stderr.contains("CRM_TABLE_NAME"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+/// `n` requests for customers that do not exist, sent at once; their statuses in order.
+async fn gets_at_once(runtime: &Arc<FakeRuntime>, n: usize) -> Vec<u64> {
+    let mut sent = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let runtime = Arc::clone(runtime);
+        sent.spawn(async move {
+            let event = http_event("GET", &format!("/customers/absent-{i}"), &[], None);
+            (i, read_response(runtime.invoke(event).await).0)
+        });
+    }
+    let mut statuses = sent.join_all().await;
+    statuses.sort_unstable();
+    statuses.into_iter().map(|(_, status)| status).collect()
+}
+
+/// On Lambda Managed Instances, where Lambda sets `AWS_LAMBDA_MAX_CONCURRENCY` above 1, one sandbox
+/// serves that many invocations at once: eight polls wait together, and all eight invocations are
+/// in flight at one time, since the runtime takes no answer before the eighth is handed out.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_max_concurrency_of_8_one_sandbox_serves_8_invocations_at_once() {
+    let table = fresh_table().await;
+    let runtime = Arc::new(FakeRuntime::start().await);
+    let function = launch_with(
+        env!("CARGO_BIN_EXE_crm-lambda-http"),
+        &runtime,
+        &table,
+        &[("AWS_LAMBDA_MAX_CONCURRENCY", "8")],
+    );
+    assert!(
+        runtime.wait_for_polls(8, Duration::from_secs(20)).await,
+        "{} polls waiting, not 8",
+        runtime.polling()
+    );
+    runtime.hold_answers_until(8);
+    assert_eq!(gets_at_once(&runtime, 8).await, vec![404; 8]);
+    assert_eq!(runtime.most_in_flight(), 8);
+
+    let printed = stop(function).await;
+    assert!(runtime.init_error().is_none(), "{printed}");
+    // One log line per invocation, each with its own request id.
+    let mut logged: Vec<String> = log_lines(&printed, "request")
+        .iter()
+        .map(|line| line["request_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    logged.sort();
+    let mut issued = runtime.issued_ids();
+    issued.sort();
+    assert_eq!(logged, issued, "{printed}");
+}
+
+/// Without `AWS_LAMBDA_MAX_CONCURRENCY` (Lambda's classic sandboxes) one poll waits, and an
+/// invocation is answered before the next is taken: the same hold shows one in flight at a time.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_max_concurrency_a_sandbox_takes_invocations_one_by_one() {
+    let table = fresh_table().await;
+    let runtime = Arc::new(FakeRuntime::start().await);
+    let function = launch(env!("CARGO_BIN_EXE_crm-lambda-http"), &runtime, &table);
+    assert!(runtime.wait_for_polls(1, Duration::from_secs(20)).await);
+    // Time for more polls, were there a second poller.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(runtime.polling(), 1);
+    // The first answer waits out the hold (a few seconds), since the second invocation is only
+    // taken after it.
+    runtime.hold_answers_until(2);
+    assert_eq!(gets_at_once(&runtime, 2).await, vec![404; 2]);
+    assert_eq!(runtime.most_in_flight(), 1);
+    let printed = stop(function).await;
+    assert!(runtime.init_error().is_none(), "{printed}");
 }

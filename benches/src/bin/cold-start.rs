@@ -4,15 +4,19 @@
 //! - **init**: exec → the function's first `GET /runtime/invocation/next`;
 //! - **first response**: exec → the response to an event queued before exec is posted;
 //! - **warm latency**: per invocation, over many events to one running function;
-//! - **RSS** after init and after the warm run.
+//! - **RSS** after init and after the warm run;
+//! - **invocations per second of one sandbox** with `AWS_LAMBDA_MAX_CONCURRENCY` 1 and 8 (Lambda
+//!   Managed Instances), that many invocations kept in flight;
 //!
-//! for crm's release bootstrap (with and without the DynamoDB connection opened during init) and
-//! for a Python baseline (boto3 under `awslambdaric`, the real Python runtime client) doing the same
-//! DynamoDB `GetItem`, in the same run, against DynamoDB Local. `benches/cold-start.sh` builds
-//! everything and calls it; see BENCHMARKS.md.
+//! for crm's release bootstrap (with and without the DynamoDB connection opened during init), for
+//! a Python baseline (boto3 under `awslambdaric`, the real Python runtime client) doing the same
+//! DynamoDB `GetItem`, and for the physical baseline, a Rust `lambda_runtime` function that answers
+//! a fixed document (`benches/hello-lambda`, built with the same profile), in the same run, against
+//! DynamoDB Local. `benches/cold-start.sh` builds everything and calls it; see BENCHMARKS.md.
 //!
 //! ```text
-//! cold-start --bootstrap PATH --python PATH --handler-dir DIR [--runs N] [--warm N] [--endpoint URL]
+//! cold-start --bootstrap PATH --hello PATH --python PATH --handler-dir DIR [--runs N] [--warm N]
+//!            [--throughput N] [--endpoint URL]
 //! ```
 
 #![allow(
@@ -39,10 +43,13 @@ use tokio::process::{Child, Command};
 #[derive(Debug, Clone)]
 struct Options {
     bootstrap: String,
+    hello: String,
     python: String,
     handler_dir: String,
     runs: usize,
     warm: usize,
+    /// Invocations per concurrency in the throughput runs.
+    throughput: usize,
     endpoint: String,
 }
 
@@ -61,10 +68,15 @@ fn options() -> Options {
     };
     Options {
         bootstrap: need("bootstrap"),
+        hello: need("hello"),
         python: need("python"),
         handler_dir: need("handler-dir"),
         runs: map.get("runs").and_then(|v| v.parse().ok()).unwrap_or(20),
         warm: map.get("warm").and_then(|v| v.parse().ok()).unwrap_or(1000),
+        throughput: map
+            .get("throughput")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4000),
         endpoint: map
             .get("endpoint")
             .cloned()
@@ -81,22 +93,36 @@ enum Function {
     RustWarmUp,
     /// boto3 under awslambdaric.
     Python,
+    /// `hello-lambda`: `lambda_runtime` and a fixed answer, nothing else.
+    Hello,
 }
 
 impl Function {
-    const ALL: [Self; 3] = [Self::Rust, Self::RustWarmUp, Self::Python];
+    const ALL: [Self; 4] = [Self::Rust, Self::RustWarmUp, Self::Python, Self::Hello];
 
     fn label(self) -> &'static str {
         match self {
             Self::Rust => "crm bootstrap (as deployed)",
             Self::RustWarmUp => "crm bootstrap (CRM_WARM_UP=true)",
             Self::Python => "Python 3.11 + boto3 (awslambdaric)",
+            Self::Hello => "Rust lambda_runtime hello (no SDK, fixed answer)",
         }
     }
 
     fn spawn(self, options: &Options, runtime: &FakeRuntime, table: &str) -> Child {
+        self.spawn_with(options, runtime, table, &[])
+    }
+
+    fn spawn_with(
+        self,
+        options: &Options,
+        runtime: &FakeRuntime,
+        table: &str,
+        extra: &[(&str, &str)],
+    ) -> Child {
         let mut command = match self {
             Self::Rust | Self::RustWarmUp => Command::new(&options.bootstrap),
+            Self::Hello => Command::new(&options.hello),
             Self::Python => {
                 let mut c = Command::new(&options.python);
                 c.args(["-m", "awslambdaric", "handler.handler"])
@@ -130,6 +156,7 @@ impl Function {
         if self == Self::RustWarmUp {
             command.env("CRM_WARM_UP", "true");
         }
+        command.envs(extra.iter().copied());
         command.spawn().expect("the function starts")
     }
 }
@@ -244,6 +271,50 @@ async fn warm_run(function: Function, options: &Options, table: &str) -> Warm {
     }
 }
 
+/// One sandbox of crm's bootstrap with `AWS_LAMBDA_MAX_CONCURRENCY` = `concurrency`, kept busy
+/// by as many callers, each sending its next event when its last is answered, for
+/// `options.throughput` invocations in all: (invocations per second, latencies).
+async fn throughput(options: &Options, table: &str, concurrency: usize) -> (f64, Vec<Duration>) {
+    let runtime = std::sync::Arc::new(FakeRuntime::start().await);
+    let child = Function::Rust.spawn_with(
+        options,
+        &runtime,
+        table,
+        &[("AWS_LAMBDA_MAX_CONCURRENCY", &concurrency.to_string())],
+    );
+    assert!(
+        runtime
+            .wait_for_polls(concurrency, Duration::from_secs(30))
+            .await,
+        "{concurrency} polls"
+    );
+    // Warm every poller's connections first.
+    for _ in 0..concurrency * 10 {
+        assert_eq!(status_of(runtime.invoke(get_event("cold-1")).await), 200);
+    }
+    let per_caller = options.throughput / concurrency;
+    let started = Instant::now();
+    let mut callers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let runtime = std::sync::Arc::clone(&runtime);
+        callers.spawn(async move {
+            let mut latencies = Vec::with_capacity(per_caller);
+            for _ in 0..per_caller {
+                let sent = Instant::now();
+                let outcome = runtime.invoke(get_event("cold-1")).await;
+                latencies.push(sent.elapsed());
+                assert_eq!(status_of(outcome), 200);
+            }
+            latencies
+        });
+    }
+    let latencies: Vec<Duration> = callers.join_all().await.into_iter().flatten().collect();
+    #[allow(clippy::cast_precision_loss)]
+    let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
+    drop(child);
+    (rate, latencies)
+}
+
 fn percentile(values: &mut [Duration], p: f64) -> Duration {
     values.sort_unstable();
     #[allow(
@@ -320,6 +391,13 @@ async fn main() {
     let (rust_init, rust_first) = medians[&Function::Rust];
     let (python_init, python_first) = medians[&Function::Python];
     let (warm_up_init, warm_up_first) = medians[&Function::RustWarmUp];
+    let (hello_init, hello_first) = medians[&Function::Hello];
+    let _ = writeln!(
+        report,
+        "\ncrm ÷ hello (the physical baseline, same profile): init {:.2}×, first response {:.2}×.",
+        rust_init.as_secs_f64() / hello_init.as_secs_f64(),
+        rust_first.as_secs_f64() / hello_first.as_secs_f64(),
+    );
     let _ = writeln!(
         report,
         "\nPython ÷ crm: init {:.0}×, first response {:.0}×. Opening the connection in init (CRM_WARM_UP=true): init {} → {}, first response {} → {}.",
@@ -330,6 +408,25 @@ async fn main() {
         ms(rust_first),
         ms(warm_up_first),
     );
+    let _ = writeln!(
+        report,
+        "\nOne sandbox of crm's bootstrap, GET by id, {} invocations, as many in flight as AWS_LAMBDA_MAX_CONCURRENCY:\n",
+        options.throughput
+    );
+    let _ = writeln!(
+        report,
+        "| AWS_LAMBDA_MAX_CONCURRENCY | invocations/s | p50 | p99 |"
+    );
+    let _ = writeln!(report, "| --- | --- | --- | --- |");
+    for concurrency in [1, 8] {
+        let (rate, mut latencies) = throughput(&options, &table, concurrency).await;
+        let _ = writeln!(
+            report,
+            "| {concurrency} | {rate:.0} | {} | {} |",
+            ms(percentile(&mut latencies, 0.5)),
+            ms(percentile(&mut latencies, 0.99))
+        );
+    }
     let size = std::fs::metadata(&options.bootstrap).map_or(0, |m| m.len());
     let _ = writeln!(report, "Bootstrap: {} ({size} bytes).", options.bootstrap);
     print!("{report}");

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use crm_domain::CustomerService;
 use crm_http::{AppState, Config, store, telemetry};
-use lambda_runtime::{LambdaEvent, service_fn};
+use lambda_runtime::LambdaEvent;
 use serde_json::value::RawValue;
 
 #[tokio::main]
@@ -43,10 +43,9 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let state = AppState::new(CustomerService::new(repository), &config);
 
     if config.in_lambda() {
-        let state = &state;
-        lambda_runtime::run(service_fn(move |event| {
-            crm_lambda::invoke_direct(state, event)
-        }))
+        crm_lambda::serve(state, |state, event| async move {
+            crm_lambda::invoke_direct(&state, event).await
+        })
         .await
         .map_err(|e| format!("the Lambda runtime stopped: {e}"))?;
         return Ok(ExitCode::SUCCESS);

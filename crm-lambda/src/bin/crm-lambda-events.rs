@@ -8,7 +8,6 @@ use std::process::ExitCode;
 
 use crm_http::telemetry;
 use crm_lambda::events::{EventsConfig, Publisher, answer_stream};
-use lambda_runtime::service_fn;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -30,8 +29,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     telemetry::init(config.log_filter())?;
     let publisher = Publisher::connect(config.bus_name()).await;
-    let publisher = &publisher;
-    lambda_runtime::run(service_fn(move |event| answer_stream(publisher, event)))
-        .await
-        .map_err(|e| format!("the Lambda runtime stopped: {e}").into())
+    crm_lambda::serve(publisher, |publisher, event| async move {
+        answer_stream(&publisher, event).await
+    })
+    .await
+    .map_err(|e| format!("the Lambda runtime stopped: {e}").into())
 }

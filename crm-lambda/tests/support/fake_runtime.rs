@@ -3,6 +3,12 @@
 //! queued), `POST …/invocation/{id}/response` and `…/{id}/error` take the outcomes, and
 //! `POST …/init/error` takes an init failure. Enough to run a real `bootstrap` as Lambda would, in
 //! tests and in the cold-start harness.
+//!
+//! It serves any number of polls at once, as Lambda Managed Instances do for a function that
+//! polls from several tasks (`AWS_LAMBDA_MAX_CONCURRENCY`), and counts what a test of that needs:
+//! the polls waiting now, and the most invocations handed out and not yet answered at one time.
+//! [`FakeRuntime::hold_answers_until`] makes the proof exact: no answer is taken until that many
+//! invocations have been handed out, which only a function that serves them at once survives.
 
 #![allow(dead_code)]
 
@@ -18,7 +24,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
-use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
+use tokio::sync::{Mutex as AsyncMutex, Notify, mpsc, oneshot};
 
 /// What the function answered to one invocation.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,13 +51,28 @@ struct Shared {
     first_poll: Option<Instant>,
     init_error: Option<Value>,
     issued: Vec<String>,
+    /// `next` calls waiting for an event now.
+    polling: usize,
+    /// Invocations handed out, and answered (response or error).
+    handed_out: usize,
+    answered: usize,
+    /// The most invocations handed out and not answered at one time.
+    most_in_flight: usize,
+    /// No answer is taken before this many invocations have been handed out (0: no hold).
+    hold_until: usize,
 }
 
 #[derive(Clone)]
 struct Api {
     queue: Arc<AsyncMutex<mpsc::Receiver<(String, Value)>>>,
     shared: Arc<Mutex<Shared>>,
+    /// Told each time an invocation is handed out, for the held answers.
+    handed_out: Arc<Notify>,
 }
+
+/// How long a held answer waits for the invocations it waits on, before it is taken anyway (and
+/// the test that held it sees too few in flight).
+const HOLD_AT_MOST: Duration = Duration::from_secs(5);
 
 /// The fake Runtime API, serving until dropped.
 pub(crate) struct FakeRuntime {
@@ -70,6 +91,7 @@ impl FakeRuntime {
         let api = Api {
             queue: Arc::new(AsyncMutex::new(queue)),
             shared: Arc::clone(&shared),
+            handed_out: Arc::new(Notify::new()),
         };
         let router = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -117,6 +139,36 @@ impl FakeRuntime {
         self.lock().issued.clone()
     }
 
+    /// The `next` polls waiting for an event now: how many invocations the function is ready to
+    /// take at once.
+    pub(crate) fn polling(&self) -> usize {
+        self.lock().polling
+    }
+
+    /// Waits (at most `timeout`) until `count` polls wait at once; whether they did.
+    pub(crate) async fn wait_for_polls(&self, count: usize, timeout: Duration) -> bool {
+        let started = Instant::now();
+        while self.polling() < count {
+            if started.elapsed() > timeout {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// The most invocations handed out and not yet answered at one time, so far.
+    pub(crate) fn most_in_flight(&self) -> usize {
+        self.lock().most_in_flight
+    }
+
+    /// From now on, takes no answer before `count` invocations in all have been handed out (or
+    /// [`HOLD_AT_MOST`] has passed): a function that answers one invocation before it polls for the
+    /// next cannot have more than one in flight, and waits out the hold on each.
+    pub(crate) fn hold_answers_until(&self, count: usize) {
+        self.lock().hold_until = count;
+    }
+
     /// Hands `event` to the function and waits (at most `timeout`) for its outcome.
     pub(crate) async fn invoke_within(&self, event: Value, timeout: Duration) -> Option<Outcome> {
         let id = format!(
@@ -152,14 +204,38 @@ impl Drop for FakeRuntime {
     }
 }
 
+/// Counts a poll while it waits, however it ends (an event, or the function hanging up).
+struct Polling<'a>(&'a Mutex<Shared>);
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .polling -= 1;
+    }
+}
+
 async fn next(State(api): State<Api>) -> Response {
     {
         let mut shared = api.shared.lock().unwrap_or_else(PoisonError::into_inner);
         shared.first_poll.get_or_insert_with(Instant::now);
+        shared.polling += 1;
     }
-    let Some((id, event)) = api.queue.lock().await.recv().await else {
+    let polling = Polling(&api.shared);
+    let received = api.queue.lock().await.recv().await;
+    drop(polling);
+    let Some((id, event)) = received else {
         return StatusCode::GONE.into_response();
     };
+    {
+        let mut shared = api.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        shared.handed_out += 1;
+        shared.most_in_flight = shared
+            .most_in_flight
+            .max(shared.handed_out - shared.answered);
+    }
+    api.handed_out.notify_waiters();
     let deadline = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -185,13 +261,25 @@ async fn next(State(api): State<Api>) -> Response {
     (StatusCode::OK, headers, event.to_string()).into_response()
 }
 
-fn settle(api: &Api, id: &str, outcome: Outcome) -> StatusCode {
-    let sender = api
-        .shared
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .waiting
-        .remove(id);
+async fn settle(api: &Api, id: &str, outcome: Outcome) -> StatusCode {
+    let held = async {
+        loop {
+            let notified = api.handed_out.notified();
+            {
+                let shared = api.shared.lock().unwrap_or_else(PoisonError::into_inner);
+                if shared.handed_out >= shared.hold_until {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    };
+    let _ = tokio::time::timeout(HOLD_AT_MOST, held).await;
+    let sender = {
+        let mut shared = api.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        shared.answered += 1;
+        shared.waiting.remove(id)
+    };
     match sender {
         Some(sender) => {
             let _ = sender.send(outcome);
@@ -207,11 +295,11 @@ fn json(body: &Bytes) -> Value {
 }
 
 async fn response(State(api): State<Api>, Path(id): Path<String>, body: Bytes) -> StatusCode {
-    settle(&api, &id, Outcome::Response(json(&body)))
+    settle(&api, &id, Outcome::Response(json(&body))).await
 }
 
 async fn error(State(api): State<Api>, Path(id): Path<String>, body: Bytes) -> StatusCode {
-    settle(&api, &id, Outcome::Error(json(&body)))
+    settle(&api, &id, Outcome::Error(json(&body))).await
 }
 
 async fn init_error(State(api): State<Api>, body: Bytes) -> StatusCode {
