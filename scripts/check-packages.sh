@@ -24,7 +24,7 @@ for package in "${PUBLISHED[@]}"; do
   extra='^$'
   case "$package" in
     crm-domain) extra='^schema/customer-event\.json$' ;;
-    crm-http) extra='^openapi\.json$' ;;
+    crm-http) extra='^(openapi\.json|docs-viewer/swagger-ui/(swagger-ui-bundle\.js|swagger-ui-bundle\.js\.LICENSE\.txt|swagger-ui\.css|LICENSE|NOTICE|package\.json))$' ;;
     crm-dynamo) extra='^certs/[a-z-]+\.pem$' ;;
   esac
   files=$(cargo package --list --locked --allow-dirty -p "$package") \

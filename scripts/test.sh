@@ -30,3 +30,4 @@ cargo test --workspace --doc
 
 # The HTTP API against its OpenAPI document, with generated and stateful cases.
 scripts/schemathesis.sh
+scripts/docs-viewer-test.sh  # GET /docs in headless Chromium: no console error, every operation, a create from "Try it out" answers 201

@@ -19,6 +19,7 @@
 //! | `CRM_COMPAT_LIST_CAP` | how many customers `GET /Customers` returns at most (1–100000, default 1000) |
 //! | `CRM_WARM_UP` | `true`: open the DynamoDB connection during a Lambda cold start (default `false`) |
 //! | `CRM_TOMBSTONE_DAYS` | how many days the change feed keeps the tombstone of a deleted customer (1–3650, default 30) |
+//! | `CRM_DOCS` | `true`: serve the API docs page at `GET /docs` (default `true` outside Lambda in a build with the `docs-viewer` feature, which `crm-server` has and `crm-lambda` leaves out; `false` otherwise) |
 //! | `RUST_LOG` | the log filter (default `info`) |
 //! | `AWS_LAMBDA_RUNTIME_API` | set by AWS Lambda: running inside Lambda, where a table is required |
 //!
@@ -57,6 +58,7 @@ pub const VARIABLES: &[&str] = &[
     "CRM_COMPAT_LIST_CAP",
     "CRM_WARM_UP",
     "CRM_TOMBSTONE_DAYS",
+    "CRM_DOCS",
     "RUST_LOG",
     "AWS_LAMBDA_RUNTIME_API",
 ];
@@ -135,6 +137,7 @@ pub struct Config {
     compat_list_cap: usize,
     warm_up: bool,
     tombstone_retention: Duration,
+    docs: bool,
     log_filter: String,
 }
 
@@ -248,17 +251,22 @@ impl Config {
             .map_or(Self::DEFAULT_COMPAT_LIST_CAP, |n| {
                 usize::try_from(n).unwrap_or(Self::MAX_COMPAT_LIST_CAP)
             });
-        let warm_up = match get("CRM_WARM_UP").map(str::trim) {
-            Some("true" | "1") => true,
-            None | Some("" | "false" | "0") => false,
-            Some(other) => {
-                return Err(ConfigError::value(
-                    "CRM_WARM_UP",
-                    other,
-                    "must be true or false",
-                ));
-            }
-        };
+        let warm_up = get("CRM_WARM_UP")
+            .map(|v| boolean("CRM_WARM_UP", v))
+            .transpose()?
+            .flatten()
+            .unwrap_or(false);
+        let docs = get("CRM_DOCS")
+            .map(|v| boolean("CRM_DOCS", v))
+            .transpose()?
+            .flatten()
+            .unwrap_or(DOCS_VIEWER && !in_lambda);
+        if docs && !DOCS_VIEWER {
+            return Err(ConfigError::new(
+                "CRM_DOCS",
+                "asks for the API docs page, but this build has no docs viewer (crm-http's `docs-viewer` feature is off)",
+            ));
+        }
         let tombstone_days = get("CRM_TOMBSTONE_DAYS")
             .map(|v| number("CRM_TOMBSTONE_DAYS", v, 1, Self::MAX_TOMBSTONE_DAYS))
             .transpose()?
@@ -283,6 +291,7 @@ impl Config {
             compat_list_cap,
             warm_up,
             tombstone_retention: days(tombstone_days),
+            docs,
             log_filter,
         })
     }
@@ -312,6 +321,13 @@ impl Config {
     /// cold-start harness measured it slower to the first response).
     pub fn warm_up(&self) -> bool {
         self.warm_up
+    }
+
+    /// Whether `GET /docs` serves the API docs page, Swagger UI over `GET /openapi.json`
+    /// (`CRM_DOCS`; by default on outside Lambda when the crate is built with its `docs-viewer`
+    /// feature, off otherwise; never on without the feature).
+    pub fn docs(&self) -> bool {
+        self.docs
     }
 
     /// True when running inside AWS Lambda (`AWS_LAMBDA_RUNTIME_API` is set).
@@ -366,8 +382,22 @@ impl Default for Config {
             compat_list_cap: Self::DEFAULT_COMPAT_LIST_CAP,
             warm_up: false,
             tombstone_retention: days(Self::DEFAULT_TOMBSTONE_DAYS),
+            docs: DOCS_VIEWER,
             log_filter: Self::DEFAULT_LOG_FILTER.to_owned(),
         }
+    }
+}
+
+/// Whether this build can serve the API docs page (crm-http's `docs-viewer` feature).
+const DOCS_VIEWER: bool = cfg!(feature = "docs-viewer");
+
+/// A boolean variable: `true` or `1`, `false` or `0`; empty is `None`, as absent.
+fn boolean(name: &str, v: &str) -> Result<Option<bool>, ConfigError> {
+    match v.trim() {
+        "true" | "1" => Ok(Some(true)),
+        "false" | "0" => Ok(Some(false)),
+        "" => Ok(None),
+        _ => Err(ConfigError::value(name, v, "must be true or false")),
     }
 }
 
@@ -691,6 +721,38 @@ mod tests {
         assert!(config(&[("CRM_WARM_UP", "true")]).unwrap().warm_up());
         assert!(!config(&[("CRM_WARM_UP", "0")]).unwrap().warm_up());
         assert_eq!(fails_on(&[("CRM_WARM_UP", "yes")]), "CRM_WARM_UP");
+    }
+
+    #[test]
+    fn the_docs_page_is_on_locally_off_in_lambda_and_never_without_its_viewer() {
+        let lambda = [
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+            ("CRM_TABLE_NAME", "customers"),
+            ("AWS_REGION", "eu-west-1"),
+        ];
+        assert_eq!(fails_on(&[("CRM_DOCS", "yes")]), "CRM_DOCS");
+        assert!(!config(&[("CRM_DOCS", "false")]).unwrap().docs());
+        assert!(!config(&[("CRM_DOCS", " 0 ")]).unwrap().docs());
+        if DOCS_VIEWER {
+            assert!(config(&[]).unwrap().docs());
+            assert!(config(&[("CRM_DOCS", "")]).unwrap().docs());
+            assert!(Config::default().docs());
+            if cfg!(feature = "dynamodb") {
+                assert!(!config(&lambda).unwrap().docs());
+                let mut asked = lambda.to_vec();
+                asked.push(("CRM_DOCS", "true"));
+                assert!(config(&asked).unwrap().docs());
+            }
+        } else {
+            assert!(!config(&[]).unwrap().docs());
+            assert!(!Config::default().docs());
+            let error = config(&[("CRM_DOCS", "1")]).unwrap_err();
+            assert_eq!(error.variable(), "CRM_DOCS");
+            assert!(
+                error.to_string().contains("`docs-viewer` feature"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

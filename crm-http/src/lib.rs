@@ -10,8 +10,9 @@
 //! - [`router`] builds the [`Router`]: `/customers` (with `POST /customers/search` and
 //!   `POST /customers/batch`), the
 //!   compatibility routes (`/Customers`, `POST /DynamoDBManager`), `GET /health` and
-//!   `GET /openapi.json`, behind the layers every request goes through (request log line, CORS,
-//!   panic catcher, deadline, stage prefix).
+//!   `GET /openapi.json` (and, with the `docs-viewer` feature, the API docs page at `GET /docs`),
+//!   behind the layers every request goes through (request log line, CORS, panic catcher,
+//!   deadline, stage prefix).
 //! - [`ApiError`] is the one error type of the edge, and one match in it decides the status, code,
 //!   title and detail of every error; every error leaves as `application/problem+json` (RFC 9457).
 //! - [`envelope`] is the `DynamoDBManager` operation envelope, shared by the HTTP route and direct
@@ -61,6 +62,10 @@
 //! - `dynamodb` (default): the DynamoDB store, chosen by `CRM_TABLE_NAME`. Without it the crate
 //!   does not depend on the AWS SDK, and only the in-memory store (or a repository of your own,
 //!   given to [`AppState::new`]) is available.
+//! - `docs-viewer` (default): `GET /docs`, the API docs page: Swagger UI (vendored from npm's
+//!   `swagger-ui-dist`, embedded, about 1.9 MB) over `GET /openapi.json`, whose "Try it out" calls
+//!   this same router. On when [`Config::docs`] says so (`CRM_DOCS`; by default outside Lambda).
+//!   `crm-lambda` leaves it out: its bootstraps do not carry the viewer.
 
 pub mod config;
 pub mod envelope;
@@ -73,6 +78,8 @@ pub mod telemetry;
 mod batch;
 mod compat;
 mod customers;
+#[cfg(feature = "docs-viewer")]
+mod docs;
 mod extract;
 mod find;
 mod middleware;
@@ -97,6 +104,10 @@ pub(crate) const ROUTE_ROOTS: &[&str] = &[
     "openapi.json",
 ];
 
+/// The first path segment of the docs page's routes, a route root like [`ROUTE_ROOTS`] when the
+/// page is on (and only then: without it, `docs` may be a stage).
+pub(crate) const DOCS_ROOT: &str = "docs";
+
 /// The customers API as one [`Router`], ready for `axum::serve`, `Router::nest` in a host
 /// application, or `crm-lambda`.
 ///
@@ -112,6 +123,10 @@ pub(crate) const ROUTE_ROOTS: &[&str] = &[
 /// `Location` headers and the OpenAPI document's `servers` keep the prefix the client used: the
 /// stage, a custom domain's base path and no stage (from [`PlatformContext`]), and the prefix under
 /// which a host application nests this router.
+///
+/// With the `docs-viewer` feature and [`AppState::docs`] on, `GET /docs` serves the API docs page
+/// (Swagger UI over `GET /openapi.json`) and `/docs/…` its files; otherwise they are 404 like any
+/// unknown path.
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .route("/customers", get(customers::list).post(customers::create))
@@ -147,7 +162,14 @@ pub fn router(state: AppState) -> Router {
                 .patch(compat::update)
                 .delete(compat::delete),
         )
-        .route("/DynamoDBManager", post(envelope::route))
+        .route("/DynamoDBManager", post(envelope::route));
+    #[cfg(feature = "docs-viewer")]
+    let routes = if state.docs() {
+        routes.merge(docs::routes())
+    } else {
+        routes
+    };
+    let routes = routes
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(axum::middleware::from_fn(middleware::record_route))

@@ -1,8 +1,10 @@
 //! `crm-server`: the customers API on a local HTTP server.
 //!
 //! It listens on `CRM_BIND` (127.0.0.1:3000) over the in-memory store, or over DynamoDB when
-//! `CRM_TABLE_NAME` is set, until Ctrl-C or SIGTERM. Configuration and repository are built once,
-//! before the first request; a configuration error is one line on stderr and exit code 1.
+//! `CRM_TABLE_NAME` is set, until Ctrl-C or SIGTERM; with the default `docs-viewer` feature it
+//! serves the API docs page at `/docs` too, unless `CRM_DOCS=false`. Configuration and repository
+//! are built once, before the first request; a configuration error is one line on stderr and exit
+//! code 1.
 
 use std::process::ExitCode;
 
@@ -32,7 +34,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let listener = server::bind(config.bind())
         .await
         .map_err(|e| format!("{e} (CRM_BIND)"))?;
-    announce(&listener.local_addr()?.to_string(), &store);
+    announce(&listener.local_addr()?.to_string(), &store, state.docs());
     serve(listener, router(state)).await?;
     tracing::info!("stopped");
     Ok(())
@@ -42,6 +44,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     clippy::print_stdout,
     reason = "the one human-readable line of local mode"
 )]
-fn announce(address: &str, store: &StoreKind) {
-    println!("crm-server listening on http://{address} with {store}; Ctrl-C stops it");
+fn announce(address: &str, store: &StoreKind, docs: bool) {
+    let docs = if docs {
+        format!("; API docs at http://{address}/docs")
+    } else {
+        String::new()
+    };
+    println!("crm-server listening on http://{address} with {store}{docs}; Ctrl-C stops it");
 }

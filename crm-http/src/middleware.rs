@@ -19,10 +19,10 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument as _;
 
-use crate::ROUTE_ROOTS;
 use crate::config::CorsOrigins;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::{DOCS_ROOT, ROUTE_ROOTS};
 
 /// The largest request body accepted, in bytes (16 KiB), on every route but `POST /customers/batch`
 /// ([`BATCH_BODY_LIMIT`]); larger bodies are answered 413 before any parsing, whether or not they
@@ -49,7 +49,9 @@ pub(crate) struct StagePrefix(pub(crate) String);
 pub(crate) fn wrap(inner: Router, state: AppState) -> Router {
     let cors = cors_layer(state.cors_origins());
     let strip = state.stage_prefixes();
-    let staged = tower::util::MapRequest::new(inner, move |request| strip_stage(request, strip));
+    let docs = state.docs();
+    let staged =
+        tower::util::MapRequest::new(inner, move |request| strip_stage(request, strip, docs));
     let mut router = Router::new()
         .fallback_service(staged)
         .layer(from_fn_with_state(state, enforce_deadline))
@@ -180,10 +182,11 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_millis(200);
 /// router saw ([`OriginalUri`], which holds the prefix of an application that nests this router):
 /// the first of them that ends with the routed path gives the prefix; when neither does (a layer
 /// rewrote the path), the stage stripped here is the prefix. The prefix goes into `Location`
-/// headers, so every byte outside visible ASCII is percent-encoded.
-fn strip_stage(mut request: Request, strip: bool) -> Request {
+/// headers, so every byte outside visible ASCII is percent-encoded. With the docs page on (`docs`),
+/// `docs` is a route root too.
+fn strip_stage(mut request: Request, strip: bool, docs: bool) -> Request {
     let mut stripped = String::new();
-    if let Some(stage) = stage_prefix(request.uri().path()).filter(|_| strip) {
+    if let Some(stage) = stage_prefix(request.uri().path(), docs).filter(|_| strip) {
         let stage = stage.to_owned();
         let rest = &request.uri().path()[stage.len()..];
         let path_and_query = match request.uri().query() {
@@ -237,14 +240,16 @@ const MAX_PREFIX_SEGMENTS: usize = 4;
 
 /// The prefix of `path` that precedes the route: up to [`MAX_PREFIX_SEGMENTS`] leading segments,
 /// each a valid stage or base-path segment and none a route root, followed by a segment that is a
-/// route root. `/prod/customers` → `/prod`; `/prod/crm/customers` (a REST API behind a custom
-/// domain whose base path is `crm`: `lambda_http` puts the stage before the client's path, which
-/// holds the base path) → `/prod/crm`; `/prod/api/v1/customers` → `/prod/api/v1`.
-fn stage_prefix(path: &str) -> Option<&str> {
+/// route root ([`ROUTE_ROOTS`], and [`DOCS_ROOT`] when `docs` is on: only then, so that a build or
+/// configuration without the docs page keeps serving a stage named `docs`). `/prod/customers` →
+/// `/prod`; `/prod/crm/customers` (a REST API behind a custom domain whose base path is `crm`:
+/// `lambda_http` puts the stage before the client's path, which holds the base path) →
+/// `/prod/crm`; `/prod/api/v1/customers` → `/prod/api/v1`.
+fn stage_prefix(path: &str, docs: bool) -> Option<&str> {
     let after = path.strip_prefix('/')?;
     let mut length = 0;
     for (index, segment) in after.split('/').enumerate() {
-        if ROUTE_ROOTS.contains(&segment) {
+        if ROUTE_ROOTS.contains(&segment) || (docs && segment == DOCS_ROOT) {
             return (index > 0).then(|| &path[..length]);
         }
         if index == MAX_PREFIX_SEGMENTS || !is_prefix_segment(segment) {
@@ -364,27 +369,59 @@ mod tests {
 
     #[test]
     fn a_stage_before_a_route_root_is_a_prefix() {
-        assert_eq!(stage_prefix("/prod/customers"), Some("/prod"));
-        assert_eq!(stage_prefix("/prod/customers/abc"), Some("/prod"));
-        assert_eq!(stage_prefix("/dev-2/Customers"), Some("/dev-2"));
-        assert_eq!(stage_prefix("/v1_test/health"), Some("/v1_test"));
-        assert_eq!(stage_prefix("/prod/openapi.json"), Some("/prod"));
-        assert_eq!(stage_prefix("/prod/DynamoDBManager"), Some("/prod"));
+        assert_eq!(stage_prefix("/prod/customers", false), Some("/prod"));
+        assert_eq!(stage_prefix("/prod/customers/abc", false), Some("/prod"));
+        assert_eq!(stage_prefix("/dev-2/Customers", false), Some("/dev-2"));
+        assert_eq!(stage_prefix("/v1_test/health", false), Some("/v1_test"));
+        assert_eq!(stage_prefix("/prod/openapi.json", false), Some("/prod"));
+        assert_eq!(stage_prefix("/prod/DynamoDBManager", false), Some("/prod"));
+    }
+
+    #[test]
+    fn docs_is_a_route_root_only_with_the_docs_page_on() {
+        assert_eq!(stage_prefix("/prod/docs", true), Some("/prod"));
+        assert_eq!(
+            stage_prefix("/prod/crm/docs/init.js", true),
+            Some("/prod/crm")
+        );
+        assert_eq!(stage_prefix("/docs", true), None);
+        assert_eq!(stage_prefix("/prod/docs", false), None);
+        // Without the page, a stage named `docs` is a stage like any other.
+        assert_eq!(stage_prefix("/docs/customers", false), Some("/docs"));
+        assert_eq!(stage_prefix("/docs/customers", true), None);
+        let request = strip_stage(request("/prod/docs"), true, true);
+        assert_eq!(request.uri().path(), "/docs");
+        assert_eq!(prefix(&request), "/prod");
     }
 
     #[test]
     fn a_stage_and_a_custom_domain_base_path_are_one_prefix() {
-        assert_eq!(stage_prefix("/prod/crm/customers"), Some("/prod/crm"));
-        assert_eq!(stage_prefix("/prod/crm/customers/abc"), Some("/prod/crm"));
-        assert_eq!(stage_prefix("/prod/api/v1/customers"), Some("/prod/api/v1"));
         assert_eq!(
-            stage_prefix("/prod/a/b/c/customers"),
+            stage_prefix("/prod/crm/customers", false),
+            Some("/prod/crm")
+        );
+        assert_eq!(
+            stage_prefix("/prod/crm/customers/abc", false),
+            Some("/prod/crm")
+        );
+        assert_eq!(
+            stage_prefix("/prod/api/v1/customers", false),
+            Some("/prod/api/v1")
+        );
+        assert_eq!(
+            stage_prefix("/prod/a/b/c/customers", false),
             Some("/prod/a/b/c"),
             "four segments at most"
         );
-        assert_eq!(stage_prefix("/crm.v2/customers"), Some("/crm.v2"));
-        assert_eq!(stage_prefix("/prod/crm.api/health"), Some("/prod/crm.api"));
-        assert_eq!(stage_prefix("/p/$x_(1)!*'+/health"), Some("/p/$x_(1)!*'+"));
+        assert_eq!(stage_prefix("/crm.v2/customers", false), Some("/crm.v2"));
+        assert_eq!(
+            stage_prefix("/prod/crm.api/health", false),
+            Some("/prod/crm.api")
+        );
+        assert_eq!(
+            stage_prefix("/p/$x_(1)!*'+/health", false),
+            Some("/p/$x_(1)!*'+")
+        );
     }
 
     #[test]
@@ -411,7 +448,7 @@ mod tests {
             "",
             "/",
         ] {
-            assert_eq!(stage_prefix(path), None, "{path}");
+            assert_eq!(stage_prefix(path, false), None, "{path}");
         }
     }
 
@@ -435,7 +472,7 @@ mod tests {
         request
             .extensions_mut()
             .insert(PlatformContext::new().with_client_path("/api/v1/customers"));
-        let request = strip_stage(request, true);
+        let request = strip_stage(request, true, false);
         assert_eq!(request.uri().path(), "/customers");
         assert_eq!(prefix(&request), "/api/v1");
     }
@@ -446,7 +483,7 @@ mod tests {
         request
             .extensions_mut()
             .insert(OriginalUri("/crm/prod/customers/abc".parse().unwrap()));
-        let request = strip_stage(request, true);
+        let request = strip_stage(request, true, false);
         assert_eq!(request.uri().path(), "/customers/abc");
         assert_eq!(prefix(&request), "/crm/prod");
     }
@@ -461,7 +498,7 @@ mod tests {
         request
             .extensions_mut()
             .insert(OriginalUri("/crm/customers".parse().unwrap()));
-        let request = strip_stage(request, true);
+        let request = strip_stage(request, true, false);
         assert_eq!(prefix(&request), "/crm");
     }
 
@@ -471,7 +508,7 @@ mod tests {
         request
             .extensions_mut()
             .insert(PlatformContext::new().with_client_path("/m\u{fc}nchen tenant/customers"));
-        let request = strip_stage(request, true);
+        let request = strip_stage(request, true, false);
         let prefix = prefix(&request);
         assert_eq!(prefix, "/m%C3%BCnchen%20tenant");
         assert!(HeaderValue::from_str(prefix).is_ok());
@@ -480,7 +517,7 @@ mod tests {
     #[test]
     fn with_stage_prefixes_off_a_stage_like_segment_is_left_to_routing() {
         let request = request("/prod/customers");
-        let request = strip_stage(request, false);
+        let request = strip_stage(request, false, false);
         assert_eq!(request.uri().path(), "/prod/customers");
         assert_eq!(prefix(&request), "");
     }
@@ -514,7 +551,7 @@ mod tests {
     #[test]
     fn stripping_keeps_the_query_and_records_the_prefix() {
         let request = request("https://api.example.com/prod/customers?limit=5");
-        let request = strip_stage(request, true);
+        let request = strip_stage(request, true, false);
         assert_eq!(
             request.uri().to_string(),
             "https://api.example.com/customers?limit=5"

@@ -22,11 +22,12 @@ struct Settings {
     compat_list_cap: usize,
     cors_origins: CorsOrigins,
     stage_prefixes: bool,
+    docs: bool,
 }
 
 impl AppState {
     /// State over `service`, with the edge settings of `config` (deadline, CORS, the envelope's table
-    /// name, the `/Customers` cap). The service holds an idempotency key for at least twice the
+    /// name, the `/Customers` cap, the docs page). The service holds an idempotency key for at least twice the
     /// request deadline, so that a request that runs to its deadline keeps its key to the end.
     pub fn new(service: CustomerService, config: &Config) -> Self {
         let hold = service.key_hold().max(config.request_deadline() * 2);
@@ -38,6 +39,7 @@ impl AppState {
                 compat_list_cap: config.compat_list_cap(),
                 cors_origins: config.cors_origins().clone(),
                 stage_prefixes: true,
+                docs: config.docs(),
             }),
         }
     }
@@ -84,6 +86,11 @@ impl AppState {
     pub fn stage_prefixes(&self) -> bool {
         self.settings.stage_prefixes
     }
+
+    /// Whether the router serves the API docs page at `GET /docs` ([`Config::docs`]).
+    pub fn docs(&self) -> bool {
+        self.settings.docs
+    }
 }
 
 impl fmt::Debug for AppState {
@@ -93,6 +100,7 @@ impl fmt::Debug for AppState {
             .field("request_deadline", &self.settings.request_deadline)
             .field("compat_list_cap", &self.settings.compat_list_cap)
             .field("stage_prefixes", &self.settings.stage_prefixes)
+            .field("docs", &self.settings.docs)
             .finish_non_exhaustive()
     }
 }
