@@ -46,6 +46,10 @@ ALL_ON = {
     "WebhookApiKey": "example-webhook-api-key",
     "CreateApiGatewayAccountRole": "true",
     "EnableKnownBadInputsRule": "true",
+    # rest-api.yaml's optional API client slots (slot 1 is always on).
+    "Client2Name": "example-client-2",
+    "Client3Name": "example-client-3",
+    "Client4Name": "example-client-4",
 }
 
 # Further variants, each applied on top of ALL_ON, for conditions that ALL_ON cannot make true

@@ -18,6 +18,14 @@
 //! CloudFormation would deploy them: conditions evaluated, `Fn::If` resolved and `AWS::NoValue`
 //! dropped, with the parameter defaults (which must give the whole of `TABLE`), and again for every
 //! step of the upgrade (which must give `byEmail` and the first N listing indexes, no more).
+//!
+//! And what the templates promise an operator ("Operable in production"): every function's
+//! timeouts and crashes are counted from Lambda's own `platform.report` records (a small evaluator
+//! of `CloudWatch`'s JSON filter patterns runs each metric filter over sample records of every
+//! kind) and alarm to the alarm topic; every route of `crm-http/openapi.json` is a route of the
+//! HTTP API that asks a JWT for the read or write scope it needs, and OPTIONS stays open only for
+//! CORS preflights; every REST API client has an API key and usage plan of its own; and the gateway
+//! records no path, query string, header or body.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -1803,5 +1811,1777 @@ fn drift_is_reported(name: &str) {
             !production_disagreements(&original.replacen(from, to, 1)).is_empty(),
             "mutation \"{what}\" was not reported in deploy/{name}"
         );
+    }
+}
+
+// ---------------------------------------------------------------- operability
+//
+// What the templates promise an operator beyond the table: alarms that fire on Lambda's own records
+// of timeouts and crashes, routes that ask each JWT for the scope it needs, an API key and usage
+// plan per REST client, and a gateway that records no URL, query string, header or body.
+
+/// The OpenAPI document of the API, whose routes the HTTP API must route one by one.
+fn openapi_routes() -> Result<BTreeSet<(String, String)>, String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crm-http/openapi.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let document: Value =
+        serde_json::from_str(&text).map_err(|e| format!("crm-http/openapi.json: {e}"))?;
+    let paths = document
+        .get("paths")
+        .and_then(Value::as_object)
+        .ok_or("crm-http/openapi.json has no paths")?;
+    let methods = ["get", "put", "post", "patch", "delete", "head", "options"];
+    Ok(paths
+        .iter()
+        .flat_map(|(path, item)| {
+            methods
+                .iter()
+                .filter(move |m| item.get(**m).is_some())
+                .map(move |m| (m.to_ascii_uppercase(), path.clone()))
+        })
+        .collect())
+}
+
+/// The scope parameter a route needs with JWT: reads need `JwtReadScope` (every GET, and the search,
+/// a read whose filters travel in a POST body); everything that can write needs `JwtWriteScope`.
+fn scope_parameter(method: &str, path: &str) -> &'static str {
+    if method == "GET" || (method == "POST" && path == "/customers/search") {
+        "JwtReadScope"
+    } else {
+        "JwtWriteScope"
+    }
+}
+
+/// The resources CloudFormation creates with `overrides`: conditions evaluated, `Fn::If` resolved,
+/// and the resources whose `Condition` is false left out.
+fn created(template: &Value, overrides: &[(&str, String)]) -> Result<Value, String> {
+    let values = parameters(template, overrides);
+    let mut deployed = resolve(template, template, &values)?.unwrap_or(Value::Null);
+    if let Some(resources) = deployed.get_mut("Resources").and_then(Value::as_object_mut) {
+        let mut kept = Map::new();
+        for (id, resource) in std::mem::take(resources) {
+            let on = match resource.get("Condition").and_then(Value::as_str) {
+                Some(name) => condition(template, name, &values, 0)?,
+                None => true,
+            };
+            if on {
+                kept.insert(id, resource);
+            }
+        }
+        *resources = kept;
+    }
+    Ok(deployed)
+}
+
+fn overrides<'a>(pairs: &[(&'a str, &str)]) -> Vec<(&'a str, String)> {
+    pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
+}
+
+fn of_type<'t>(resources: &BTreeMap<&'t str, &'t Value>, kind: &str) -> Vec<(&'t str, &'t Value)> {
+    resources
+        .iter()
+        .filter(|(_, r)| resource_type(r) == kind)
+        .map(|(id, r)| (*id, *r))
+        .collect()
+}
+
+// ------------------------------------------------ CloudWatch Logs JSON filter patterns
+
+/// A `CloudWatch` Logs JSON filter pattern, in the subset the templates use: `{ ... }` around
+/// comparisons of a property selector (`$.a.b`) with a quoted string (`=`) or an integer (`=`, `>`,
+/// `>=`, `<`, `<=`), joined with `&&` or `||`, grouped with parentheses. Anything else is refused,
+/// so that a pattern this test cannot evaluate faithfully fails instead of passing.
+#[derive(Debug)]
+enum FilterPattern {
+    All(Vec<FilterPattern>),
+    Any(Vec<FilterPattern>),
+    Compare {
+        selector: Vec<String>,
+        op: Comparison,
+        literal: Literal,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Comparison {
+    Equal,
+    Greater,
+    GreaterOrEqual,
+    Less,
+    LessOrEqual,
+}
+
+#[derive(Debug)]
+enum Literal {
+    Text(String),
+    Integer(i64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Open,
+    Close,
+    And,
+    Or,
+    Op(Comparison),
+    Selector(Vec<String>),
+    Text(String),
+    Integer(i64),
+}
+
+fn tokens(pattern: &str) -> Result<Vec<Token>, String> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        match c {
+            c if c.is_whitespace() => i += 1,
+            '(' => {
+                tokens.push(Token::Open);
+                i += 1;
+            }
+            ')' => {
+                tokens.push(Token::Close);
+                i += 1;
+            }
+            '&' if next == Some('&') => {
+                tokens.push(Token::And);
+                i += 2;
+            }
+            '|' if next == Some('|') => {
+                tokens.push(Token::Or);
+                i += 2;
+            }
+            '=' => {
+                tokens.push(Token::Op(Comparison::Equal));
+                i += 1;
+            }
+            '>' | '<' => {
+                let or_equal = next == Some('=');
+                tokens.push(Token::Op(match (c, or_equal) {
+                    ('>', false) => Comparison::Greater,
+                    ('>', true) => Comparison::GreaterOrEqual,
+                    ('<', false) => Comparison::Less,
+                    _ => Comparison::LessOrEqual,
+                }));
+                i += if or_equal { 2 } else { 1 };
+            }
+            '$' if next == Some('.') => {
+                let start = i + 2;
+                let mut end = start;
+                while end < chars.len()
+                    && (chars[end].is_ascii_alphanumeric() || "_.".contains(chars[end]))
+                {
+                    end += 1;
+                }
+                let path: String = chars[start..end].iter().collect();
+                let selector: Vec<String> = path.split('.').map(str::to_owned).collect();
+                if selector.iter().any(String::is_empty) {
+                    return Err(format!("selector $.{path} has an empty property"));
+                }
+                tokens.push(Token::Selector(selector));
+                i = end;
+            }
+            '"' => {
+                let start = i + 1;
+                let end = (start..chars.len())
+                    .find(|&j| chars[j] == '"')
+                    .ok_or("a string without its closing quote")?;
+                let text: String = chars[start..end].iter().collect();
+                if text.contains(['*', '\\']) {
+                    return Err(format!(
+                        "\"{text}\": wildcards and escapes are not evaluated here"
+                    ));
+                }
+                tokens.push(Token::Text(text));
+                i = end + 1;
+            }
+            c if c.is_ascii_digit() || (c == '-' && next.is_some_and(|n| n.is_ascii_digit())) => {
+                let start = i;
+                i += 1;
+                while i < chars.len() && chars[i].is_ascii_digit() {
+                    i += 1;
+                }
+                let digits: String = chars[start..i].iter().collect();
+                let value = digits
+                    .parse()
+                    .map_err(|e| format!("number {digits}: {e}"))?;
+                tokens.push(Token::Integer(value));
+            }
+            other => {
+                return Err(format!(
+                    "'{other}' at {i} is not part of the filter syntax this test evaluates (no !=, \
+                     NOT EXISTS, IS NULL, arrays, decimals or unquoted text)"
+                ));
+            }
+        }
+    }
+    Ok(tokens)
+}
+
+/// Parses a JSON filter pattern (see [`FilterPattern`]).
+fn parse_filter(pattern: &str) -> Result<FilterPattern, String> {
+    let trimmed = pattern.trim();
+    let inner = trimmed
+        .strip_prefix('{')
+        .and_then(|rest| rest.strip_suffix('}'))
+        .ok_or_else(|| format!("{pattern}: not a JSON filter pattern ({{ ... }})"))?;
+    let tokens = tokens(inner).map_err(|e| format!("{pattern}: {e}"))?;
+    let mut at = 0;
+    let parsed = expression(&tokens, &mut at).map_err(|e| format!("{pattern}: {e}"))?;
+    if at == tokens.len() {
+        Ok(parsed)
+    } else {
+        Err(format!("{pattern}: unexpected {:?}", tokens[at]))
+    }
+}
+
+/// Terms joined by one kind of operator. `CloudWatch` does not document how `&&` and `||` bind when
+/// both appear without parentheses, so such a pattern is refused.
+fn expression(tokens: &[Token], at: &mut usize) -> Result<FilterPattern, String> {
+    let mut terms = vec![term(tokens, at)?];
+    let mut joiner: Option<Token> = None;
+    while let Some(token @ (Token::And | Token::Or)) = tokens.get(*at) {
+        if joiner.as_ref().is_some_and(|j| j != token) {
+            return Err("&& and || at one level without parentheses".to_owned());
+        }
+        joiner = Some(token.clone());
+        *at += 1;
+        terms.push(term(tokens, at)?);
+    }
+    Ok(match joiner {
+        None => terms.pop().ok_or("an empty expression")?,
+        Some(Token::And) => FilterPattern::All(terms),
+        Some(_) => FilterPattern::Any(terms),
+    })
+}
+
+fn term(tokens: &[Token], at: &mut usize) -> Result<FilterPattern, String> {
+    match tokens.get(*at) {
+        Some(Token::Open) => {
+            *at += 1;
+            let inner = expression(tokens, at)?;
+            if tokens.get(*at) != Some(&Token::Close) {
+                return Err("a parenthesis that is not closed".to_owned());
+            }
+            *at += 1;
+            Ok(inner)
+        }
+        Some(Token::Selector(selector)) => {
+            let (Some(Token::Op(op)), Some(literal)) = (tokens.get(*at + 1), tokens.get(*at + 2))
+            else {
+                return Err(format!(
+                    "$.{} is not compared with a value",
+                    selector.join(".")
+                ));
+            };
+            let literal = match literal {
+                Token::Text(text) if *op == Comparison::Equal => Literal::Text(text.clone()),
+                Token::Integer(n) => Literal::Integer(*n),
+                other => return Err(format!("{op:?} with {other:?} is not evaluated here")),
+            };
+            *at += 3;
+            Ok(FilterPattern::Compare {
+                selector: selector.clone(),
+                op: *op,
+                literal,
+            })
+        }
+        other => Err(format!("expected a comparison or '(', found {other:?}")),
+    }
+}
+
+/// Whether a log event matches: a JSON object whose selected properties compare as the pattern
+/// says. A property that is missing, or of another type, matches nothing; a line that is not JSON
+/// matches no JSON pattern.
+fn filter_matches_event(pattern: &FilterPattern, event: &str) -> bool {
+    match serde_json::from_str::<Value>(event) {
+        Ok(value @ Value::Object(_)) => evaluate_filter(pattern, &value),
+        _ => false,
+    }
+}
+
+fn evaluate_filter(pattern: &FilterPattern, event: &Value) -> bool {
+    match pattern {
+        FilterPattern::All(terms) => terms.iter().all(|t| evaluate_filter(t, event)),
+        FilterPattern::Any(terms) => terms.iter().any(|t| evaluate_filter(t, event)),
+        FilterPattern::Compare {
+            selector,
+            op,
+            literal,
+        } => {
+            let actual = selector
+                .iter()
+                .try_fold(event, |value, property| value.get(property));
+            match (actual, literal) {
+                (Some(Value::String(actual)), Literal::Text(expected)) => actual == expected,
+                (Some(Value::Number(actual)), Literal::Integer(expected)) => {
+                    let ordering = match actual.as_i64() {
+                        Some(actual) => Some(actual.cmp(expected)),
+                        #[allow(clippy::cast_precision_loss)]
+                        None => actual
+                            .as_f64()
+                            .and_then(|actual| actual.partial_cmp(&(*expected as f64))),
+                    };
+                    ordering.is_some_and(|o| match op {
+                        Comparison::Equal => o.is_eq(),
+                        Comparison::Greater => o.is_gt(),
+                        Comparison::GreaterOrEqual => o.is_ge(),
+                        Comparison::Less => o.is_lt(),
+                        Comparison::LessOrEqual => o.is_le(),
+                    })
+                }
+                _ => false,
+            }
+        }
+    }
+}
+
+// ------------------------------------------------ alarms that fire
+
+/// What each kind of metric filter must count, by the end of its metric's name
+/// (`<stack>-<function>-<kind>`).
+const FILTER_KINDS: [(&str, &[&str]); 4] = [
+    ("-timeouts", &["report: timeout"]),
+    (
+        "-crashes",
+        &[
+            "report: error, runtime exit",
+            "report: error, out of memory",
+            "report: failure",
+        ],
+    ),
+    ("-panics", &["line: a panic"]),
+    ("-server-errors", &["line: an invocation answered 503"]),
+];
+
+/// The kinds every function must have a filter and an alarm of.
+const EVERY_FUNCTION: [&str; 2] = ["-timeouts", "-crashes"];
+
+const SAMPLE_REQUEST_ID: &str = "6f1c2a7e-0d4b-4f8e-9a51-3c2b1d0e9f87";
+const SAMPLE_TIME: &str = "2026-12-01T10:00:00.000Z";
+
+/// Log events of every kind a function's log group holds, by name: Lambda's own records and the
+/// functions' own lines.
+fn sample_events() -> Vec<(&'static str, String)> {
+    let mut events = platform_records();
+    events.extend(function_lines());
+    events
+}
+
+/// Lambda's own records, in the shapes of the Telemetry API `Event` schema reference
+/// (platform.report: `record.status` success, failure, error or timeout, `errorType` when not
+/// success), as Lambda writes them to `CloudWatch` Logs with `LogFormat: JSON`.
+fn platform_records() -> Vec<(&'static str, String)> {
+    let (id, time) = (SAMPLE_REQUEST_ID, SAMPLE_TIME);
+    let metrics = json!({
+        "durationMs": 10000.0, "billedDurationMs": 10000, "memorySizeMB": 256, "maxMemoryUsedMB": 61
+    });
+    let report = |status: &str, error_type: Option<&str>| {
+        let mut record = json!({ "requestId": id, "metrics": metrics, "status": status });
+        if let Some(error_type) = error_type {
+            record["errorType"] = json!(error_type);
+        }
+        json!({ "time": time, "type": "platform.report", "record": record }).to_string()
+    };
+    let runtime_done = |status: &str, error_type: &str| {
+        json!({
+            "time": time,
+            "type": "platform.runtimeDone",
+            "record": {
+                "requestId": id,
+                "status": status,
+                "errorType": error_type,
+                "metrics": { "durationMs": 10000.0, "producedBytes": 0 }
+            }
+        })
+        .to_string()
+    };
+    vec![
+        ("report: success", report("success", None)),
+        ("report: timeout", report("timeout", Some("Sandbox.Timedout"))),
+        (
+            "report: error, runtime exit",
+            report("error", Some("Runtime.ExitError")),
+        ),
+        (
+            "report: error, out of memory",
+            report("error", Some("Runtime.OutOfMemory")),
+        ),
+        ("report: failure", report("failure", Some("Runtime.Unknown"))),
+        (
+            "runtimeDone: timeout",
+            runtime_done("timeout", "Sandbox.Timedout"),
+        ),
+        (
+            "runtimeDone: error",
+            runtime_done("error", "Runtime.ExitError"),
+        ),
+        (
+            "runtimeDone: failure",
+            runtime_done("failure", "Runtime.Unknown"),
+        ),
+        (
+            "start",
+            json!({ "time": time, "type": "platform.start", "record": { "requestId": id, "version": "$LATEST" } })
+                .to_string(),
+        ),
+        (
+            "initReport: error",
+            json!({
+                "time": time,
+                "type": "platform.initReport",
+                "record": {
+                    "initializationType": "on-demand", "phase": "init", "status": "error",
+                    "errorType": "Runtime.ExitError", "metrics": { "durationMs": 120.5 }
+                }
+            })
+            .to_string(),
+        ),
+    ]
+}
+
+/// The functions' own JSON lines, and a plain-text line of the text log format.
+fn function_lines() -> Vec<(&'static str, String)> {
+    let (id, time) = (SAMPLE_REQUEST_ID, SAMPLE_TIME);
+    vec![
+        (
+            "line: a panic",
+            json!({
+                "timestamp": time, "level": "ERROR", "message": "panicked",
+                "location": "crm-http/src/customers.rs:120:9", "request_id": id
+            })
+            .to_string(),
+        ),
+        (
+            "line: an error that is no panic",
+            json!({
+                "timestamp": time, "level": "ERROR", "message": "store request failed",
+                "request_id": id, "error": "throttled"
+            })
+            .to_string(),
+        ),
+        (
+            "line: an invocation answered 503",
+            json!({
+                "timestamp": time, "level": "INFO", "message": "invocation", "request_id": id,
+                "operation": "read", "status": 503, "latency_ms": 5001
+            })
+            .to_string(),
+        ),
+        (
+            "line: an invocation answered 404",
+            json!({
+                "timestamp": time, "level": "INFO", "message": "invocation", "request_id": id,
+                "operation": "read", "status": 404, "latency_ms": 12
+            })
+            .to_string(),
+        ),
+        (
+            "line: a status that is no platform record's",
+            json!({
+                "timestamp": time, "level": "WARN", "message": "request deadline",
+                "record": { "status": "timeout" }, "status": "error"
+            })
+            .to_string(),
+        ),
+        (
+            "text: Lambda's timeout line of the text log format",
+            format!("{time} {id} Task timed out after 10.01 seconds"),
+        ),
+    ]
+}
+
+/// One `AWS::Logs::MetricFilter` and what it counts.
+struct MetricFilter<'t> {
+    id: &'t str,
+    log_group: Option<&'t str>,
+    metric: &'t Value,
+    kind: Option<&'static str>,
+}
+
+fn metric_filters<'t>(resources: &BTreeMap<&'t str, &'t Value>) -> Vec<MetricFilter<'t>> {
+    of_type(resources, "AWS::Logs::MetricFilter")
+        .into_iter()
+        .map(|(id, filter)| {
+            let props = properties(filter);
+            let metric = props
+                .pointer("/MetricTransformations/0/MetricName")
+                .unwrap_or(&Value::Null);
+            let name = metric.get("Fn::Sub").and_then(Value::as_str).unwrap_or("");
+            MetricFilter {
+                id,
+                log_group: props.get("LogGroupName").and_then(reference),
+                metric,
+                kind: FILTER_KINDS
+                    .iter()
+                    .map(|(kind, _)| *kind)
+                    .find(|kind| name.ends_with(kind)),
+            }
+        })
+        .collect()
+}
+
+/// Every function logs JSON with the INFO (or DEBUG) system log level to a log group of this
+/// template, on which a timeout filter and a crash filter count Lambda's platform.report records;
+/// every metric filter counts exactly the sample events of its kind; each has an alarm to the
+/// alarm topic and is on the dashboard, with its alarm.
+fn check_alarms(template: &Value, errors: &mut Vec<String>) {
+    let samples = sample_events();
+    for (what, switches) in [
+        ("with the defaults", vec![]),
+        (
+            "with the envelope function",
+            overrides(&[("EnableEnvelopeFunction", "true")]),
+        ),
+    ] {
+        let deployed = match created(template, &switches) {
+            Ok(deployed) => deployed,
+            Err(e) => {
+                errors.push(format!("{what}: {e}"));
+                continue;
+            }
+        };
+        let resources = resources(&deployed);
+        let filters = metric_filters(&resources);
+        let dashboard = of_type(&resources, "AWS::CloudWatch::Dashboard")
+            .first()
+            .map(|(_, d)| d.to_string())
+            .unwrap_or_default();
+        let topic = of_type(&resources, "AWS::SNS::Topic")
+            .first()
+            .map(|(id, _)| json!([{ "Ref": id }]));
+        for (function_id, function) in resources.iter().filter(|(_, r)| {
+            matches!(
+                resource_type(r),
+                "AWS::Lambda::Function" | "AWS::Serverless::Function"
+            )
+        }) {
+            let logging = properties(function)
+                .get("LoggingConfig")
+                .unwrap_or(&Value::Null);
+            if logging.get("LogFormat").and_then(Value::as_str) != Some("JSON") {
+                errors.push(format!(
+                    "{function_id} does not log JSON: Lambda writes its platform records as JSON only with LogFormat JSON"
+                ));
+            }
+            let level = logging.get("SystemLogLevel").and_then(Value::as_str);
+            if !matches!(level, Some("INFO" | "DEBUG")) {
+                errors.push(format!(
+                    "{function_id}.LoggingConfig.SystemLogLevel is {level:?}: Lambda writes platform.report at INFO, so set INFO (or DEBUG) explicitly"
+                ));
+            }
+            let group = logging.get("LogGroup").and_then(reference);
+            if group.is_none_or(|g| !resources.contains_key(g)) {
+                errors.push(format!(
+                    "{function_id} logs to {group:?}, not to a log group of this template"
+                ));
+                continue;
+            }
+            for kind in EVERY_FUNCTION {
+                let count = filters
+                    .iter()
+                    .filter(|f| f.log_group == group && f.kind == Some(kind))
+                    .count();
+                if count != 1 {
+                    errors.push(format!(
+                        "{what}: {function_id} has {count} metric filters of *{kind} on its log group, expected 1"
+                    ));
+                }
+            }
+        }
+        for filter in &filters {
+            check_filter_counts(filter, &resources, &samples, what, errors);
+            check_filter_alarm(filter, &resources, topic.as_ref(), &dashboard, what, errors);
+        }
+    }
+}
+
+fn check_filter_counts(
+    filter: &MetricFilter<'_>,
+    resources: &BTreeMap<&str, &Value>,
+    samples: &[(&str, String)],
+    what: &str,
+    errors: &mut Vec<String>,
+) {
+    let id = filter.id;
+    let Some(kind) = filter.kind else {
+        errors.push(format!(
+            "{id} counts into {}, which is of no kind this test knows ({:?})",
+            filter.metric,
+            FILTER_KINDS.map(|(k, _)| k)
+        ));
+        return;
+    };
+    let pattern = resources
+        .get(id)
+        .and_then(|f| properties(f).get("FilterPattern"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let parsed = match parse_filter(pattern) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            errors.push(format!("{what}: {id}: {e}"));
+            return;
+        }
+    };
+    let matched: BTreeSet<&str> = samples
+        .iter()
+        .filter(|(_, event)| filter_matches_event(&parsed, event))
+        .map(|(name, _)| *name)
+        .collect();
+    let expected: BTreeSet<&str> = FILTER_KINDS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, names)| names.iter().copied().collect())
+        .unwrap_or_default();
+    if matched != expected {
+        errors.push(format!(
+            "{what}: {id} ({pattern}) matches {matched:?}; a *{kind} filter must match exactly {expected:?}"
+        ));
+    }
+}
+
+fn check_filter_alarm(
+    filter: &MetricFilter<'_>,
+    resources: &BTreeMap<&str, &Value>,
+    topic: Option<&Value>,
+    dashboard: &str,
+    what: &str,
+    errors: &mut Vec<String>,
+) {
+    let id = filter.id;
+    let transformation = resources
+        .get(id)
+        .and_then(|f| properties(f).pointer("/MetricTransformations/0"))
+        .unwrap_or(&Value::Null);
+    if transformation.get("MetricNamespace") != Some(&json!("crm"))
+        || transformation.get("MetricValue") != Some(&json!("1"))
+    {
+        errors.push(format!(
+            "{id} does not count 1 per event into the namespace crm: {transformation}"
+        ));
+    }
+    let alarms: Vec<_> = of_type(resources, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .filter(|(_, a)| {
+            let props = properties(a);
+            props.get("Namespace") == Some(&json!("crm"))
+                && props.get("MetricName") == Some(filter.metric)
+        })
+        .collect();
+    let [(alarm_id, alarm)] = alarms.as_slice() else {
+        errors.push(format!(
+            "{what}: {} alarms watch the metric of {id}, expected 1",
+            alarms.len()
+        ));
+        return;
+    };
+    let props = properties(alarm);
+    let fires = props.get("Statistic") == Some(&json!("Sum"))
+        && props.get("Threshold") == Some(&json!(0))
+        && props.get("ComparisonOperator") == Some(&json!("GreaterThanThreshold"))
+        && props.get("TreatMissingData") == Some(&json!("notBreaching"));
+    if !fires {
+        errors.push(format!(
+            "{alarm_id} does not fire on the first event of {id} (Sum > 0, missing data not breaching)"
+        ));
+    }
+    for actions in ["AlarmActions", "OKActions"] {
+        if topic.is_none() || props.get(actions) != topic {
+            errors.push(format!(
+                "{alarm_id}.{actions} is {:?}, not the alarm topic {topic:?}",
+                props.get(actions)
+            ));
+        }
+    }
+    let metric = filter
+        .metric
+        .get("Fn::Sub")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    let arn = format!("${{{alarm_id}.Arn}}");
+    for shown in [metric, arn.as_str()] {
+        if !dashboard.contains(shown) {
+            errors.push(format!("{what}: the dashboard does not show {shown}"));
+        }
+    }
+}
+
+// ------------------------------------------------ authorization that fits real clients
+
+/// The HTTP API's routes with `overrides`, by route key.
+fn routes(deployed: &Value) -> BTreeMap<String, Value> {
+    of_type(&resources(deployed), "AWS::ApiGatewayV2::Route")
+        .into_iter()
+        .map(|(_, route)| {
+            let props = properties(route);
+            let key = props.get("RouteKey").and_then(Value::as_str).unwrap_or("?");
+            (key.to_owned(), props.clone())
+        })
+        .collect()
+}
+
+/// A scalar as CloudFormation makes it: the parameter's value for a `Ref` to one, else itself.
+fn text_of(value: &Value, values: &BTreeMap<String, String>) -> String {
+    reference(value)
+        .and_then(|name| values.get(name))
+        .cloned()
+        .unwrap_or_else(|| scalar_text(value))
+}
+
+/// A list of strings as CloudFormation makes it: a list, or `Fn::Split` of a parameter.
+fn string_list(value: &Value, values: &BTreeMap<String, String>) -> Option<Vec<String>> {
+    if let Some([Value::String(delimiter), source]) = value
+        .get("Fn::Split")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+    {
+        let text = reference(source).and_then(|name| values.get(name))?;
+        return Some(text.split(delimiter.as_str()).map(str::to_owned).collect());
+    }
+    value
+        .as_array()
+        .map(|items| items.iter().map(scalar_text).collect())
+}
+
+/// With `AuthMode` JWT every route of the OpenAPI document has a route of its own with the JWT
+/// authorizer and the scope it needs (from the scope parameters, or none where a parameter is
+/// empty), and nothing reaches the function by `$default`; with `AWS_IAM` or NONE the same routes
+/// carry no scope and `$default` serves the rest. OPTIONS routes exist only with CORS, open.
+fn check_routes(template: &Value, errors: &mut Vec<String>) {
+    let expected = match openapi_routes() {
+        Ok(routes) => routes,
+        Err(e) => return errors.push(e),
+    };
+    for parameter in ["JwtReadScope", "JwtWriteScope"] {
+        let default = template
+            .pointer(&format!("/Parameters/{parameter}/Default"))
+            .and_then(Value::as_str);
+        if default.is_none_or(str::is_empty) {
+            errors.push(format!(
+                "parameter {parameter} has no default scope ({default:?}): a JWT deployment would check none"
+            ));
+        }
+    }
+    for pairs in route_deployments() {
+        let what = format!("with {pairs:?}");
+        let switches = overrides(&pairs);
+        let values = parameters(template, &switches);
+        let deployed = match created(template, &switches) {
+            Ok(deployed) => deployed,
+            Err(e) => {
+                errors.push(format!("{what}: {e}"));
+                continue;
+            }
+        };
+        let authorizer = of_type(&resources(&deployed), "AWS::ApiGatewayV2::Authorizer")
+            .into_iter()
+            .filter(|(_, a)| properties(a).get("AuthorizerType") == Some(&json!("JWT")))
+            .map(|(id, _)| json!({ "Ref": id }))
+            .next();
+        let deployment = RouteDeployment {
+            what: &what,
+            mode: values.get("AuthMode").cloned().unwrap_or_default(),
+            values: &values,
+            authorizer: authorizer.as_ref(),
+        };
+        let routes = routes(&deployed);
+        let actual: BTreeSet<(String, String)> = routes
+            .keys()
+            .filter(|key| *key != "$default" && !key.starts_with("OPTIONS "))
+            .filter_map(|key| key.split_once(' '))
+            .map(|(method, path)| (method.to_owned(), path.to_owned()))
+            .collect();
+        if actual != expected {
+            errors.push(format!(
+                "{what}: routes the document lacks {:?}, document routes without a route {:?}",
+                actual.difference(&expected).collect::<Vec<_>>(),
+                expected.difference(&actual).collect::<Vec<_>>()
+            ));
+        }
+        for (key, route) in &routes {
+            check_route(&deployment, key, route, errors);
+        }
+        if deployment.mode != "JWT" && !routes.contains_key("$default") {
+            errors.push(format!(
+                "{what}: no $default route: the router's 404 and 405 answers and prefixed paths are lost"
+            ));
+        }
+        let preflights: BTreeSet<&str> = routes
+            .keys()
+            .map(String::as_str)
+            .filter(|key| key.starts_with("OPTIONS "))
+            .collect();
+        let cors = values
+            .get("CorsAllowedOrigins")
+            .is_some_and(|o| !o.is_empty());
+        let wanted: BTreeSet<&str> = if cors {
+            BTreeSet::from(["OPTIONS /", "OPTIONS /{proxy+}"])
+        } else {
+            BTreeSet::new()
+        };
+        if preflights != wanted {
+            errors.push(format!(
+                "{what}: OPTIONS routes {preflights:?}, expected {wanted:?} (open only for CORS preflights)"
+            ));
+        }
+    }
+}
+
+/// The deployments the routes are checked in: JWT with two read scopes, JWT with no read scope,
+/// JWT with the default scopes, `AWS_IAM` and NONE; with and without CORS.
+fn route_deployments() -> Vec<Vec<(&'static str, &'static str)>> {
+    let jwt = [
+        ("AuthMode", "JWT"),
+        ("JwtIssuer", "https://issuer.example.com/"),
+        ("JwtAudience", "crm-clients"),
+    ];
+    let cors = ("CorsAllowedOrigins", "https://app.example.com");
+    vec![
+        [
+            &jwt[..],
+            &[
+                cors,
+                ("JwtReadScope", "test/read,test/admin"),
+                ("JwtWriteScope", "test/write"),
+            ],
+        ]
+        .concat(),
+        [
+            &jwt[..],
+            &[("JwtReadScope", ""), ("JwtWriteScope", "test/write")],
+        ]
+        .concat(),
+        [&jwt[..], &[cors]].concat(),
+        vec![("AuthMode", "AWS_IAM"), cors],
+        vec![("AuthMode", "AWS_IAM")],
+        vec![("AuthMode", "NONE"), cors],
+    ]
+}
+
+/// One deployment of the HTTP API, as [`check_route`] needs it.
+struct RouteDeployment<'a> {
+    what: &'a str,
+    mode: String,
+    values: &'a BTreeMap<String, String>,
+    authorizer: Option<&'a Value>,
+}
+
+/// One route: it targets the function; an OPTIONS route is open; `$default` exists only without
+/// JWT and has no scope; every other route asks for `AuthMode`, and with JWT for the authorizer and
+/// its scope.
+fn check_route(
+    deployment: &RouteDeployment<'_>,
+    key: &str,
+    route: &Value,
+    errors: &mut Vec<String>,
+) {
+    let RouteDeployment {
+        what,
+        mode,
+        values,
+        authorizer,
+    } = deployment;
+    let target = route.get("Target");
+    if target != Some(&json!({ "Fn::Sub": "integrations/${HttpApiIntegration}" })) {
+        errors.push(format!("{what}: {key} targets {target:?}"));
+    }
+    let (authorization, authorizer_id, scopes) = (
+        route.get("AuthorizationType").map(|v| text_of(v, values)),
+        route.get("AuthorizerId"),
+        route.get("AuthorizationScopes"),
+    );
+    if key.starts_with("OPTIONS ") {
+        if authorization.as_deref() != Some("NONE") || authorizer_id.is_some() || scopes.is_some() {
+            errors.push(format!(
+                "{what}: {key} is not open ({authorization:?}, {authorizer_id:?}, {scopes:?}); a CORS preflight carries no credentials"
+            ));
+        }
+        return;
+    }
+    if authorization.as_deref() != Some(mode.as_str()) {
+        errors.push(format!(
+            "{what}: {key} has AuthorizationType {authorization:?}, not {mode}"
+        ));
+    }
+    let is_jwt = mode == "JWT";
+    if key == "$default" {
+        if is_jwt {
+            errors.push(format!(
+                "{what}: $default exists: a prefixed path (/x/customers/...) matches no scoped route and would reach the function with any valid token"
+            ));
+        }
+        if authorizer_id.is_some() || scopes.is_some() {
+            errors.push(format!("{what}: $default has an authorizer or scopes"));
+        }
+        return;
+    }
+    if !is_jwt {
+        if authorizer_id.is_some() || scopes.is_some() {
+            errors.push(format!(
+                "{what}: {key} has an authorizer or scopes without JWT"
+            ));
+        }
+        return;
+    }
+    if authorizer.is_none() || authorizer_id != *authorizer {
+        errors.push(format!(
+            "{what}: {key} has authorizer {authorizer_id:?}, not the JWT authorizer {authorizer:?}"
+        ));
+    }
+    let Some((method, path)) = key.split_once(' ') else {
+        return errors.push(format!("{what}: route key {key} is not METHOD /path"));
+    };
+    let parameter = scope_parameter(method, path);
+    let wanted: Vec<String> = values
+        .get(parameter)
+        .filter(|v| !v.is_empty())
+        .map(|v| v.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let granted = scopes
+        .and_then(|s| string_list(s, values))
+        .unwrap_or_default();
+    if granted != wanted {
+        errors.push(format!(
+            "{what}: {key} asks for the scopes {granted:?}, it needs {parameter}: {wanted:?}"
+        ));
+    }
+}
+
+/// Every REST method asks for an API key and `AuthMode`, but OPTIONS with CORS, which is open for
+/// the preflight.
+fn check_rest_methods(template: &Value, errors: &mut Vec<String>) {
+    for pairs in [
+        vec![
+            ("AuthMode", "AWS_IAM"),
+            ("CorsAllowedOrigins", "https://app.example.com"),
+        ],
+        vec![("AuthMode", "AWS_IAM")],
+        vec![
+            ("AuthMode", "NONE"),
+            ("CorsAllowedOrigins", "https://app.example.com"),
+        ],
+        vec![("AuthMode", "NONE")],
+    ] {
+        let what = format!("with {pairs:?}");
+        let switches = overrides(&pairs);
+        let values = parameters(template, &switches);
+        let deployed = match created(template, &switches) {
+            Ok(deployed) => deployed,
+            Err(e) => {
+                errors.push(format!("{what}: {e}"));
+                continue;
+            }
+        };
+        let cors = values
+            .get("CorsAllowedOrigins")
+            .is_some_and(|o| !o.is_empty());
+        let mode = values.get("AuthMode").cloned().unwrap_or_default();
+        for (id, method) in of_type(&resources(&deployed), "AWS::ApiGateway::Method") {
+            let props = properties(method);
+            let preflight = cors && props.get("HttpMethod") == Some(&json!("OPTIONS"));
+            let (authorization, key) = if preflight {
+                ("NONE".to_owned(), false)
+            } else {
+                (mode.clone(), true)
+            };
+            let actual = (
+                props.get("AuthorizationType").map(|v| text_of(v, &values)),
+                props.get("ApiKeyRequired"),
+            );
+            if actual != (Some(authorization.clone()), Some(&json!(key))) {
+                errors.push(format!(
+                    "{what}: {id} has {actual:?}, expected AuthorizationType {authorization} and ApiKeyRequired {key}"
+                ));
+            }
+        }
+    }
+}
+
+/// The REST API's client slots: parameters `Client<N>Name` with their throttle and quota. Every
+/// named slot, and only those, has an API key of its own (named after the client, so that a
+/// renamed slot gets a new key; slot 1 under its default name keeps the generated name of the key
+/// of earlier releases), a usage plan of its own on the stage with the slot's limits, and the usage
+/// plan key that joins them; a stack rule refuses a stack without a client.
+fn check_clients(template: &Value, errors: &mut Vec<String>) {
+    let slots: Vec<usize> = (1..=9)
+        .filter(|n| {
+            template
+                .pointer(&format!("/Parameters/Client{n}Name"))
+                .is_some()
+        })
+        .collect();
+    if slots.len() < 2 || slots.iter().enumerate().any(|(i, n)| i + 1 != *n) {
+        errors.push(format!(
+            "client slots {slots:?}: expected Client1Name, Client2Name, ... (more than one)"
+        ));
+        return;
+    }
+    for n in &slots {
+        for suffix in ["BurstLimit", "RateLimit", "QuotaLimit", "QuotaPeriod"] {
+            if template
+                .pointer(&format!("/Parameters/Client{n}{suffix}"))
+                .is_none()
+            {
+                errors.push(format!(
+                    "client slot {n} has no parameter Client{n}{suffix}"
+                ));
+            }
+        }
+    }
+    let rules = template.get("Rules").unwrap_or(&Value::Null);
+    let guarded = rules.as_object().is_some_and(|rules| {
+        rules.values().any(|rule| {
+            let text = rule.to_string();
+            text.contains("Fn::Or")
+                && slots
+                    .iter()
+                    .all(|n| text.contains(&format!("{{\"Ref\":\"Client{n}Name\"}}")))
+        })
+    });
+    if !guarded {
+        errors.push(
+            "no stack rule asks for at least one client name: a stack without a key serves nobody"
+                .to_owned(),
+        );
+    }
+    let all: Vec<(String, String)> = slots
+        .iter()
+        .map(|n| (format!("Client{n}Name"), format!("client-{n}")))
+        .collect();
+    let mut cases: Vec<ClientCase> = vec![
+        ("with the defaults".to_owned(), vec![], vec![1]),
+        ("with every slot named".to_owned(), all, slots.clone()),
+    ];
+    let last = slots.len();
+    cases.push((
+        format!("with slot {last} alone"),
+        vec![
+            ("Client1Name".to_owned(), String::new()),
+            (format!("Client{last}Name"), "only-client".to_owned()),
+        ],
+        vec![last],
+    ));
+    for (what, pairs, named) in cases {
+        let switches: Vec<(&str, String)> =
+            pairs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let values = parameters(template, &switches);
+        match created(template, &switches) {
+            Ok(deployed) => check_client_resources(&deployed, &values, &named, &what, errors),
+            Err(e) => errors.push(format!("{what}: {e}")),
+        }
+    }
+}
+
+/// A deployment of the client slots: what it is, the parameters it sets, the slots it names.
+type ClientCase = (String, Vec<(String, String)>, Vec<usize>);
+
+fn check_client_resources(
+    deployed: &Value,
+    values: &BTreeMap<String, String>,
+    named: &[usize],
+    what: &str,
+    errors: &mut Vec<String>,
+) {
+    let resources = resources(deployed);
+    let api = of_type(&resources, "AWS::ApiGateway::RestApi")
+        .first()
+        .map(|(id, _)| *id);
+    let stage = of_type(&resources, "AWS::ApiGateway::Stage")
+        .first()
+        .map(|(id, _)| *id);
+    let keys = of_type(&resources, "AWS::ApiGateway::ApiKey");
+    let clients = ClientDeployment {
+        what,
+        values,
+        deployed,
+        stages: json!([{ "ApiId": { "Ref": api }, "Stage": { "Ref": stage } }]),
+        plans: of_type(&resources, "AWS::ApiGateway::UsagePlan"),
+        joins: of_type(&resources, "AWS::ApiGateway::UsagePlanKey"),
+    };
+    let key_slots: BTreeSet<usize> = keys
+        .iter()
+        .filter_map(|(key_id, key)| check_client_key(&clients, key_id, key, errors))
+        .collect();
+    let wanted: BTreeSet<usize> = named.iter().copied().collect();
+    if key_slots != wanted || keys.len() != named.len() {
+        errors.push(format!(
+            "{what}: API keys of slots {key_slots:?} ({} keys), expected one for each named slot {wanted:?}",
+            keys.len()
+        ));
+    }
+    if clients.plans.len() != named.len() || clients.joins.len() != named.len() {
+        errors.push(format!(
+            "{what}: {} usage plans and {} usage plan keys for {} clients",
+            clients.plans.len(),
+            clients.joins.len(),
+            named.len()
+        ));
+    }
+}
+
+/// One deployment of the REST API's clients, as [`check_client_key`] needs it.
+struct ClientDeployment<'t> {
+    what: &'t str,
+    values: &'t BTreeMap<String, String>,
+    deployed: &'t Value,
+    stages: Value,
+    plans: Vec<(&'t str, &'t Value)>,
+    joins: Vec<(&'t str, &'t Value)>,
+}
+
+/// The slot whose name a key's or plan's `Description` holds, when it holds exactly one.
+fn slot_of(resource: &Value) -> Option<usize> {
+    let description = properties(resource).get("Description")?.to_string();
+    let slots: Vec<usize> = (1..=9)
+        .filter(|n| description.contains(&format!("${{Client{n}Name}}")))
+        .collect();
+    match slots.as_slice() {
+        [slot] => Some(*slot),
+        _ => None,
+    }
+}
+
+/// One client's key: enabled, named after its client (but slot 1 under its default name), in
+/// exactly one usage plan that holds no other key, on the stage, with its slot's limits, and given
+/// by an output. Returns the key's slot.
+fn check_client_key(
+    clients: &ClientDeployment<'_>,
+    key_id: &str,
+    key: &Value,
+    errors: &mut Vec<String>,
+) -> Option<usize> {
+    let what = clients.what;
+    let Some(slot) = slot_of(key) else {
+        errors.push(format!(
+            "{what}: {key_id}'s Description names no single client slot"
+        ));
+        return None;
+    };
+    let props = properties(key);
+    if props.get("Enabled") != Some(&json!(true)) {
+        errors.push(format!("{what}: {key_id} is not enabled"));
+    }
+    let name = props.get("Name");
+    let keeps_generated =
+        slot == 1 && clients.values.get("Client1Name").map(String::as_str) == Some("default");
+    let wanted = (!keeps_generated)
+        .then(|| json!({ "Fn::Sub": format!("${{AWS::StackName}}-${{Client{slot}Name}}") }));
+    if name != wanted.as_ref() {
+        errors.push(format!(
+            "{what}: {key_id}.Name is {name:?}, expected {wanted:?}: a key's name must change, and the key with it, when its slot goes to another client"
+        ));
+    }
+    let exported = clients
+        .deployed
+        .get("Outputs")
+        .and_then(Value::as_object)
+        .is_some_and(|o| {
+            o.values()
+                .any(|out| out.get("Value") == Some(&json!({ "Ref": key_id })))
+        });
+    if !exported {
+        errors.push(format!("{what}: no output gives the id of {key_id}"));
+    }
+    let joins_of = |field: &str, id: &str| -> Vec<&str> {
+        clients
+            .joins
+            .iter()
+            .filter(|(_, j)| properties(j).get(field).and_then(reference) == Some(id))
+            .map(|(join_id, _)| *join_id)
+            .collect()
+    };
+    let joined = joins_of("KeyId", key_id);
+    let [join_id] = joined.as_slice() else {
+        errors.push(format!(
+            "{what}: {key_id} is in {} usage plans, expected 1",
+            joined.len()
+        ));
+        return Some(slot);
+    };
+    let join = clients
+        .joins
+        .iter()
+        .find(|(id, _)| id == join_id)
+        .map_or(&Value::Null, |(_, j)| properties(j));
+    if join.get("KeyType") != Some(&json!("API_KEY")) {
+        errors.push(format!("{what}: {join_id}.KeyType is not API_KEY"));
+    }
+    let plan_id = join.get("UsagePlanId").and_then(reference);
+    let Some((plan_id, plan)) = clients.plans.iter().find(|(id, _)| Some(*id) == plan_id) else {
+        errors.push(format!(
+            "{what}: {join_id} joins {key_id} to no usage plan of this template"
+        ));
+        return Some(slot);
+    };
+    let holders = joins_of("UsagePlanId", plan_id).len();
+    if holders != 1 {
+        errors.push(format!(
+            "{what}: {plan_id} holds {holders} keys; every client needs a usage plan of its own"
+        ));
+    }
+    let props = properties(plan);
+    for (pointer, suffix) in [
+        ("/Throttle/BurstLimit", "BurstLimit"),
+        ("/Throttle/RateLimit", "RateLimit"),
+        ("/Quota/Limit", "QuotaLimit"),
+        ("/Quota/Period", "QuotaPeriod"),
+    ] {
+        let parameter = format!("Client{slot}{suffix}");
+        let limit = props.pointer(pointer).and_then(reference);
+        if limit != Some(parameter.as_str()) {
+            errors.push(format!(
+                "{what}: {plan_id}{pointer} is {limit:?}, the key's slot {slot} has {parameter}"
+            ));
+        }
+    }
+    if props.get("ApiStages") != Some(&clients.stages) {
+        errors.push(format!(
+            "{what}: {plan_id}.ApiStages is {:?}, expected the stage {}",
+            props.get("ApiStages"),
+            clients.stages
+        ));
+    }
+    Some(slot)
+}
+
+// ------------------------------------------------ no personal data in traces
+
+/// The access-log variables that carry nothing of a request's path, query string, headers or body:
+/// ids, times, the method, the route or resource *template*, statuses, sizes, latencies, the type
+/// of a gateway error, the JWT authorizer's reason, the WAF's answer, the API key's id and the
+/// caller's IP (personal data kept on purpose; deploy/README.md, "Observability"). Never
+/// `$context.path` (with a prefixed or encoded id), `$context.error.message` (for a signature that
+/// does not match, it quotes the canonical request: query string and security token), the user
+/// agent, the domain, or the claims of a token.
+const ACCESS_LOG_VARIABLES: [&str; 18] = [
+    "requestId",
+    "extendedRequestId",
+    "requestTimeEpoch",
+    "httpMethod",
+    "routeKey",
+    "resourcePath",
+    "status",
+    "protocol",
+    "responseLength",
+    "responseLatency",
+    "integrationLatency",
+    "integrationStatus",
+    "integrationErrorMessage",
+    "error.responseType",
+    "authorizer.error",
+    "wafResponseCode",
+    "identity.apiKeyId",
+    "identity.sourceIp",
+];
+
+/// The gateway records no path, query string, header or body: the stage's access-log format is one
+/// JSON object of allowed variables only; a REST stage writes no execution log (which can hold
+/// bodies); and WAF logs (REST) redact the query string.
+fn check_gateway_records(template: &Value, errors: &mut Vec<String>) {
+    let resources = resources(template);
+    let formats: Vec<(&str, &Value)> = resources
+        .iter()
+        .filter_map(|(id, r)| {
+            let props = properties(r);
+            match resource_type(r) {
+                "AWS::ApiGatewayV2::Stage" => props.pointer("/AccessLogSettings/Format"),
+                "AWS::ApiGateway::Stage" => props.pointer("/AccessLogSetting/Format"),
+                _ => None,
+            }
+            .map(|format| (*id, format))
+        })
+        .collect();
+    if formats.is_empty() {
+        errors.push("no stage with an access-log format".to_owned());
+    }
+    for (stage, format) in formats {
+        let Some(format) = format.as_str() else {
+            errors.push(format!(
+                "{stage}: the access-log format is not a plain string"
+            ));
+            continue;
+        };
+        let mut placeholders = String::new();
+        let mut rest = format;
+        while let Some(at) = rest.find("$context.") {
+            placeholders.push_str(&rest[..at]);
+            let tail = &rest[at + "$context.".len()..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.'))
+                .unwrap_or(tail.len());
+            let variable = tail[..end].trim_end_matches('.');
+            if !ACCESS_LOG_VARIABLES.contains(&variable) {
+                errors.push(format!(
+                    "{stage}: the access log records $context.{variable}, which is not one of the variables known to carry no path, query string, header or body"
+                ));
+            }
+            placeholders.push('x');
+            rest = &tail[variable.len()..];
+        }
+        placeholders.push_str(rest);
+        if !serde_json::from_str::<Value>(&placeholders).is_ok_and(|v| v.is_object()) {
+            errors.push(format!(
+                "{stage}: the access-log format is not one JSON object"
+            ));
+        }
+    }
+    for (stage, props) in of_type(&resources, "AWS::ApiGateway::Stage")
+        .into_iter()
+        .map(|(id, s)| (id, properties(s)))
+    {
+        for setting in one_or_many(props.get("MethodSettings").unwrap_or(&Value::Null)) {
+            if setting.get("LoggingLevel") != Some(&json!("OFF"))
+                || setting.get("DataTraceEnabled") != Some(&json!(false))
+            {
+                errors.push(format!(
+                    "{stage}: execution logging is on ({setting}); it can record bodies"
+                ));
+            }
+        }
+    }
+    for (id, logging) in of_type(&resources, "AWS::WAFv2::LoggingConfiguration") {
+        let redacted = one_or_many(
+            properties(logging)
+                .get("RedactedFields")
+                .unwrap_or(&Value::Null),
+        );
+        if !redacted.iter().any(|f| f.get("QueryString").is_some()) {
+            errors.push(format!("{id}: WAF logs keep the query string"));
+        }
+    }
+}
+
+/// Every operability disagreement of a template; empty when it keeps every promise.
+fn operability_disagreements(text: &str) -> Vec<String> {
+    let template = match parse(text) {
+        Ok(template) => template,
+        Err(e) => return vec![e],
+    };
+    let mut errors = Vec::new();
+    check_alarms(&template, &mut errors);
+    check_gateway_records(&template, &mut errors);
+    let types: BTreeSet<&str> = resources(&template)
+        .values()
+        .map(|r| resource_type(r))
+        .collect();
+    if types.contains("AWS::ApiGatewayV2::Api") {
+        check_routes(&template, &mut errors);
+    }
+    if types.contains("AWS::ApiGateway::RestApi") {
+        check_rest_methods(&template, &mut errors);
+        check_clients(&template, &mut errors);
+    }
+    errors
+}
+
+fn assert_keeps(name: &str, what: &str, errors: &[String]) {
+    assert!(
+        errors.is_empty(),
+        "deploy/{name}: {what}:\n  - {}",
+        errors.join("\n  - ")
+    );
+}
+
+fn each_template(check: fn(&Value, &mut Vec<String>)) -> Vec<(&'static str, Vec<String>)> {
+    TEMPLATES
+        .iter()
+        .map(|name| {
+            let mut errors = Vec::new();
+            match parse(&template_text(name)) {
+                Ok(template) => check(&template, &mut errors),
+                Err(e) => errors.push(e),
+            }
+            (*name, errors)
+        })
+        .collect()
+}
+
+#[test]
+fn the_filter_pattern_evaluator_reads_what_cloudwatch_reads_and_refuses_the_rest() {
+    let event = r#"{"type": "platform.report", "record": {"status": "timeout"}, "code": 503}"#;
+    let cases = [
+        (r#"{ $.type = "platform.report" }"#, true),
+        (r#"{ $.type = "platform.start" }"#, false),
+        (
+            r#"{ $.record.status = "timeout" && $.type = "platform.report" }"#,
+            true,
+        ),
+        (
+            r#"{ $.record.status = "error" && $.type = "platform.report" }"#,
+            false,
+        ),
+        (
+            r#"{ $.record.status = "error" || $.type = "platform.report" }"#,
+            true,
+        ),
+        (
+            r#"{ $.type = "platform.report" && ($.record.status = "error" || $.record.status = "timeout") }"#,
+            true,
+        ),
+        (
+            r#"{ ($.type = "platform.report" && $.record.status = "error") || $.code >= 500 }"#,
+            true,
+        ),
+        ("{ $.code >= 503 }", true),
+        ("{ $.code > 503 }", false),
+        ("{ $.code = 503 }", true),
+        ("{ $.code < 500 }", false),
+        (r#"{ $.missing.property = "timeout" }"#, false),
+        (r#"{ $.record = "timeout" }"#, false),
+        (r#"{ $.code = "503" }"#, false),
+    ];
+    for (pattern, expected) in cases {
+        let parsed = parse_filter(pattern).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            filter_matches_event(&parsed, event),
+            expected,
+            "{pattern} on {event}"
+        );
+        assert!(
+            !filter_matches_event(&parsed, "Task timed out after 3.00 seconds"),
+            "{pattern} matched a line that is not JSON"
+        );
+    }
+    for refused in [
+        r#"{ $.a = "x" && $.b = "y" || $.c = "z" }"#,
+        r#"{ $.a != "x" }"#,
+        r#"{ $.a = "x*" }"#,
+        r#"{ $.a[0] = "x" }"#,
+        r"{ $.a = x }",
+        r#"{ $.a > "x" }"#,
+        r#"{ ($.a = "x" }"#,
+        r#"?panicked ?"Task timed out""#,
+        r#"{ $.a = "x" "#,
+    ] {
+        assert!(
+            parse_filter(refused).is_err(),
+            "{refused} was accepted; the evaluator must refuse what it cannot evaluate faithfully"
+        );
+    }
+}
+
+#[test]
+fn every_function_alarms_on_its_timeouts_and_crashes_from_lambdas_platform_reports() {
+    for (name, errors) in each_template(check_alarms) {
+        assert_keeps(name, "the alarms do not fire as promised", &errors);
+    }
+}
+
+#[test]
+fn every_http_api_route_asks_a_jwt_for_the_scope_it_needs_and_options_stays_open_only_for_cors_preflights()
+ {
+    let mut errors = Vec::new();
+    match parse(&template_text("template.yaml")) {
+        Ok(template) => check_routes(&template, &mut errors),
+        Err(e) => errors.push(e),
+    }
+    assert_keeps(
+        "template.yaml",
+        "the routes do not fit the clients",
+        &errors,
+    );
+}
+
+#[test]
+fn every_rest_method_asks_for_a_key_and_options_stays_open_only_for_cors_preflights() {
+    let mut errors = Vec::new();
+    match parse(&template_text("rest-api.yaml")) {
+        Ok(template) => check_rest_methods(&template, &mut errors),
+        Err(e) => errors.push(e),
+    }
+    assert_keeps(
+        "rest-api.yaml",
+        "the methods do not fit the clients",
+        &errors,
+    );
+}
+
+#[test]
+fn every_rest_api_client_has_its_own_key_and_usage_plan() {
+    let mut errors = Vec::new();
+    match parse(&template_text("rest-api.yaml")) {
+        Ok(template) => check_clients(&template, &mut errors),
+        Err(e) => errors.push(e),
+    }
+    assert_keeps(
+        "rest-api.yaml",
+        "the API clients are not kept apart",
+        &errors,
+    );
+}
+
+#[test]
+fn the_gateway_records_no_path_query_string_header_or_body() {
+    for (name, errors) in each_template(check_gateway_records) {
+        assert_keeps(name, "the gateway may record personal data", &errors);
+    }
+}
+
+/// Edits that break a promise of either template: (what, text, replacement).
+const DRIFTS_OF_EITHER: &[(&str, &str, &str)] = &[
+    (
+        "the timeout filter counting runtimeDone too",
+        r#"'{ $.type = "platform.report" && $.record.status = "timeout" }'"#,
+        r#"'{ $.record.status = "timeout" }'"#,
+    ),
+    (
+        "the crash filter counting successes",
+        r#"($.record.status = "error" || $.record.status = "failure")"#,
+        r#"($.record.status = "error" || $.record.status = "success")"#,
+    ),
+    (
+        "the crash filter missing the failures",
+        r#"($.record.status = "error" || $.record.status = "failure")"#,
+        r#"$.record.status = "error""#,
+    ),
+    (
+        "&& and || without parentheses",
+        r#"&& ($.record.status = "error" || $.record.status = "failure")"#,
+        r#"&& $.record.status = "error" || $.record.status = "failure""#,
+    ),
+    (
+        "the envelope's old text filter back",
+        "      FilterName: envelope-crashes\n      FilterPattern: '",
+        "      FilterName: envelope-crashes\n      FilterPattern: '?panicked ?\"Task timed out\" ?\"Runtime exited\"' #",
+    ),
+    (
+        "the panic filter counting every error line",
+        r#"FilterPattern: '{ $.message = "panicked" }'"#,
+        r#"FilterPattern: '{ $.level = "ERROR" }'"#,
+    ),
+    (
+        "system logs at WARN",
+        "        SystemLogLevel: INFO\n",
+        "        SystemLogLevel: WARN\n",
+    ),
+    (
+        "the system log level left to Lambda's default",
+        "        SystemLogLevel: INFO\n",
+        "",
+    ),
+    (
+        "text logs",
+        "        LogFormat: JSON\n",
+        "        LogFormat: Text\n",
+    ),
+    (
+        "the events function without a timeout filter",
+        "      LogGroupName: !Ref EventsFunctionLogGroup\n      FilterName: events-timeouts\n",
+        "      LogGroupName: !Ref HttpFunctionLogGroup\n      FilterName: events-timeouts\n",
+    ),
+    (
+        "a crash alarm on another metric",
+        "      Namespace: crm\n      MetricName: !Sub \"${AWS::StackName}-http-crashes\"\n",
+        "      Namespace: crm\n      MetricName: !Sub \"${AWS::StackName}-http-crash\"\n",
+    ),
+    (
+        "a timeout alarm that tells nobody",
+        "      MetricName: !Sub \"${AWS::StackName}-http-timeouts\"\n      Statistic: Sum\n      Period: 300\n      EvaluationPeriods: 1\n      DatapointsToAlarm: 1\n      Threshold: 0\n      ComparisonOperator: GreaterThanThreshold\n      TreatMissingData: notBreaching\n      AlarmActions: [!Ref AlarmTopic]\n",
+        "      MetricName: !Sub \"${AWS::StackName}-http-timeouts\"\n      Statistic: Sum\n      Period: 300\n      EvaluationPeriods: 1\n      DatapointsToAlarm: 1\n      Threshold: 0\n      ComparisonOperator: GreaterThanThreshold\n      TreatMissingData: notBreaching\n      AlarmActions: []\n",
+    ),
+    (
+        "a timeout alarm that waits for two",
+        "      MetricName: !Sub \"${AWS::StackName}-events-timeouts\"\n      Statistic: Sum\n      Period: 300\n      EvaluationPeriods: 1\n      DatapointsToAlarm: 1\n      Threshold: 0\n",
+        "      MetricName: !Sub \"${AWS::StackName}-events-timeouts\"\n      Statistic: Sum\n      Period: 300\n      EvaluationPeriods: 1\n      DatapointsToAlarm: 1\n      Threshold: 1\n",
+    ),
+    (
+        "an alarm off the dashboard",
+        "\"${HttpCrashesAlarm.Arn}\", ",
+        "",
+    ),
+    (
+        "a metric off the dashboard",
+        ",\n                   [\"crm\", \"${AWS::StackName}-events-crashes\", {\"label\": \"crashes\"}]",
+        "",
+    ),
+    (
+        "the envelope's timeouts off the dashboard",
+        "              [\"crm\", \"${AWS::StackName}-envelope-timeouts\", {\"label\": \"timeouts\"}],\n",
+        "",
+    ),
+    (
+        "the path in the access log",
+        "\"httpMethod\":\"$context.httpMethod\"",
+        "\"httpMethod\":\"$context.httpMethod\",\"path\":\"$context.path\"",
+    ),
+    (
+        "the error message in the access log",
+        "\"errorType\":\"$context.error.responseType\"",
+        "\"errorMessage\":\"$context.error.message\"",
+    ),
+    (
+        "the user agent in the access log",
+        "\"ip\":\"$context.identity.sourceIp\"",
+        "\"ip\":\"$context.identity.sourceIp\",\"agent\":\"$context.identity.userAgent\"",
+    ),
+];
+
+/// Edits that break a promise of the HTTP API template.
+const DRIFTS_OF_THE_HTTP_API: &[(&str, &str, &str)] = &[
+    (
+        "a document route without a route",
+        "      RouteKey: DELETE /Customers\n",
+        "      RouteKey: PUT /Customers\n",
+    ),
+    ("$default with JWT", "    Condition: NotJwt\n", ""),
+    (
+        "a scope condition that ignores its parameter",
+        "  HasJwtReadScope: !And [!Condition IsJwt, !Not [!Equals [!Ref JwtReadScope, \"\"]]]\n",
+        "  HasJwtReadScope: !Condition IsJwt\n",
+    ),
+    (
+        "no default scope",
+        "    Default: crm/customers.write\n",
+        "    Default: \"\"\n",
+    ),
+    (
+        "a preflight route behind the authorizer",
+        "      RouteKey: OPTIONS /\n      Target: !Sub \"integrations/${HttpApiIntegration}\"\n      AuthorizationType: NONE\n",
+        "      RouteKey: OPTIONS /\n      Target: !Sub \"integrations/${HttpApiIntegration}\"\n      AuthorizationType: !Ref AuthMode\n",
+    ),
+    (
+        "OPTIONS open without CORS",
+        "  HttpApiPreflightProxyRoute:\n    Type: AWS::ApiGatewayV2::Route\n    Condition: HasCors\n",
+        "  HttpApiPreflightProxyRoute:\n    Type: AWS::ApiGatewayV2::Route\n",
+    ),
+];
+
+/// Edits that break a promise of the REST API template.
+const DRIFTS_OF_THE_REST_API: &[(&str, &str, &str)] = &[
+    (
+        "two clients on one usage plan",
+        "      UsagePlanId: !Ref Client3UsagePlan\n",
+        "      UsagePlanId: !Ref Client2UsagePlan\n",
+    ),
+    (
+        "a client on another slot's limits",
+        "        BurstLimit: !Ref Client2BurstLimit\n",
+        "        BurstLimit: !Ref Client1BurstLimit\n",
+    ),
+    (
+        "a slot's key without its condition",
+        "  Client4ApiKey:\n    Type: AWS::ApiGateway::ApiKey\n    Condition: HasClient4\n",
+        "  Client4ApiKey:\n    Type: AWS::ApiGateway::ApiKey\n",
+    ),
+    (
+        "a renamed client keeping its key",
+        "      Name: !Sub \"${AWS::StackName}-${Client2Name}\"\n",
+        "",
+    ),
+    (
+        "slot 1 keeping its key under any name",
+        "      Name: !If [Client1KeepsGeneratedName, !Ref AWS::NoValue, !Sub \"${AWS::StackName}-${Client1Name}\"]\n",
+        "",
+    ),
+    (
+        "a client's key disabled",
+        "(slot 1)\"\n      Enabled: true\n",
+        "(slot 1)\"\n      Enabled: false\n",
+    ),
+    (
+        "a plan on no stage",
+        "          Stage: !Ref RestApiStage\n",
+        "          Stage: prod\n",
+    ),
+    (
+        "no output for a key",
+        "    Value: !Ref Client3ApiKey\n",
+        "    Value: !Ref Client3UsagePlan\n",
+    ),
+    (
+        "a stack that may have no client",
+        "          - !Not [!Equals [!Ref Client4Name, \"\"]]\n",
+        "",
+    ),
+    (
+        "a method without the key",
+        "      ApiKeyRequired: true\n",
+        "      ApiKeyRequired: false\n",
+    ),
+    (
+        "OPTIONS open without CORS",
+        "      ApiKeyRequired: !If [HasCors, false, true]\n",
+        "      ApiKeyRequired: false\n",
+    ),
+    (
+        "execution logs",
+        "          LoggingLevel: \"OFF\"\n",
+        "          LoggingLevel: INFO\n",
+    ),
+    (
+        "the query string in the WAF logs",
+        "        - QueryString: {}\n",
+        "",
+    ),
+];
+
+/// Edits that give an HTTP API route the wrong scope, or no authorizer.
+fn scope_drifts() -> Vec<(&'static str, String, String)> {
+    let route = |key: &str, parameter: &str| {
+        format!(
+            "      RouteKey: {key}\n      Target: !Sub \"integrations/${{HttpApiIntegration}}\"\n      AuthorizationType: !Ref AuthMode\n      AuthorizerId: !If [IsJwt, !Ref HttpApiJwtAuthorizer, !Ref AWS::NoValue]\n      AuthorizationScopes: !If [Has{parameter}, !Split [\",\", !Ref {parameter}], !Ref AWS::NoValue]\n"
+        )
+    };
+    let swapped = |key: &str, from: &str, to: &str| (route(key, from), route(key, to));
+    let http_routes = [
+        ("a read asking for the write scope", swapped("GET /customers/{id}", "JwtReadScope", "JwtWriteScope")),
+        ("the search asking for the write scope", swapped("POST /customers/search", "JwtReadScope", "JwtWriteScope")),
+        ("a delete asking for the read scope", swapped("DELETE /customers/{id}", "JwtWriteScope", "JwtReadScope")),
+        ("the envelope asking for the read scope", swapped("POST /DynamoDBManager", "JwtWriteScope", "JwtReadScope")),
+        ("a change of the compatibility route asking for the read scope", swapped("PATCH /Customers", "JwtWriteScope", "JwtReadScope")),
+        (
+            "a route without the authorizer",
+            (
+                route("GET /health", "JwtReadScope"),
+                route("GET /health", "JwtReadScope").replace(
+                    "      AuthorizerId: !If [IsJwt, !Ref HttpApiJwtAuthorizer, !Ref AWS::NoValue]\n",
+                    "",
+                ),
+            ),
+        ),
+    ];
+    http_routes
+        .into_iter()
+        .map(|(what, (from, to))| (what, from, to))
+        .collect()
+}
+
+/// The operability checks themselves: each edit below breaks a promise, and each must be reported.
+/// An edit whose text is not found fails too, so the list cannot silently go stale.
+#[test]
+fn drift_in_alarms_routes_clients_or_gateway_records_is_reported() {
+    let scopes = scope_drifts();
+    for name in TEMPLATES {
+        let original = template_text(name);
+        assert_keeps(
+            name,
+            "the unchanged template",
+            &operability_disagreements(&original),
+        );
+        let specific: Vec<(&str, &str, &str)> = if name == "template.yaml" {
+            scopes
+                .iter()
+                .map(|(w, f, t)| (*w, f.as_str(), t.as_str()))
+                .chain(DRIFTS_OF_THE_HTTP_API.iter().copied())
+                .collect()
+        } else {
+            DRIFTS_OF_THE_REST_API.to_vec()
+        };
+        for (what, from, to) in DRIFTS_OF_EITHER.iter().copied().chain(specific) {
+            assert!(
+                original.contains(from),
+                "mutation \"{what}\": deploy/{name} no longer contains {from:?}; update the test"
+            );
+            let drifted = original.replacen(from, to, 1);
+            assert!(
+                !operability_disagreements(&drifted).is_empty(),
+                "mutation \"{what}\" was not reported in deploy/{name}"
+            );
+        }
     }
 }
