@@ -211,7 +211,7 @@ impl Interrupt {
         let listening = interrupt.clone();
         tokio::spawn(async move {
             loop {
-                signal().await;
+                crm_http::server::shutdown_signal().await;
                 if listening.happened.swap(true, Ordering::SeqCst) {
                     eprintln!("crm: interrupted again: stopping now");
                     std::process::exit(130);
@@ -250,29 +250,5 @@ impl Interrupt {
         if let Ok(mut hooks) = self.hooks.lock() {
             hooks.push(Box::new(hook));
         }
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
     }
 }
