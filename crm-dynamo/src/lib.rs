@@ -271,6 +271,7 @@
 pub mod docker;
 mod error;
 mod item;
+pub mod metrics;
 mod repository;
 mod settings;
 pub mod stream;

@@ -178,6 +178,7 @@ impl DynamoSettings {
                     .with_initial_backoff(Duration::from_millis(50)),
             )
             .retry_classifier(crate::error::TransactionConflictRetry)
+            .interceptor(crate::metrics::CallMetrics)
             .credentials_provider(self.credentials_provider().await);
         if let Some(endpoint) = &self.endpoint_url {
             builder = builder.endpoint_url(endpoint);

@@ -20,6 +20,9 @@
 //! | `CRM_WARM_UP` | `true`: open the DynamoDB connection during a Lambda cold start (default `false`) |
 //! | `CRM_TOMBSTONE_DAYS` | how many days the change feed keeps the tombstone of a deleted customer (1–3650, default 30) |
 //! | `CRM_DOCS` | `true`: serve the API docs page at `GET /docs` (default `true` outside Lambda in a build with the `docs-viewer` feature, which `crm-server` has and `crm-lambda` leaves out; `false` otherwise) |
+//! | `CRM_METRICS` | where metrics go: `emf` (`CloudWatch` Embedded Metric Format lines on stdout; the default inside Lambda), `prometheus` (Prometheus text at `GET /metrics`; outside Lambda, in a build with the `prometheus` feature), `off` (the default outside Lambda) |
+//! | `CRM_METRICS_NAMESPACE` | the `CloudWatch` namespace of the EMF metrics (default `crm`) |
+//! | `AWS_LAMBDA_FUNCTION_NAME` | set by AWS Lambda: the `function` dimension of the EMF metrics |
 //! | `RUST_LOG` | the log filter (default `info`) |
 //! | `AWS_LAMBDA_RUNTIME_API` | set by AWS Lambda: running inside Lambda, where a table is required |
 //!
@@ -59,6 +62,9 @@ pub const VARIABLES: &[&str] = &[
     "CRM_WARM_UP",
     "CRM_TOMBSTONE_DAYS",
     "CRM_DOCS",
+    "CRM_METRICS",
+    "CRM_METRICS_NAMESPACE",
+    "AWS_LAMBDA_FUNCTION_NAME",
     "RUST_LOG",
     "AWS_LAMBDA_RUNTIME_API",
 ];
@@ -78,6 +84,22 @@ pub enum CorsOrigins {
     Any,
     /// Exactly these origins (`https://app.example.com,https://admin.example.com`).
     List(Vec<HeaderValue>),
+}
+
+/// Where the metrics go (`CRM_METRICS`); see [`crate::metrics`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum MetricsExport {
+    /// Nowhere: no recorder is installed, and each metric costs a few nanoseconds (the default
+    /// outside Lambda).
+    #[default]
+    Off,
+    /// `CloudWatch` Embedded Metric Format lines on stdout, flushed after every invocation (the
+    /// default inside Lambda, and only there).
+    Emf,
+    /// Prometheus text at `GET /metrics` (outside Lambda, in a build with the `prometheus`
+    /// feature).
+    Prometheus,
 }
 
 /// A configuration value that is missing or invalid: one line, naming the variable.
@@ -138,6 +160,9 @@ pub struct Config {
     warm_up: bool,
     tombstone_retention: Duration,
     docs: bool,
+    metrics: MetricsExport,
+    metrics_namespace: String,
+    function_name: Option<String>,
     log_filter: String,
 }
 
@@ -156,6 +181,8 @@ impl Config {
     pub const DEFAULT_TOMBSTONE_DAYS: u64 = 30;
     /// The most days accepted for `CRM_TOMBSTONE_DAYS`: ten years.
     pub const MAX_TOMBSTONE_DAYS: u64 = 3650;
+    /// The `CloudWatch` namespace of the EMF metrics when `CRM_METRICS_NAMESPACE` is absent.
+    pub const DEFAULT_METRICS_NAMESPACE: &str = "crm";
     /// The log filter when `RUST_LOG` is absent.
     pub const DEFAULT_LOG_FILTER: &str = "info";
 
@@ -267,6 +294,7 @@ impl Config {
                 "asks for the API docs page, but this build has no docs viewer (crm-http's `docs-viewer` feature is off)",
             ));
         }
+        let (metrics, metrics_namespace, function_name) = metrics_settings(&get, in_lambda)?;
         let tombstone_days = get("CRM_TOMBSTONE_DAYS")
             .map(|v| number("CRM_TOMBSTONE_DAYS", v, 1, Self::MAX_TOMBSTONE_DAYS))
             .transpose()?
@@ -292,6 +320,9 @@ impl Config {
             warm_up,
             tombstone_retention: days(tombstone_days),
             docs,
+            metrics,
+            metrics_namespace,
+            function_name,
             log_filter,
         })
     }
@@ -328,6 +359,22 @@ impl Config {
     /// feature, off otherwise; never on without the feature).
     pub fn docs(&self) -> bool {
         self.docs
+    }
+
+    /// Where the metrics go (`CRM_METRICS`: EMF by default inside Lambda, off outside).
+    pub fn metrics(&self) -> MetricsExport {
+        self.metrics
+    }
+
+    /// The `CloudWatch` namespace of the EMF metrics (`CRM_METRICS_NAMESPACE`, default `crm`).
+    pub fn metrics_namespace(&self) -> &str {
+        &self.metrics_namespace
+    }
+
+    /// The Lambda function's name (`AWS_LAMBDA_FUNCTION_NAME`, which Lambda sets), the `function`
+    /// dimension of the EMF metrics.
+    pub fn function_name(&self) -> Option<&str> {
+        self.function_name.as_deref()
     }
 
     /// True when running inside AWS Lambda (`AWS_LAMBDA_RUNTIME_API` is set).
@@ -383,6 +430,9 @@ impl Default for Config {
             warm_up: false,
             tombstone_retention: days(Self::DEFAULT_TOMBSTONE_DAYS),
             docs: DOCS_VIEWER,
+            metrics: MetricsExport::Off,
+            metrics_namespace: Self::DEFAULT_METRICS_NAMESPACE.to_owned(),
+            function_name: None,
             log_filter: Self::DEFAULT_LOG_FILTER.to_owned(),
         }
     }
@@ -390,6 +440,87 @@ impl Default for Config {
 
 /// Whether this build can serve the API docs page (crm-http's `docs-viewer` feature).
 const DOCS_VIEWER: bool = cfg!(feature = "docs-viewer");
+
+/// `CRM_METRICS` (checked against where the process runs), `CRM_METRICS_NAMESPACE` and
+/// `AWS_LAMBDA_FUNCTION_NAME`.
+fn metrics_settings<'v>(
+    get: &impl Fn(&str) -> Option<&'v str>,
+    in_lambda: bool,
+) -> Result<(MetricsExport, String, Option<String>), ConfigError> {
+    let metrics = get("CRM_METRICS").map_or(Ok(None), metrics_export)?;
+    let metrics = match metrics {
+        None if in_lambda => MetricsExport::Emf,
+        None => MetricsExport::Off,
+        Some(MetricsExport::Emf) if !in_lambda => {
+            return Err(ConfigError::value(
+                "CRM_METRICS",
+                "emf",
+                "is for AWS Lambda, whose log stream turns the lines into metrics; outside Lambda use prometheus or off",
+            ));
+        }
+        Some(MetricsExport::Prometheus) if in_lambda => {
+            return Err(ConfigError::value(
+                "CRM_METRICS",
+                "prometheus",
+                "cannot be scraped inside AWS Lambda; use emf (the default there) or off",
+            ));
+        }
+        Some(MetricsExport::Prometheus) if !PROMETHEUS => {
+            return Err(ConfigError::value(
+                "CRM_METRICS",
+                "prometheus",
+                "asks for GET /metrics, but this build has no Prometheus exporter (crm-http's `prometheus` feature is off)",
+            ));
+        }
+        Some(export) => export,
+    };
+    let metrics_namespace = get("CRM_METRICS_NAMESPACE")
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map_or(Ok(Config::DEFAULT_METRICS_NAMESPACE), namespace)?
+        .to_owned();
+    let function_name = get("AWS_LAMBDA_FUNCTION_NAME")
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned);
+    Ok((metrics, metrics_namespace, function_name))
+}
+
+/// Whether this build can serve Prometheus text at `GET /metrics` (crm-http's `prometheus` feature).
+const PROMETHEUS: bool = cfg!(feature = "prometheus");
+
+/// `CRM_METRICS`: `emf`, `prometheus`, `off`; empty is `None`, as absent.
+fn metrics_export(v: &str) -> Result<Option<MetricsExport>, ConfigError> {
+    match v.trim() {
+        "emf" => Ok(Some(MetricsExport::Emf)),
+        "prometheus" => Ok(Some(MetricsExport::Prometheus)),
+        "off" => Ok(Some(MetricsExport::Off)),
+        "" => Ok(None),
+        _ => Err(ConfigError::value(
+            "CRM_METRICS",
+            v,
+            "must be emf, prometheus or off",
+        )),
+    }
+}
+
+/// A `CloudWatch` namespace: 1–255 of letters, digits and `.-_/#: `, not starting with `AWS/`
+/// (reserved for AWS's own).
+fn namespace(v: &str) -> Result<&str, ConfigError> {
+    let valid = (1..=255).contains(&v.len())
+        && !v.starts_with("AWS/")
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_/#: ".contains(&b));
+    if valid {
+        Ok(v)
+    } else {
+        Err(ConfigError::value(
+            "CRM_METRICS_NAMESPACE",
+            v,
+            "must be 1 to 255 letters, digits and . - _ / # : or spaces, not starting with AWS/",
+        ))
+    }
+}
 
 /// A boolean variable: `true` or `1`, `false` or `0`; empty is `None`, as absent.
 fn boolean(name: &str, v: &str) -> Result<Option<bool>, ConfigError> {
@@ -874,6 +1005,61 @@ mod tests {
         let error = config(&[("CRM_TABLE_NAME", "customers")]).unwrap_err();
         assert_eq!(error.variable(), "CRM_TABLE_NAME");
         assert!(error.to_string().contains("`dynamodb` feature"), "{error}");
+    }
+
+    #[test]
+    fn metrics_are_emf_in_lambda_off_locally_and_prometheus_only_when_asked_for() {
+        let lambda = [
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+            ("CRM_TABLE_NAME", "customers"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "crm-http-fn"),
+        ];
+        assert_eq!(config(&[]).unwrap().metrics(), MetricsExport::Off);
+        assert_eq!(Config::default().metrics(), MetricsExport::Off);
+        assert_eq!(config(&[]).unwrap().metrics_namespace(), "crm");
+        assert_eq!(
+            config(&[("CRM_METRICS", " off ")]).unwrap().metrics(),
+            MetricsExport::Off
+        );
+        assert_eq!(fails_on(&[("CRM_METRICS", "statsd")]), "CRM_METRICS");
+        assert_eq!(fails_on(&[("CRM_METRICS", "emf")]), "CRM_METRICS");
+        if PROMETHEUS {
+            assert_eq!(
+                config(&[("CRM_METRICS", "prometheus")]).unwrap().metrics(),
+                MetricsExport::Prometheus
+            );
+        } else {
+            let error = config(&[("CRM_METRICS", "prometheus")]).unwrap_err();
+            assert!(
+                error.to_string().contains("`prometheus` feature"),
+                "{error}"
+            );
+        }
+        if cfg!(feature = "dynamodb") {
+            let c = config(&lambda).unwrap();
+            assert_eq!(c.metrics(), MetricsExport::Emf);
+            assert_eq!(c.function_name(), Some("crm-http-fn"));
+            let mut off = lambda.to_vec();
+            off.push(("CRM_METRICS", "off"));
+            assert_eq!(config(&off).unwrap().metrics(), MetricsExport::Off);
+            let mut prometheus = lambda.to_vec();
+            prometheus.push(("CRM_METRICS", "prometheus"));
+            assert_eq!(fails_on(&prometheus), "CRM_METRICS");
+        }
+        assert_eq!(
+            config(&[("CRM_METRICS_NAMESPACE", "Shop/crm-prod")])
+                .unwrap()
+                .metrics_namespace(),
+            "Shop/crm-prod"
+        );
+        for bad in ["AWS/Lambda", "crm{x}", &"n".repeat(256)] {
+            assert_eq!(
+                fails_on(&[("CRM_METRICS_NAMESPACE", bad)]),
+                "CRM_METRICS_NAMESPACE",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -18,8 +18,8 @@
 //! - [`envelope`] is the `DynamoDBManager` operation envelope, shared by the HTTP route and direct
 //!   (non-HTTP) invocations.
 //! - [`Config`] reads every environment variable once, at start; [`store::connect`] builds the
-//!   repository once per process; [`telemetry`] sets up the JSON logs; [`server`] runs the local
-//!   server.
+//!   repository once per process; [`telemetry`] sets up the JSON logs; [`metrics`] names the
+//!   metrics and serves them to Prometheus; [`server`] runs the local server.
 //!
 //! # Embedding
 //!
@@ -66,10 +66,13 @@
 //!   `swagger-ui-dist`, embedded, about 1.9 MB) over `GET /openapi.json`, whose "Try it out" calls
 //!   this same router. On when [`Config::docs`] says so (`CRM_DOCS`; by default outside Lambda).
 //!   `crm-lambda` leaves it out: its bootstraps do not carry the viewer.
+//! - `prometheus` (default): `GET /metrics`, Prometheus text, for a state given a handle with
+//!   [`AppState::with_prometheus`] (`crm-server` does when `CRM_METRICS=prometheus`).
 
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod metrics;
 pub mod openapi;
 pub mod server;
 pub mod store;
@@ -85,7 +88,7 @@ mod find;
 mod middleware;
 mod state;
 
-pub use config::{Config, ConfigError, CorsOrigins, StoreConfig};
+pub use config::{Config, ConfigError, CorsOrigins, MetricsExport, StoreConfig};
 pub use error::{ApiError, Problem};
 pub use middleware::{BATCH_BODY_LIMIT, BODY_LIMIT, DEADLINE_MARGIN, PlatformContext};
 pub use server::serve;
@@ -111,8 +114,8 @@ pub(crate) const DOCS_ROOT: &str = "docs";
 /// The customers API as one [`Router`], ready for `axum::serve`, `Router::nest` in a host
 /// application, or `crm-lambda`.
 ///
-/// Every request passes, outermost first: the request log line (request id, method, route template,
-/// status, latency; never a path, query or body), CORS (from [`Config`]), the panic catcher (a panic
+/// Every request passes, outermost first: the request log line and metrics (request id, method,
+/// route template, status, latency; never a path, query or body; see [`metrics`]), CORS (from [`Config`]), the panic catcher (a panic
 /// becomes a 500 problem), the per-request deadline (a 503 problem with `Retry-After`), and the stage
 /// prefix rule: a path `/<prefix>/<route>`, where `<prefix>` is one to four segments, each a valid API
 /// Gateway stage name or custom domain base-path segment and none a route root, is served as
@@ -123,6 +126,10 @@ pub(crate) const DOCS_ROOT: &str = "docs";
 /// `Location` headers and the OpenAPI document's `servers` keep the prefix the client used: the
 /// stage, a custom domain's base path and no stage (from [`PlatformContext`]), and the prefix under
 /// which a host application nests this router.
+///
+/// With the `prometheus` feature and a handle given to [`AppState::with_prometheus`], `GET /metrics`
+/// serves the Prometheus text of the metrics ([`metrics`]); it is no API operation, so the OpenAPI
+/// document does not list it.
 ///
 /// With the `docs-viewer` feature and [`AppState::docs`] on, `GET /docs` serves the API docs page
 /// (Swagger UI over `GET /openapi.json`) and `/docs/…` its files; otherwise they are 404 like any
@@ -163,6 +170,18 @@ pub fn router(state: AppState) -> Router {
                 .delete(compat::delete),
         )
         .route("/DynamoDBManager", post(envelope::route));
+    #[cfg(feature = "prometheus")]
+    let routes = if let Some(handle) = state.prometheus().cloned() {
+        routes.route(
+            "/metrics",
+            get(move || {
+                let handle = handle.clone();
+                async move { crate::metrics::prometheus::render(&handle) }
+            }),
+        )
+    } else {
+        routes
+    };
     #[cfg(feature = "docs-viewer")]
     let routes = if state.docs() {
         routes.merge(docs::routes())

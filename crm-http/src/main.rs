@@ -31,10 +31,26 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     telemetry::init(config.log_filter())?;
     let (repository, store) = store::connect(&config).await;
     let state = AppState::new(CustomerService::new(repository), &config);
+    // `CRM_METRICS=prometheus` (which the configuration refuses in a build without the feature).
+    #[cfg(feature = "prometheus")]
+    let state = if config.metrics() == crm_http::MetricsExport::Prometheus {
+        state.with_prometheus(crm_http::metrics::install_prometheus()?)
+    } else {
+        state
+    };
+    #[cfg(feature = "prometheus")]
+    let metrics = state.prometheus().is_some();
+    #[cfg(not(feature = "prometheus"))]
+    let metrics = false;
     let listener = server::bind(config.bind())
         .await
         .map_err(|e| format!("{e} (CRM_BIND)"))?;
-    announce(&listener.local_addr()?.to_string(), &store, state.docs());
+    announce(
+        &listener.local_addr()?.to_string(),
+        &store,
+        state.docs(),
+        metrics,
+    );
     serve(listener, router(state)).await?;
     tracing::info!("stopped");
     Ok(())
@@ -44,11 +60,18 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     clippy::print_stdout,
     reason = "the one human-readable line of local mode"
 )]
-fn announce(address: &str, store: &StoreKind, docs: bool) {
+fn announce(address: &str, store: &StoreKind, docs: bool, metrics: bool) {
     let docs = if docs {
         format!("; API docs at http://{address}/docs")
     } else {
         String::new()
     };
-    println!("crm-server listening on http://{address} with {store}{docs}; Ctrl-C stops it");
+    let metrics = if metrics {
+        format!("; metrics at http://{address}/metrics")
+    } else {
+        String::new()
+    };
+    println!(
+        "crm-server listening on http://{address} with {store}{docs}{metrics}; Ctrl-C stops it"
+    );
 }

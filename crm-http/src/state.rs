@@ -23,6 +23,8 @@ struct Settings {
     cors_origins: CorsOrigins,
     stage_prefixes: bool,
     docs: bool,
+    #[cfg(feature = "prometheus")]
+    prometheus: Option<crate::metrics::PrometheusHandle>,
 }
 
 impl AppState {
@@ -40,6 +42,8 @@ impl AppState {
                 cors_origins: config.cors_origins().clone(),
                 stage_prefixes: true,
                 docs: config.docs(),
+                #[cfg(feature = "prometheus")]
+                prometheus: None,
             }),
         }
     }
@@ -55,6 +59,26 @@ impl AppState {
     pub fn without_stage_prefixes(mut self) -> Self {
         Arc::make_mut(&mut self.settings).stage_prefixes = false;
         self
+    }
+
+    /// The same state with `GET /metrics` serving `handle`'s Prometheus text (see
+    /// [`crate::metrics`]). `crm-server` does this when `CRM_METRICS=prometheus`, after
+    /// [`install_prometheus`](crate::metrics::install_prometheus).
+    ///
+    /// The route has no authentication of its own: the local server binds `127.0.0.1` unless
+    /// `CRM_BIND` says otherwise, and a host application puts it behind its own layers, as it
+    /// does the API (or serves its own recorder at a path of its own instead).
+    #[cfg(feature = "prometheus")]
+    #[must_use]
+    pub fn with_prometheus(mut self, handle: crate::metrics::PrometheusHandle) -> Self {
+        Arc::make_mut(&mut self.settings).prometheus = Some(handle);
+        self
+    }
+
+    /// The handle `GET /metrics` renders, if any.
+    #[cfg(feature = "prometheus")]
+    pub fn prometheus(&self) -> Option<&crate::metrics::PrometheusHandle> {
+        self.settings.prometheus.as_ref()
     }
 
     /// The customer service.
@@ -95,12 +119,15 @@ impl AppState {
 
 impl fmt::Debug for AppState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AppState")
+        let mut debug = f.debug_struct("AppState");
+        debug
             .field("table_label", &self.settings.table_label)
             .field("request_deadline", &self.settings.request_deadline)
             .field("compat_list_cap", &self.settings.compat_list_cap)
             .field("stage_prefixes", &self.settings.stage_prefixes)
-            .field("docs", &self.settings.docs)
-            .finish_non_exhaustive()
+            .field("docs", &self.settings.docs);
+        #[cfg(feature = "prometheus")]
+        debug.field("metrics_route", &self.settings.prometheus.is_some());
+        debug.finish_non_exhaustive()
     }
 }

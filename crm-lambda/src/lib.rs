@@ -10,6 +10,8 @@
 //! - [`events::answer_stream`] reads a batch of the table's DynamoDB stream and puts the change
 //!   events it tells on an `EventBridge` bus, in order per customer, answering Lambda which record
 //!   to retry from (a partial batch response). [`events`] says how.
+//! - [`metrics`] installs the `CloudWatch` Embedded Metric Format recorder and writes its lines after
+//!   every invocation.
 //!
 //! The binaries `crm-lambda-http`, `crm-lambda-envelope` and `crm-lambda-events` are a few lines
 //! each over these and [`serve`], which takes as many invocations at once as Lambda sets in
@@ -45,6 +47,7 @@
 
 pub mod events;
 mod http_event;
+pub mod metrics;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -82,6 +85,10 @@ pub async fn run_http(router: Router) -> Result<(), lambda_http::Error> {
 /// Nothing the handlers share needs more: the repository, the SDK clients and the router are
 /// built for concurrent requests, as the local server serves them.
 ///
+/// Each invocation starts by counting a cold start if it is the sandbox's first, and ends, before
+/// its answer is posted, by writing the metrics recorded so far as EMF lines ([`metrics::flush`];
+/// nothing when no EMF recorder is installed).
+///
 /// # Errors
 /// When the runtime cannot be reached or stops.
 pub async fn serve<T, R, F, Fut>(shared: T, handler: F) -> Result<(), lambda_http::Error>
@@ -91,7 +98,17 @@ where
     Fut: Future<Output = Result<R, Diagnostic>> + Send + 'static,
     R: serde::Serialize + Send + 'static,
 {
-    lambda_runtime::run_concurrent(service_fn(move |event| handler(shared.clone(), event))).await
+    lambda_runtime::run_concurrent(service_fn(move |event| {
+        metrics::invocation_started();
+        let answer = handler(shared.clone(), event);
+        async move {
+            let answer = answer.await;
+            // Before the runtime posts the answer, after which Lambda may freeze the sandbox.
+            metrics::flush();
+            answer
+        }
+    }))
+    .await
 }
 
 /// Answers one API Gateway, ALB or function URL event with `router`, as [`run_http`] does: the

@@ -606,3 +606,85 @@ async fn without_a_max_concurrency_a_sandbox_takes_invocations_one_by_one() {
     let printed = stop(function).await;
     assert!(runtime.init_error().is_none(), "{printed}");
 }
+
+// Appended: the metrics of the HTTP bootstrap as Lambda's log stream gets them.
+#[allow(dead_code)]
+#[path = "support/emf.rs"]
+mod emf;
+
+/// The HTTP function writes its metrics as `CloudWatch` EMF lines on stdout (on by default inside
+/// Lambda) after every invocation, before the answer is posted: one line per request here, since
+/// a classic sandbox takes invocations one by one; one cold start; the function's name as a
+/// dimension; and no customer value.
+#[allow(clippy::float_cmp)]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_http_bootstrap_writes_emf_metrics_after_every_invocation() {
+    let table = fresh_table().await;
+    let runtime = FakeRuntime::start().await;
+    let function = launch(env!("CARGO_BIN_EXE_crm-lambda-http"), &runtime, &table);
+    for _ in 0..3 {
+        let (status, _, _) = read_response(
+            runtime
+                .invoke(http_event("GET", "/customers/Zephyrine-77", &[], None))
+                .await,
+        );
+        assert_eq!(status, 404);
+    }
+    let printed = stop(function).await;
+    assert!(runtime.init_error().is_none(), "{printed}");
+    assert!(!printed.contains("Zephyrine"), "{printed}");
+    let points = emf::points(&printed);
+    let function = [("function", "crm-test")];
+    assert_eq!(
+        emf::total(&points, "cold_starts", &function),
+        1.0,
+        "{printed}"
+    );
+    let reads = [
+        ("function", "crm-test"),
+        ("route", "/customers/{id}"),
+        ("method", "GET"),
+        ("status_class", "4xx"),
+    ];
+    assert_eq!(
+        emf::total(&points, "http_requests", &reads),
+        3.0,
+        "{printed}"
+    );
+    // Flushed per invocation: three lines of one request each, not one line at exit.
+    let lines: Vec<f64> = points
+        .iter()
+        .filter(|p| p.name == "http_requests")
+        .map(|p| p.values.iter().sum())
+        .collect();
+    assert_eq!(lines, [1.0; 3], "{printed}");
+    let get_item = [("function", "crm-test"), ("operation", "GetItem")];
+    assert_eq!(
+        emf::total(&points, "dynamodb_calls", &get_item),
+        3.0,
+        "{printed}"
+    );
+    assert!(points.iter().all(|p| p.namespace == "crm"), "{printed}");
+}
+
+/// `CRM_METRICS=off` writes no metrics line.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_metrics_off_the_bootstrap_writes_no_emf_line() {
+    let table = fresh_table().await;
+    let runtime = FakeRuntime::start().await;
+    let function = launch_with(
+        env!("CARGO_BIN_EXE_crm-lambda-http"),
+        &runtime,
+        &table,
+        &[("CRM_METRICS", "off")],
+    );
+    let (status, _, _) = read_response(
+        runtime
+            .invoke(http_event("GET", "/customers/boot-1", &[], None))
+            .await,
+    );
+    assert_eq!(status, 404);
+    let printed = stop(function).await;
+    assert!(!printed.lines().any(emf::is_emf), "{printed}");
+    assert!(!log_lines(&printed, "request").is_empty(), "{printed}");
+}

@@ -257,3 +257,163 @@ async fn an_email_change_that_keeps_losing_races_gives_up_at_the_deadline() {
         endpoint.targets()
     );
 }
+
+/// What a test recorder saw: counter totals and histogram values by `name{operation}`.
+#[derive(Default)]
+struct Seen {
+    counters: Mutex<std::collections::BTreeMap<String, Arc<std::sync::atomic::AtomicU64>>>,
+    histograms: Mutex<std::collections::BTreeMap<String, Arc<Values>>>,
+}
+
+#[derive(Default)]
+struct Values(Mutex<Vec<f64>>);
+
+impl metrics::HistogramFn for Values {
+    fn record(&self, value: f64) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(value);
+    }
+}
+
+fn series(key: &metrics::Key) -> String {
+    let labels: Vec<String> = key
+        .labels()
+        .map(|l| format!("{}={}", l.key(), l.value()))
+        .collect();
+    format!("{}{{{}}}", key.name(), labels.join(","))
+}
+
+impl metrics::Recorder for Seen {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        metrics::Counter::from_arc(Arc::clone(counters.entry(series(key)).or_default()))
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        key: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        let mut histograms = self
+            .histograms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        metrics::Histogram::from_arc(Arc::clone(histograms.entry(series(key)).or_default()))
+    }
+}
+
+impl Seen {
+    /// Counter totals, taken (so that the next look sees only what came after).
+    fn take(&self) -> Vec<(String, u64)> {
+        let counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        counters
+            .iter()
+            .map(|(k, v)| (k.clone(), v.swap(0, std::sync::atomic::Ordering::Relaxed)))
+            .filter(|(_, v)| *v > 0)
+            .collect()
+    }
+
+    fn durations(&self, series: &str) -> usize {
+        let histograms = self
+            .histograms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        histograms.get(series).map_or(0, |v| {
+            v.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+        })
+    }
+}
+
+/// The DynamoDB call metrics (`crm_dynamo::metrics`) count calls, retries, throttled attempts and
+/// errors per operation, through whatever recorder is installed (here a local one).
+#[test]
+fn call_metrics_count_throttles_retries_and_errors_per_operation() {
+    let seen = Seen::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let count = |pairs: &[(&str, u64)]| -> Vec<(String, u64)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    };
+    metrics::with_local_recorder(&seen, || {
+        runtime.block_on(async {
+            // Throttled once, then found nothing: one call, one retry, one throttle, no error.
+            let endpoint = Scripted::start(
+                vec![error("ThrottlingException")],
+                (200, json!({}).to_string()),
+            )
+            .await;
+            let repo = repository(&endpoint, Duration::from_secs(5)).await;
+            repo.get(&CustomerId::parse("a").unwrap()).await.unwrap();
+            assert_eq!(
+                seen.take(),
+                count(&[
+                    ("dynamodb_calls{operation=GetItem}", 1),
+                    ("dynamodb_retries{operation=GetItem}", 1),
+                    ("dynamodb_throttles{operation=GetItem}", 1),
+                ])
+            );
+            assert_eq!(
+                seen.durations("dynamodb_call_duration_ms{operation=GetItem}"),
+                1
+            );
+
+            // Throttled on every attempt: three throttles, two retries, and an error.
+            let endpoint =
+                Scripted::start(vec![], error("ProvisionedThroughputExceededException")).await;
+            let repo = repository(&endpoint, Duration::from_secs(10)).await;
+            repo.get(&CustomerId::parse("a").unwrap())
+                .await
+                .unwrap_err();
+            assert_eq!(
+                seen.take(),
+                count(&[
+                    ("dynamodb_calls{operation=GetItem}", 1),
+                    ("dynamodb_errors{operation=GetItem}", 1),
+                    ("dynamodb_retries{operation=GetItem}", 2),
+                    ("dynamodb_throttles{operation=GetItem}", 3),
+                ])
+            );
+
+            // A validation error: no throttle, no retry, one error.
+            let endpoint = Scripted::start(vec![], error("ValidationException")).await;
+            let repo = repository(&endpoint, Duration::from_secs(5)).await;
+            repo.get(&CustomerId::parse("a").unwrap())
+                .await
+                .unwrap_err();
+            assert_eq!(
+                seen.take(),
+                count(&[
+                    ("dynamodb_calls{operation=GetItem}", 1),
+                    ("dynamodb_errors{operation=GetItem}", 1),
+                ])
+            );
+        });
+    });
+}

@@ -32,6 +32,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
     if config.in_lambda() {
         telemetry::init(config.log_filter())?;
+        crm_lambda::metrics::install(&config)?;
     } else {
         // Locally stdout carries the result; the log lines go to stderr.
         tracing::subscriber::set_global_default(telemetry::subscriber(
