@@ -115,6 +115,7 @@ fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PlatformContext {
     request_id: Option<String>,
+    trace_header: Option<String>,
     client_path: Option<String>,
     deadline: Option<SystemTime>,
 }
@@ -130,6 +131,15 @@ impl PlatformContext {
     #[must_use]
     pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
         self.request_id = Some(request_id.into()).filter(|id| !id.is_empty());
+        self
+    }
+
+    /// The platform's X-Ray trace header of this request (Lambda's `_X_AMZN_TRACE_ID`, as the
+    /// invocation's context gives it: `Root=1-…;Parent=…;Sampled=…`), whose root id every log line
+    /// of the request then carries as `trace_id`. It wins over the request's own trace headers.
+    #[must_use]
+    pub fn with_trace_header(mut self, header: impl Into<String>) -> Self {
+        self.trace_header = Some(header.into()).filter(|h| !h.is_empty());
         self
     }
 
@@ -307,7 +317,12 @@ async fn log_request(mut request: Request, next: Next) -> Response {
     let slot = RouteSlot::default();
     request.extensions_mut().insert(slot.clone());
 
-    let span = tracing::info_span!("request", request_id = %request_id);
+    let trace_id = trace_id(&request);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        trace_id = trace_id.as_deref()
+    );
     let mut response = next.run(request).instrument(span).await;
 
     let elapsed = started.elapsed();
@@ -324,6 +339,7 @@ async fn log_request(mut request: Request, next: Next) -> Response {
     // the span, and so the request id.
     tracing::info!(
         request_id = %request_id,
+        trace_id = trace_id.as_deref(),
         method = %method,
         route,
         status,
@@ -358,6 +374,57 @@ fn request_id(request: &Request) -> String {
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
 }
 
+/// The trace id of the request, for its log lines: the root of the platform's X-Ray trace header
+/// ([`PlatformContext::with_trace_header`]), else of an `X-Amzn-Trace-Id` header (API Gateway's
+/// REST API and ALB set it), else the trace id of a W3C `traceparent` header. Only a well-formed
+/// id is taken (`1-` + 8 + 24 hex digits for X-Ray, 32 hex digits for W3C), so a header can put
+/// nothing else on a log line.
+fn trace_id(request: &Request) -> Option<String> {
+    let platform = request
+        .extensions()
+        .get::<PlatformContext>()
+        .and_then(|context| context.trace_header.as_deref());
+    let header = |name: &str| request.headers().get(name)?.to_str().ok();
+    platform
+        .and_then(xray_root)
+        .or_else(|| header("x-amzn-trace-id").and_then(xray_root))
+        .or_else(|| header("traceparent").and_then(w3c_trace_id))
+        .map(str::to_owned)
+}
+
+/// The `Root` of an X-Ray trace header (`Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1`).
+fn xray_root(header: &str) -> Option<&str> {
+    let root = header
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("Root="))?;
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut parts = root.split('-');
+    let well_formed = parts.next() == Some("1")
+        && parts.next().is_some_and(|time| hex(time, 8))
+        && parts.next().is_some_and(|id| hex(id, 24))
+        && parts.next().is_none();
+    well_formed.then_some(root)
+}
+
+/// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), unless all zeros.
+fn w3c_trace_id(header: &str) -> Option<&str> {
+    let lower_hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let mut parts = header.trim().split('-');
+    let version = parts.next().filter(|v| lower_hex(v, 2) && *v != "ff")?;
+    let trace = parts.next().filter(|t| lower_hex(t, 32))?;
+    parts.next().filter(|parent| lower_hex(parent, 16))?;
+    parts.next().filter(|flags| lower_hex(flags, 2))?;
+    // Version 00 has exactly four parts; later versions may add more.
+    if version == "00" && parts.next().is_some() {
+        return None;
+    }
+    (trace.bytes().any(|b| b != b'0')).then_some(trace)
+}
+
 /// The fallback for a path no route has.
 pub(crate) async fn not_found() -> ApiError {
     ApiError::RouteNotFound
@@ -371,6 +438,43 @@ pub(crate) async fn method_not_allowed() -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_ids_are_taken_only_when_well_formed() {
+        let root = "1-5759e988-bd862e3fe1be46a994272793";
+        assert_eq!(
+            xray_root(&format!("Root={root};Parent=53995c3f42cd8ad8;Sampled=1")),
+            Some(root)
+        );
+        assert_eq!(xray_root(&format!("Sampled=0; Root={root}")), Some(root));
+        for bad in [
+            "",
+            "Root=",
+            "Root=1-5759e988",
+            "Root=2-5759e988-bd862e3fe1be46a994272793",
+            "Root=1-5759e98-bd862e3fe1be46a994272793",
+            "Root=1-5759e988-bd862e3fe1be46a99427279z",
+            "Root=1-5759e988-bd862e3fe1be46a994272793-x",
+            "Root=ada@example.com",
+        ] {
+            assert_eq!(xray_root(bad), None, "{bad}");
+        }
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            w3c_trace_id(&format!("00-{trace}-00f067aa0ba902b7-01")),
+            Some(trace)
+        );
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01".to_owned(),
+            format!("00-{trace}-00f067aa0ba902b7"),
+            format!("00-{trace}-00f067aa0ba902b7-01-extra"),
+            format!("ff-{trace}-00f067aa0ba902b7-01"),
+            format!("00-{}-00f067aa0ba902b7-01", trace.to_uppercase()),
+            "00-ada@example.com-00f067aa0ba902b7-01".to_owned(),
+        ] {
+            assert_eq!(w3c_trace_id(&bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn a_stage_before_a_route_root_is_a_prefix() {

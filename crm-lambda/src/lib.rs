@@ -248,6 +248,9 @@ fn diagnostic(error: &ApiError) -> Diagnostic {
 /// the context has none, as outside Lambda).
 fn invocation(context: &Context) -> PlatformContext {
     let mut platform = PlatformContext::new().with_request_id(context.request_id.clone());
+    if let Some(trace) = &context.xray_trace_id {
+        platform = platform.with_trace_header(trace.clone());
+    }
     if context.deadline > 0 {
         platform = platform.with_deadline(context.deadline());
     }

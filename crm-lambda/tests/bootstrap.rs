@@ -576,8 +576,16 @@ async fn with_a_max_concurrency_of_8_one_sandbox_serves_8_invocations_at_once() 
 
     let printed = stop(function).await;
     assert!(runtime.init_error().is_none(), "{printed}");
-    // One log line per invocation, each with its own request id.
-    let mut logged: Vec<String> = log_lines(&printed, "request")
+    // One log line per invocation, each with its own request id, and the trace id of its
+    // invocation (the fake Runtime API's X-Ray header, `Root=1-00000000-…;Sampled=0`).
+    let lines = log_lines(&printed, "request");
+    for line in &lines {
+        assert_eq!(
+            line["trace_id"], "1-00000000-000000000000000000000000",
+            "{line}"
+        );
+    }
+    let mut logged: Vec<String> = lines
         .iter()
         .map(|line| line["request_id"].as_str().unwrap_or_default().to_owned())
         .collect();

@@ -364,3 +364,89 @@ async fn a_failed_request_logs_its_error_with_the_request_id_of_its_request_line
         error_lines[0]
     );
 }
+
+/// The lines of the request whose response carried `request_id`: its request line and every line
+/// logged inside it.
+fn lines_of(request_id: &str) -> Vec<Value> {
+    logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["request_id"] == request_id || l["span"]["request_id"] == request_id)
+        .collect()
+}
+
+/// The incoming trace id is on every line of its request (the request line and the error logged
+/// inside it): X-Ray's root from the platform or `X-Amzn-Trace-Id`, else W3C `traceparent`'s trace
+/// id. A malformed header puts nothing on a line.
+#[tokio::test]
+async fn the_incoming_trace_id_is_on_every_log_line_of_its_request() {
+    fn broken() -> RepositoryError {
+        RepositoryError::unexpected("boom")
+    }
+    let app = spawn_app_with(&[], Arc::new(FailingRepository(broken)));
+    let xray = "1-5759e988-bd862e3fe1be46a994272793";
+    let w3c = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{w3c}-00f067aa0ba902b7-01");
+    let platform_root = "1-6759e988-cd862e3fe1be46a994272793";
+    let cases: Vec<(Vec<(&str, String)>, Option<PlatformContext>, Option<&str>)> = vec![
+        (
+            vec![("x-amzn-trace-id", format!("Root={xray};Sampled=1"))],
+            None,
+            Some(xray),
+        ),
+        (vec![("traceparent", traceparent.clone())], None, Some(w3c)),
+        (
+            vec![
+                ("traceparent", traceparent.clone()),
+                ("x-amzn-trace-id", format!("Root={xray}")),
+            ],
+            None,
+            Some(xray),
+        ),
+        (
+            vec![("x-amzn-trace-id", format!("Root={xray}"))],
+            Some(PlatformContext::new().with_trace_header(format!(
+                "Root={platform_root};Parent=53995c3f42cd8ad8;Sampled=0"
+            ))),
+            Some(platform_root),
+        ),
+        (
+            vec![(
+                "traceparent",
+                "00-zephyrine.q@example.org-00f067aa0ba902b7-01".to_owned(),
+            )],
+            None,
+            None,
+        ),
+        (vec![], None, None),
+    ];
+    for (headers, platform, expected) in cases {
+        let mut request = http::Request::builder()
+            .method(Method::GET)
+            .uri("/customers/someone");
+        for (name, value) in &headers {
+            request = request.header(*name, value);
+        }
+        let mut request = request.body(axum::body::Body::empty()).unwrap();
+        if let Some(platform) = platform {
+            request.extensions_mut().insert(platform);
+        }
+        let response = app.send(request).await;
+        assert_eq!(response.status, 500);
+        let request_id = response.header("x-request-id").to_owned();
+        let lines = lines_of(&request_id);
+        assert_eq!(lines.len(), 2, "the request line and the error: {lines:?}");
+        for line in &lines {
+            let trace = if line["message"] == "request" {
+                &line["trace_id"]
+            } else {
+                &line["span"]["trace_id"]
+            };
+            assert_eq!(trace.as_str(), expected, "{headers:?}: {line}");
+        }
+    }
+    assert!(
+        !logs().contains("zephyrine"),
+        "a malformed header was logged"
+    );
+}
