@@ -111,7 +111,11 @@ pub fn config(args: &StoreArgs) -> Result<Config, Failure> {
             .as_ref()
             .map(|v| (OsString::from(variable), OsString::from(v)))
     });
-    Config::from_os_vars(std::env::vars_os().chain(flags)).map_err(|e| {
+    // The server's own page and metrics are no business of the command line, which serves neither:
+    // a value meant for crm-server must not stop it (nor depend on how it was built).
+    let environment = std::env::vars_os()
+        .filter(|(name, _)| !matches!(name.to_str(), Some("CRM_DOCS" | "CRM_METRICS")));
+    Config::from_os_vars(environment.chain(flags)).map_err(|e| {
         let flag = overrides
             .iter()
             .find(|(variable, _, value)| *variable == e.variable() && value.is_some())

@@ -223,7 +223,9 @@ fn classify(body: &[u8]) -> Answer {
         "TransactionCanceledException" => {
             if reasons().any(|reason| THROTTLE_REASONS.contains(&reason)) {
                 Answer::Throttled
-            } else if reasons().all(|reason| matches!(reason, "None" | "ConditionalCheckFailed")) {
+            } else if reasons().any(|reason| reason == "ConditionalCheckFailed")
+                && reasons().all(|reason| matches!(reason, "None" | "ConditionalCheckFailed"))
+            {
                 Answer::Condition
             } else {
                 Answer::Other
@@ -273,6 +275,9 @@ mod tests {
         let conflict = br#"{"__type":"TransactionCanceledException","CancellationReasons":[
             {"Code":"TransactionConflict"}]}"#;
         assert_eq!(classify(conflict), Answer::Other);
+        // A cancellation that gives no reason is no condition of ours.
+        let unexplained = br#"{"__type":"TransactionCanceledException"}"#;
+        assert_eq!(classify(unexplained), Answer::Other);
     }
 
     #[test]

@@ -102,10 +102,10 @@ where
         metrics::invocation_started();
         let answer = handler(shared.clone(), event);
         async move {
-            let answer = answer.await;
-            // Before the runtime posts the answer, after which Lambda may freeze the sandbox.
-            metrics::flush();
-            answer
+            // Before the runtime posts the answer, after which Lambda may freeze the sandbox; on
+            // the way out of a handler that unwinds or is dropped too.
+            let _flush = metrics::FlushOnDrop;
+            answer.await
         }
     }))
     .await

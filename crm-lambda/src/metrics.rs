@@ -13,8 +13,9 @@
 //! [`serve`](crate::serve) calls [`flush`] after every invocation, before the runtime posts the
 //! response: Lambda may freeze the sandbox as soon as the response is posted, and a line still in
 //! memory would be written, late, at the next invocation, or never. The exporter aggregates
-//! between flushes: counters are summed, histograms keep their values (at most 100 per line, as
-//! EMF allows), and a flush writes one line per label set that changed, then starts again from
+//! between flushes: counters are summed, histograms keep their values (at most 100 per label set
+//! between two flushes, as EMF allows one line; the exporter drops any further value with an
+//! ERROR line), and a flush writes one line per label set that changed, then starts again from
 //! zero. Where one sandbox serves several invocations at once (`AWS_LAMBDA_MAX_CONCURRENCY`,
 //! Lambda Managed Instances), each invocation's flush writes whatever has been recorded so far,
 //! its neighbours' numbers too; nothing is counted twice (a flush takes what it writes) and
@@ -94,6 +95,16 @@ pub fn install_emf(namespace: &str, function: Option<&str>) -> Result<(), Instal
 pub(crate) fn invocation_started() {
     if COLD.swap(false, Ordering::Relaxed) {
         metrics::counter!(COLD_STARTS).increment(1);
+    }
+}
+
+/// Calls [`flush`] when dropped: at the end of an invocation however it ends (an answer, a panic
+/// that unwinds, a future dropped).
+pub(crate) struct FlushOnDrop;
+
+impl Drop for FlushOnDrop {
+    fn drop(&mut self) {
+        flush();
     }
 }
 

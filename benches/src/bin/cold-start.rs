@@ -292,7 +292,7 @@ async fn throughput(options: &Options, table: &str, concurrency: usize) -> (f64,
     for _ in 0..concurrency * 10 {
         assert_eq!(status_of(runtime.invoke(get_event("cold-1")).await), 200);
     }
-    let per_caller = options.throughput / concurrency;
+    let per_caller = (options.throughput / concurrency).max(1);
     let started = Instant::now();
     let mut callers = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
@@ -410,7 +410,7 @@ async fn main() {
     );
     let _ = writeln!(
         report,
-        "\nOne sandbox of crm's bootstrap, GET by id, {} invocations, as many in flight as AWS_LAMBDA_MAX_CONCURRENCY:\n",
+        "\nOne sandbox of crm's bootstrap, GET by id, about {} invocations, as many in flight as AWS_LAMBDA_MAX_CONCURRENCY:\n",
         options.throughput
     );
     let _ = writeln!(

@@ -375,6 +375,13 @@ fn lines_of(request_id: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A trace case: the request's headers, what the platform adds, the trace id its lines must carry.
+type TraceCase<'a> = (
+    Vec<(&'a str, String)>,
+    Option<PlatformContext>,
+    Option<&'a str>,
+);
+
 /// The incoming trace id is on every line of its request (the request line and the error logged
 /// inside it): X-Ray's root from the platform or `X-Amzn-Trace-Id`, else W3C `traceparent`'s trace
 /// id. A malformed header puts nothing on a line.
@@ -388,7 +395,7 @@ async fn the_incoming_trace_id_is_on_every_log_line_of_its_request() {
     let w3c = "4bf92f3577b34da6a3ce929d0e0e4736";
     let traceparent = format!("00-{w3c}-00f067aa0ba902b7-01");
     let platform_root = "1-6759e988-cd862e3fe1be46a994272793";
-    let cases: Vec<(Vec<(&str, String)>, Option<PlatformContext>, Option<&str>)> = vec![
+    let cases: Vec<TraceCase<'_>> = vec![
         (
             vec![("x-amzn-trace-id", format!("Root={xray};Sampled=1"))],
             None,

@@ -233,7 +233,7 @@ async fn next(State(api): State<Api>) -> Response {
         shared.handed_out += 1;
         shared.most_in_flight = shared
             .most_in_flight
-            .max(shared.handed_out - shared.answered);
+            .max(shared.handed_out.saturating_sub(shared.answered));
     }
     api.handed_out.notify_waiters();
     let deadline = SystemTime::now()
@@ -277,8 +277,12 @@ async fn settle(api: &Api, id: &str, outcome: Outcome) -> StatusCode {
     let _ = tokio::time::timeout(HOLD_AT_MOST, held).await;
     let sender = {
         let mut shared = api.shared.lock().unwrap_or_else(PoisonError::into_inner);
-        shared.answered += 1;
-        shared.waiting.remove(id)
+        // Only a first answer to an invocation handed out counts; a stray or second one is refused.
+        let sender = shared.waiting.remove(id);
+        if sender.is_some() {
+            shared.answered += 1;
+        }
+        sender
     };
     match sender {
         Some(sender) => {
