@@ -2,6 +2,13 @@
 //! the function's log stream, which `CloudWatch` Logs turns into metrics. No API call, no agent, no
 //! extension: the bootstrap writes the lines to stdout, as it writes its logs.
 //!
+//! The recorder is this module's own, a `metrics::Recorder` of about a hundred lines: counters are
+//! atomics, a histogram is the list of its values since the last flush, and a flush writes them
+//! in lines of at most 100 values each (EMF's limit per metric and line), so that no value is ever
+//! dropped however many a flush finds. (`metrics_cloudwatch_embedded`, used first, keeps at
+//! most 100 values of a histogram between two flushes and drops the rest; a keyed batch of 100
+//! customers reaches that in one invocation.)
+//!
 //! `crm-lambda-http` and `crm-lambda-envelope` [`install`] the recorder at start when
 //! [`Config::metrics`] says `emf` (the default inside Lambda; `CRM_METRICS=off` turns it off).
 //! What is recorded, and under which names, is `crm_http::metrics`'s table, plus [`COLD_STARTS`];
@@ -13,22 +20,25 @@
 //! [`serve`](crate::serve) calls [`flush`] after every invocation, before the runtime posts the
 //! response: Lambda may freeze the sandbox as soon as the response is posted, and a line still in
 //! memory would be written, late, at the next invocation, or never. The exporter aggregates
-//! between flushes: counters are summed, histograms keep their values (at most 100 per label set
-//! between two flushes, as EMF allows one line; the exporter drops any further value with an
-//! ERROR line), and a flush writes one line per label set that changed, then starts again from
+//! between flushes: counters are summed, histograms keep every value, and a flush writes one line
+//! per label set that changed (more when a histogram holds over 100 values), then starts again from
 //! zero. Where one sandbox serves several invocations at once (`AWS_LAMBDA_MAX_CONCURRENCY`,
 //! Lambda Managed Instances), each invocation's flush writes whatever has been recorded so far,
 //! its neighbours' numbers too; nothing is counted twice (a flush takes what it writes) and
 //! nothing is left behind (every invocation ends with a flush). Each flush's lines go to stdout
 //! in one write under its lock, so no log line lands inside a metrics line.
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crm_http::{Config, MetricsExport};
-use metrics::Unit;
-use metrics_cloudwatch_embedded::{Builder, Collector};
+use metrics::{
+    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+};
+use serde_json::{Map, Value, json};
 
 /// Counter: cold starts, counted once per sandbox, at its first invocation.
 pub const COLD_STARTS: &str = "cold_starts";
@@ -36,8 +46,11 @@ pub const COLD_STARTS: &str = "cold_starts";
 /// The dimension every EMF metric carries: the Lambda function's name.
 pub const FUNCTION: &str = "function";
 
-/// The EMF collector, once [`install`]ed.
-static COLLECTOR: OnceLock<&'static Collector> = OnceLock::new();
+/// The most values of one metric in one EMF line.
+const VALUES_PER_LINE: usize = 100;
+
+/// The EMF recorder, once [`install`]ed.
+static RECORDER: OnceLock<&'static Emf> = OnceLock::new();
 
 /// Whether no invocation has started yet in this process.
 static COLD: AtomicBool = AtomicBool::new(true);
@@ -73,13 +86,14 @@ pub fn install(config: &Config) -> Result<bool, InstallError> {
 /// # Errors
 /// When a global `metrics` recorder is already installed, or this was called before.
 pub fn install_emf(namespace: &str, function: Option<&str>) -> Result<(), InstallError> {
-    let mut builder = Builder::new().cloudwatch_namespace(namespace.to_owned());
-    if let Some(function) = function {
-        builder = builder.with_dimension(FUNCTION, function.to_owned());
-    }
-    let collector = builder.init().map_err(|e| InstallError(e.to_string()))?;
-    COLLECTOR
-        .set(collector)
+    let recorder: &'static Emf = Box::leak(Box::new(Emf {
+        namespace: namespace.to_owned(),
+        function: function.map(str::to_owned),
+        state: Mutex::default(),
+    }));
+    metrics::set_global_recorder(recorder).map_err(|e| InstallError(e.to_string()))?;
+    RECORDER
+        .set(recorder)
         .map_err(|_| InstallError("already installed".to_owned()))?;
     crm_http::metrics::describe();
     metrics::describe_counter!(
@@ -121,9 +135,287 @@ pub fn flush() {
 /// Appends what was recorded since the last flush to `lines`, as EMF lines (one JSON object per
 /// line); nothing when no EMF recorder is installed.
 pub fn flush_into(lines: &mut Vec<u8>) {
-    if let Some(collector) = COLLECTOR.get()
-        && let Err(error) = collector.flush(&mut *lines)
-    {
-        tracing::warn!(error = %error, "metrics not written");
+    if let Some(recorder) = RECORDER.get() {
+        recorder.flush_into(lines);
+    }
+}
+
+/// The recorder: every metric by its label set, then by its name.
+struct Emf {
+    namespace: String,
+    function: Option<String>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The described units, by metric name.
+    units: HashMap<String, Unit>,
+    /// The metrics of each label set (labels sorted by name), by name.
+    series: BTreeMap<Vec<(String, String)>, BTreeMap<String, Cell>>,
+}
+
+/// One metric of one label set.
+#[derive(Clone)]
+enum Cell {
+    Counter(Arc<AtomicU64>),
+    /// The bits of the last value.
+    Gauge(Arc<AtomicU64>),
+    Histogram(Arc<Values>),
+}
+
+/// A histogram's values since the last flush.
+#[derive(Default)]
+struct Values(Mutex<Vec<f64>>);
+
+impl HistogramFn for Values {
+    fn record(&self, value: f64) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(value);
+    }
+}
+
+impl Emf {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The cell of `key`, made by `make` the first time.
+    fn cell(&self, key: &Key, make: impl FnOnce() -> Cell) -> Cell {
+        let mut labels: Vec<(String, String)> = key
+            .labels()
+            .map(|label| (label.key().to_owned(), label.value().to_owned()))
+            .collect();
+        labels.sort();
+        self.lock()
+            .series
+            .entry(labels)
+            .or_default()
+            .entry(key.name().to_owned())
+            .or_insert_with(make)
+            .clone()
+    }
+
+    fn describe(&self, key: &KeyName, unit: Option<Unit>) {
+        if let Some(unit) = unit {
+            self.lock().units.insert(key.as_str().to_owned(), unit);
+        }
+    }
+
+    /// Appends one line per label set that has news (more when a histogram holds over
+    /// [`VALUES_PER_LINE`] values), and starts each metric again from zero.
+    fn flush_into(&self, lines: &mut Vec<u8>) {
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let state = self.lock();
+        for (labels, metrics) in &state.series {
+            // Each metric's values, taken: a counter's sum, a gauge's value, a histogram's list.
+            let mut taken: Vec<(&str, Vec<Value>)> = Vec::new();
+            for (name, cell) in metrics {
+                let values: Vec<Value> = match cell {
+                    Cell::Counter(sum) => match sum.swap(0, Ordering::Relaxed) {
+                        0 => continue,
+                        n => vec![json!(n)],
+                    },
+                    Cell::Gauge(bits) => vec![json!(f64::from_bits(bits.load(Ordering::Relaxed)))],
+                    Cell::Histogram(values) => std::mem::take(
+                        &mut *values.0.lock().unwrap_or_else(PoisonError::into_inner),
+                    )
+                    .into_iter()
+                    .map(|v| json!(v))
+                    .collect(),
+                };
+                if !values.is_empty() {
+                    taken.push((name, values));
+                }
+            }
+            let lines_needed = taken
+                .iter()
+                .map(|(_, values)| values.len().div_ceil(VALUES_PER_LINE))
+                .max()
+                .unwrap_or(0);
+            for part in 0..lines_needed {
+                let mut line = Map::new();
+                let mut dimensions = Vec::new();
+                let mut members = Vec::new();
+                if let Some(function) = &self.function {
+                    dimensions.push(FUNCTION.to_owned());
+                    members.push((FUNCTION.to_owned(), json!(function)));
+                }
+                for (key, value) in labels {
+                    dimensions.push(key.clone());
+                    members.push((key.clone(), json!(value)));
+                }
+                let mut declared = Vec::new();
+                for (name, values) in &taken {
+                    let chunk: Vec<Value> = values
+                        .iter()
+                        .skip(part * VALUES_PER_LINE)
+                        .take(VALUES_PER_LINE)
+                        .cloned()
+                        .collect();
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    let mut metric = Map::new();
+                    metric.insert("Name".to_owned(), json!(name));
+                    if let Some(unit) = state.units.get(*name).and_then(|u| cloudwatch_unit(*u)) {
+                        metric.insert("Unit".to_owned(), json!(unit));
+                    }
+                    declared.push(Value::Object(metric));
+                    members.push(((*name).to_owned(), Value::Array(chunk)));
+                }
+                line.insert(
+                    "_aws".to_owned(),
+                    json!({
+                        "Timestamp": timestamp,
+                        "CloudWatchMetrics": [{
+                            "Namespace": self.namespace,
+                            "Dimensions": [dimensions],
+                            "Metrics": declared,
+                        }],
+                    }),
+                );
+                line.extend(members);
+                if serde_json::to_writer(&mut *lines, &Value::Object(line)).is_ok() {
+                    lines.push(b'\n');
+                }
+            }
+        }
+    }
+}
+
+/// `CloudWatch`'s name of `unit`, where it has one.
+fn cloudwatch_unit(unit: Unit) -> Option<&'static str> {
+    Some(match unit {
+        Unit::Count => "Count",
+        Unit::Percent => "Percent",
+        Unit::Seconds => "Seconds",
+        Unit::Milliseconds => "Milliseconds",
+        Unit::Microseconds => "Microseconds",
+        Unit::Bytes => "Bytes",
+        Unit::Kibibytes => "Kilobytes",
+        Unit::Mebibytes => "Megabytes",
+        Unit::Gibibytes => "Gigabytes",
+        Unit::Tebibytes => "Terabytes",
+        Unit::BitsPerSecond => "Bits/Second",
+        Unit::CountPerSecond => "Count/Second",
+        _ => return None,
+    })
+}
+
+impl Recorder for Emf {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, _: SharedString) {
+        self.describe(&key, unit);
+    }
+
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, _: SharedString) {
+        self.describe(&key, unit);
+    }
+
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, _: SharedString) {
+        self.describe(&key, unit);
+    }
+
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        match self.cell(key, || Cell::Counter(Arc::default())) {
+            Cell::Counter(sum) => Counter::from_arc(sum),
+            _ => Counter::noop(),
+        }
+    }
+
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        match self.cell(key, || Cell::Gauge(Arc::default())) {
+            Cell::Gauge(bits) => Gauge::from_arc(bits),
+            _ => Gauge::noop(),
+        }
+    }
+
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        match self.cell(key, || Cell::Histogram(Arc::default())) {
+            Cell::Histogram(values) => Histogram::from_arc(values),
+            _ => Histogram::noop(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorder() -> Emf {
+        Emf {
+            namespace: "crm-test".to_owned(),
+            function: Some("fn".to_owned()),
+            state: Mutex::default(),
+        }
+    }
+
+    fn lines(emf: &Emf) -> Vec<Value> {
+        let mut written = Vec::new();
+        emf.flush_into(&mut written);
+        String::from_utf8(written)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn no_value_is_dropped_however_many_a_flush_finds() {
+        let emf = recorder();
+        metrics::with_local_recorder(&emf, || {
+            metrics::describe_histogram!("latency_ms", Unit::Milliseconds, "");
+            for value in 0..250 {
+                metrics::histogram!("latency_ms", "operation" => "PutItem")
+                    .record(f64::from(value));
+            }
+            metrics::counter!("calls", "operation" => "PutItem").increment(250);
+        });
+        let written = lines(&emf);
+        assert_eq!(written.len(), 3, "{written:?}");
+        let counts: Vec<usize> = written
+            .iter()
+            .map(|line| line["latency_ms"].as_array().map_or(0, Vec::len))
+            .collect();
+        assert_eq!(counts, [100, 100, 50]);
+        let values: Vec<f64> = written
+            .iter()
+            .flat_map(|line| line["latency_ms"].as_array().unwrap().clone())
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(values, (0..250).map(f64::from).collect::<Vec<_>>());
+        // The counter once, in the first line; every line declares what it carries.
+        assert_eq!(written[0]["calls"], json!([250]));
+        assert!(written[1].get("calls").is_none());
+        for line in &written {
+            let aws = &line["_aws"]["CloudWatchMetrics"][0];
+            assert_eq!(aws["Namespace"], "crm-test");
+            assert_eq!(aws["Dimensions"], json!([["function", "operation"]]));
+            assert_eq!(
+                (&line["function"], &line["operation"]),
+                (&json!("fn"), &json!("PutItem"))
+            );
+            for metric in aws["Metrics"].as_array().unwrap() {
+                assert!(
+                    line.get(metric["Name"].as_str().unwrap()).is_some(),
+                    "{line}"
+                );
+            }
+            assert!(line["_aws"]["Timestamp"].as_u64().unwrap() > 1_700_000_000_000);
+        }
+        let latency = written[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["Name"] == "latency_ms")
+            .unwrap()
+            .clone();
+        assert_eq!(latency["Unit"], "Milliseconds");
+        // Taken: the next flush has nothing to say.
+        assert!(lines(&emf).is_empty());
     }
 }
