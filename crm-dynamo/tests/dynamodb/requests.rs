@@ -159,14 +159,10 @@ async fn counted_on(
     table: &str,
 ) -> (DynamoCustomerRepository, RequestLog) {
     let log = RequestLog::default();
-    let config = settings
-        .sdk_config()
-        .await
-        .to_builder()
-        .interceptor(log.clone())
-        .build();
-    let client = aws_sdk_dynamodb::Client::from_conf(config);
-    (DynamoCustomerRepository::from_client(client, table), log)
+    (
+        support::intercepted(settings, table, log.clone()).await,
+        log,
+    )
 }
 
 /// The key that seals cursors is kept in the table: the first listing of the first process

@@ -79,6 +79,23 @@ pub(crate) struct Requests {
     actions: Arc<Mutex<BTreeSet<String>>>,
 }
 
+/// A repository on `table` whose client runs `interceptor` on every request, as another process
+/// with the same settings would be.
+pub(crate) async fn intercepted(
+    settings: &DynamoSettings,
+    table: &str,
+    interceptor: impl Intercept + 'static,
+) -> DynamoCustomerRepository {
+    let config = settings
+        .sdk_config()
+        .await
+        .to_builder()
+        .interceptor(interceptor)
+        .build();
+    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    DynamoCustomerRepository::from_client(client, table)
+}
+
 impl Requests {
     /// A repository on the table of `table` whose requests this records.
     pub(crate) async fn on(
@@ -86,14 +103,7 @@ impl Requests {
         table: &str,
     ) -> (DynamoCustomerRepository, Self) {
         let log = Self::default();
-        let config = settings
-            .sdk_config()
-            .await
-            .to_builder()
-            .interceptor(log.clone())
-            .build();
-        let client = aws_sdk_dynamodb::Client::from_conf(config);
-        (DynamoCustomerRepository::from_client(client, table), log)
+        (intercepted(settings, table, log.clone()).await, log)
     }
 
     /// The operations since the last call.
