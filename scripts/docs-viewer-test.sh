@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: scripts/docs-viewer-test.sh
+# Usage: scripts/docs-viewer-test.sh [--install-only]
 #
 # The API docs page (`GET /docs`, crm-http's `docs-viewer` feature) end to end, as CI runs it from
 # scripts/test.sh:
@@ -10,7 +10,8 @@
 #   4. scripts/docs_viewer_browser.py in headless Chromium: the page loads with no console error,
 #      lists every operation of openapi.json, and a create sent from its "Try it out" answers 201
 #      (at / and under a stage prefix, /prod).
-# Fails, never skips, when Chromium cannot be installed or started.
+# Fails, never skips, when Chromium cannot be installed or started. With --install-only it does
+# step 2 alone (CI runs that early, in the background, beside the builds).
 # Env: CARGO_TARGET_DIR (where crm-server is built), CRM_CHROMIUM and CRM_CHROMEDRIVER (the browser
 # and driver; default /usr/bin/chromium and /usr/bin/chromedriver, Debian's).
 set -euo pipefail
@@ -19,8 +20,14 @@ cd "$(dirname "$0")/.."
 die() { echo "docs-viewer-test: $*" >&2; exit 1; }
 chromium=${CRM_CHROMIUM:-/usr/bin/chromium}
 chromedriver=${CRM_CHROMEDRIVER:-/usr/bin/chromedriver}
+install_only=0
+case "${1:-}" in
+  "") ;;
+  --install-only) install_only=1 ;;
+  *) die "usage: scripts/docs-viewer-test.sh [--install-only]" ;;
+esac
 
-scripts/docs-viewer.sh --check
+((install_only)) || scripts/docs-viewer.sh --check
 
 if [[ ! -x "$chromium" || ! -x "$chromedriver" ]]; then
   [[ "$(id -u)" == 0 ]] \
@@ -32,6 +39,10 @@ if [[ ! -x "$chromium" || ! -x "$chromedriver" ]]; then
     || die "apt-get could not install chromium and chromium-driver"
 fi
 [[ -x "$chromium" && -x "$chromedriver" ]] || die "no $chromium or $chromedriver after the install"
+if ((install_only)); then
+  echo "docs-viewer-test: $chromium and $chromedriver are installed"
+  exit 0
+fi
 
 scripts/python-tools.sh >/dev/null
 cargo build -q -p crm-http --bin crm-server

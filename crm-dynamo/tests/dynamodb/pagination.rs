@@ -201,7 +201,12 @@ fn orders() -> Vec<Listing> {
     SortOrder::ALL.map(Listing::All).to_vec()
 }
 
-const LIMITS: [usize; 9] = [1, 2, 3, 5, 7, 25, 50, 99, 100];
+/// Page sizes that each walk a different way through the 120 live customers: one a page (every
+/// boundary between two customers is a cursor), below and above the four shards a page merges,
+/// a size that divides 120 (the last page is full: its cursor must lead to an empty end, not a
+/// repeat) and one that does not, and the largest sizes. Each walk costs DynamoDB Local a query
+/// per shard and page, so sizes that add no new way through are left out.
+const LIMITS: [usize; 6] = [1, 3, 5, 7, 99, 100];
 
 #[tokio::test]
 async fn walks_in_every_order_return_every_customer_once_in_key_order_at_any_page_size() {
@@ -221,7 +226,7 @@ async fn a_search_walk_returns_every_match_once_ordered_by_the_name_it_matched()
     let (repo, live) = seeded(150).await;
     for listing in searches() {
         let expected = expected(&listing, &live);
-        for limit in [1, 2, 3, 7, 25, 100] {
+        for limit in [1, 3, 7, 100] {
             let walked = walk(&repo, &listing, limit).await;
             assert_eq!(ids(&walked), ids(&expected), "{listing:?} by {limit}");
         }
