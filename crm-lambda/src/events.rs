@@ -79,6 +79,27 @@
 //! handed back, else at INFO. No
 //! line ever holds an id or a field's value.
 //!
+//! # Metrics
+//!
+//! Inside Lambda the function writes `CloudWatch` EMF lines, as the API function does
+//! ([`metrics`](crate::metrics): namespace `CRM_METRICS_NAMESPACE`, dimension `function`, written
+//! after every invocation; `CRM_METRICS=off` turns them off). Per invocation:
+//!
+//! | metric | kind | unit | counts |
+//! | --- | --- | --- | --- |
+//! | [`EVENTS_PUBLISHED`] `events_published` | counter | count | events the bus accepted |
+//! | [`EVENTS_FAILED_ENTRIES`] `events_failed_entries` | counter | count | entries an attempt did not get accepted: refused by the bus (`ErrorCode`), or in a call that failed whole |
+//! | [`EVENTS_RETRIES`] `events_retries` | counter | count | entries sent again (the log line's `retries`) |
+//! | [`EVENTS_FAILED_RECORDS`] `events_failed_records` | counter | count | records handed back to Lambda (the log line's `failed_records`) |
+//! | [`EVENTS_BATCH_DURATION`] `events_batch_duration_ms` | histogram | milliseconds | one batch, from reading it to the answer |
+//! | `cold_starts` | counter | count | once per sandbox ([`metrics::COLD_STARTS`](crate::metrics::COLD_STARTS)) |
+//!
+//! They have no label, only the dimension `function`: nothing of a customer, an event or a record
+//! reaches a metric. A batch that is no stream batch, or that panics, records none of them (it is a
+//! Lambda error). The `EventBridge` client carries no call metrics of its own: these counts are
+//! what the calls came to. Failed records are no Lambda error (a partial batch response), so only
+//! this count sees them as they happen.
+//!
 //! ```no_run
 //! use crm_lambda::events::{EventsConfig, Publisher, answer_stream};
 //! use lambda_runtime::service_fn;
@@ -92,11 +113,10 @@
 //! ```
 
 use std::collections::HashSet;
-use std::ffi::OsString;
 use std::fmt;
 use std::future::Future;
 use std::task::Poll;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::BehaviorVersion;
 use aws_lambda_events::event::dynamodb::{Event, EventRecord, StreamViewType};
@@ -111,7 +131,9 @@ use crm_domain::Timestamp;
 use crm_domain::events::CustomerEvent;
 use crm_dynamo::items::Item;
 use crm_dynamo::stream::{RecordKind, StreamChange, event_of};
+use crm_http::MetricsExport;
 use lambda_runtime::{Diagnostic, LambdaEvent};
+use metrics::Unit;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -125,6 +147,41 @@ pub const ENTRIES_PER_CALL: usize = 10;
 
 /// How many `PutEvents` calls one round sends at once.
 pub const CALLS_PER_ROUND: usize = 4;
+
+/// Counter: events the bus accepted.
+pub const EVENTS_PUBLISHED: &str = "events_published";
+/// Counter: entries a `PutEvents` attempt did not get accepted: those the bus refused (an entry's
+/// `ErrorCode`) and those of calls that failed whole (throttled, 5xx, timed out, refused for good).
+pub const EVENTS_FAILED_ENTRIES: &str = "events_failed_entries";
+/// Counter: entries sent again (attempts after an event's first).
+pub const EVENTS_RETRIES: &str = "events_retries";
+/// Counter: records handed back to Lambda in the partial batch response: the reported record and
+/// every one after it, which Lambda delivers again.
+pub const EVENTS_FAILED_RECORDS: &str = "events_failed_records";
+/// Histogram, milliseconds: one batch, from reading its records to the answer.
+pub const EVENTS_BATCH_DURATION: &str = "events_batch_duration_ms";
+
+/// Gives the events function's metrics their units and descriptions in the installed recorder
+/// ([`metrics::install_emf`](crate::metrics::install_emf) calls it).
+pub fn describe_metrics() {
+    metrics::describe_counter!(EVENTS_PUBLISHED, Unit::Count, "events the bus accepted");
+    metrics::describe_counter!(
+        EVENTS_FAILED_ENTRIES,
+        Unit::Count,
+        "PutEvents entries not accepted, per attempt"
+    );
+    metrics::describe_counter!(EVENTS_RETRIES, Unit::Count, "PutEvents entries sent again");
+    metrics::describe_counter!(
+        EVENTS_FAILED_RECORDS,
+        Unit::Count,
+        "stream records handed back to Lambda (partial batch response)"
+    );
+    metrics::describe_histogram!(
+        EVENTS_BATCH_DURATION,
+        Unit::Milliseconds,
+        "stream batch duration"
+    );
+}
 
 /// How many times an event is sent at most in one invocation, by default.
 const DEFAULT_ATTEMPTS: u32 = 4;
@@ -143,15 +200,21 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 const DEADLINE_RESERVE: Duration = Duration::from_secs(3);
 
 /// The configuration of the events function, read once at start: `CRM_EVENT_BUS_NAME` (required:
-/// the name or ARN of the bus), `RUST_LOG` (the log filter, `info` by default) and
-/// `AWS_LAMBDA_RUNTIME_API` (set by Lambda). The AWS SDK reads its own variables (`AWS_REGION`,
-/// the keys Lambda sets, `AWS_ENDPOINT_URL_EVENTBRIDGE` or `AWS_ENDPOINT_URL` for another
-/// endpoint).
+/// the name or ARN of the bus), `RUST_LOG` (the log filter, `info` by default),
+/// `AWS_LAMBDA_RUNTIME_API` (set by Lambda), and for the metrics (see [Metrics](self#metrics))
+/// `CRM_METRICS` (`emf`, the default inside Lambda, or `off`), `CRM_METRICS_NAMESPACE` (default
+/// `crm`) and `AWS_LAMBDA_FUNCTION_NAME` (set by Lambda: the `function` dimension), read as
+/// `crm-http`'s [`Config`](crm_http::Config) reads them. The AWS SDK reads its own variables
+/// (`AWS_REGION`, the keys Lambda sets, `AWS_ENDPOINT_URL_EVENTBRIDGE` or `AWS_ENDPOINT_URL` for
+/// another endpoint).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventsConfig {
     bus_name: String,
     log_filter: String,
     in_lambda: bool,
+    metrics: MetricsExport,
+    metrics_namespace: String,
+    function_name: Option<String>,
 }
 
 /// A configuration value that is missing or invalid: one line, naming the variable.
@@ -180,6 +243,16 @@ impl ConfigError {
     }
 }
 
+/// The variables [`EventsConfig`] reads.
+const VARIABLES: [&str; 6] = [
+    "CRM_EVENT_BUS_NAME",
+    "RUST_LOG",
+    "AWS_LAMBDA_RUNTIME_API",
+    "CRM_METRICS",
+    "CRM_METRICS_NAMESPACE",
+    "AWS_LAMBDA_FUNCTION_NAME",
+];
+
 impl EventsConfig {
     /// The longest bus name or ARN `PutEvents` accepts.
     pub const MAX_BUS_NAME: usize = 1600;
@@ -188,35 +261,33 @@ impl EventsConfig {
     ///
     /// # Errors
     /// `CRM_EVENT_BUS_NAME` missing, empty or not a bus name; `RUST_LOG` not a `tracing` filter;
-    /// either not UTF-8.
+    /// `CRM_METRICS` other than `emf` (inside Lambda only) or `off`; `CRM_METRICS_NAMESPACE` not a
+    /// `CloudWatch` namespace; any of them not UTF-8.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let get = |name: &'static str| -> Result<Option<String>, ConfigError> {
-            std::env::var_os(name)
-                .map(OsString::into_string)
-                .transpose()
-                .map_err(|_| ConfigError {
+        let mut vars = Vec::new();
+        for name in VARIABLES {
+            if let Some(value) = std::env::var_os(name) {
+                let value = value.into_string().map_err(|_| ConfigError {
                     variable: name,
                     message: "is not valid UTF-8".to_owned(),
-                })
-        };
-        Self::from_vars(
-            get("CRM_EVENT_BUS_NAME")?.as_deref(),
-            get("RUST_LOG")?.as_deref(),
-            get("AWS_LAMBDA_RUNTIME_API")?.as_deref(),
-        )
+                })?;
+                vars.push((name, value));
+            }
+        }
+        Self::from_vars(vars.iter().map(|(name, value)| (*name, value.as_str())))
     }
 
-    /// The configuration these values of `CRM_EVENT_BUS_NAME`, `RUST_LOG` and
-    /// `AWS_LAMBDA_RUNTIME_API` make.
+    /// The configuration these variables make: pairs of name and value (the last of a name
+    /// counts; names it does not read are ignored).
     ///
     /// # Errors
     /// As [`EventsConfig::from_env`].
-    pub fn from_vars(
-        bus_name: Option<&str>,
-        rust_log: Option<&str>,
-        runtime_api: Option<&str>,
+    pub fn from_vars<'v>(
+        vars: impl IntoIterator<Item = (&'v str, &'v str)>,
     ) -> Result<Self, ConfigError> {
-        let bus_name = bus_name.map(str::trim).unwrap_or_default();
+        let vars: Vec<(&str, &str)> = vars.into_iter().collect();
+        let get = |name: &str| vars.iter().rev().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        let bus_name = get("CRM_EVENT_BUS_NAME").map(str::trim).unwrap_or_default();
         if bus_name.is_empty() {
             return Err(ConfigError {
                 variable: "CRM_EVENT_BUS_NAME",
@@ -234,7 +305,7 @@ impl EventsConfig {
                 ),
             });
         }
-        let log_filter = rust_log
+        let log_filter = get("RUST_LOG")
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .unwrap_or("info");
@@ -244,10 +315,48 @@ impl EventsConfig {
                 message: format!("={log_filter:?} is not a valid tracing filter: {e}"),
             });
         }
+        let in_lambda = get("AWS_LAMBDA_RUNTIME_API").is_some_and(|v| !v.is_empty());
+        let metrics = match get("CRM_METRICS").map(str::trim).unwrap_or_default() {
+            "" | "emf" if in_lambda => MetricsExport::Emf,
+            "" | "off" => MetricsExport::Off,
+            other => {
+                return Err(ConfigError {
+                    variable: "CRM_METRICS",
+                    message: format!(
+                        "={other:?} is not one of this function's: emf (inside AWS Lambda, the default there) or off"
+                    ),
+                });
+            }
+        };
+        let metrics_namespace = get("CRM_METRICS_NAMESPACE")
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .unwrap_or(crm_http::Config::DEFAULT_METRICS_NAMESPACE);
+        // crm-http's rule: 1-255 characters of these, not AWS's own namespaces.
+        let namespace_ok = (1..=255).contains(&metrics_namespace.len())
+            && !metrics_namespace.starts_with("AWS/")
+            && metrics_namespace
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_/#: ".contains(&b));
+        if !namespace_ok {
+            return Err(ConfigError {
+                variable: "CRM_METRICS_NAMESPACE",
+                message: format!(
+                    "={metrics_namespace:?} must be 1 to 255 letters, digits and . - _ / # : or spaces, not starting with AWS/"
+                ),
+            });
+        }
+        let function_name = get("AWS_LAMBDA_FUNCTION_NAME")
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned);
         Ok(Self {
             bus_name: bus_name.to_owned(),
             log_filter: log_filter.to_owned(),
-            in_lambda: runtime_api.is_some_and(|v| !v.is_empty()),
+            in_lambda,
+            metrics,
+            metrics_namespace: metrics_namespace.to_owned(),
+            function_name,
         })
     }
 
@@ -264,6 +373,23 @@ impl EventsConfig {
     /// True when running inside AWS Lambda (`AWS_LAMBDA_RUNTIME_API` is set).
     pub fn in_lambda(&self) -> bool {
         self.in_lambda
+    }
+
+    /// Where the metrics go: [`MetricsExport::Emf`] (the default inside Lambda) or
+    /// [`MetricsExport::Off`] (`CRM_METRICS=off`, and the default outside Lambda).
+    pub fn metrics(&self) -> MetricsExport {
+        self.metrics
+    }
+
+    /// The `CloudWatch` namespace of the EMF metrics (`CRM_METRICS_NAMESPACE`, default `crm`).
+    pub fn metrics_namespace(&self) -> &str {
+        &self.metrics_namespace
+    }
+
+    /// The function's name (`AWS_LAMBDA_FUNCTION_NAME`, set by Lambda): the `function` dimension
+    /// of the EMF metrics.
+    pub fn function_name(&self) -> Option<&str> {
+        self.function_name.as_deref()
     }
 }
 
@@ -329,9 +455,11 @@ impl Publisher {
 /// Publishes the events `batch` tells, as the [module docs](self) describe, and answers which
 /// record Lambda must retry from, if any. Writes the invocation's log line.
 pub async fn publish(batch: Event, publisher: &Publisher) -> DynamoDbEventResponse {
+    let started = Instant::now();
     let records = batch.records.into_iter().map(Ok).collect();
     let (response, summary) = run(records, publisher, None).await;
     summary.log(None);
+    summary.record(started.elapsed());
     response
 }
 
@@ -351,6 +479,7 @@ pub async fn answer_stream(
         #[serde(rename = "Records", borrow)]
         records: Vec<&'a RawValue>,
     }
+    let started = Instant::now();
     let LambdaEvent { payload, context } = event;
     let Ok(batch) = serde_json::from_str::<Batch<'_>>(payload.get()) else {
         tracing::error!(
@@ -367,6 +496,7 @@ pub async fn answer_stream(
     match catch_panic(run(records, publisher, deadline)).await {
         Some((response, summary)) => {
             summary.log(Some(&context.request_id));
+            summary.record(started.elapsed());
             Ok(response)
         }
         None => Err(Diagnostic {
@@ -588,18 +718,30 @@ fn failure<E: aws_sdk_eventbridge::error::ProvideErrorMetadata>(
     CallOutcome::Failed { kind, retryable }
 }
 
-/// The counts of one invocation, for its log line.
+/// The counts of one invocation, for its log line and its metrics.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Summary {
     records: usize,
     events: usize,
     published: usize,
     retries: usize,
+    /// Entries an attempt did not get accepted (metrics only).
+    failed_entries: usize,
     failed_records: usize,
     error: Option<String>,
 }
 
 impl Summary {
+    /// Records the invocation's metrics: its counts, and `elapsed`, the batch's duration.
+    fn record(&self, elapsed: Duration) {
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        metrics::counter!(EVENTS_PUBLISHED).increment(count(self.published));
+        metrics::counter!(EVENTS_FAILED_ENTRIES).increment(count(self.failed_entries));
+        metrics::counter!(EVENTS_RETRIES).increment(count(self.retries));
+        metrics::counter!(EVENTS_FAILED_RECORDS).increment(count(self.failed_records));
+        metrics::histogram!(EVENTS_BATCH_DURATION).record(elapsed.as_secs_f64() * 1000.0);
+    }
+
     fn log(&self, request_id: Option<&str>) {
         let error = self.error.as_deref();
         if self.failed_records > 0 {
@@ -752,11 +894,15 @@ impl Publishing {
                             None => {
                                 accepted.insert(index);
                             }
-                            Some(code) => error = Some(code),
+                            Some(code) => {
+                                self.summary.failed_entries += 1;
+                                error = Some(code);
+                            }
                         }
                     }
                 }
                 CallOutcome::Failed { kind, retryable } => {
+                    self.summary.failed_entries += chunk.len();
                     if !retryable {
                         refused_for_good.extend_from_slice(chunk);
                     }
@@ -968,6 +1114,7 @@ mod tests {
             [vec!["a@1", "b@1", "c@1"], vec!["b@1"], vec!["b@1"]]
         );
         assert_eq!(summary.failed_records, 3);
+        assert_eq!((summary.failed_entries, summary.retries), (3, 2));
         assert_eq!(summary.error.as_deref(), Some("InternalFailure"));
     }
 
@@ -979,9 +1126,11 @@ mod tests {
                 retryable: false,
             })
         });
-        let (response, _) = run(records(&["a", "b"]), &bus, None).await;
+        let (response, summary) = run(records(&["a", "b"]), &bus, None).await;
         assert_eq!(handed_back(&response), [Some("s0".to_owned())]);
         assert_eq!(bus.calls().len(), 1);
+        // Both entries of the failed call, once: it is not sent again.
+        assert_eq!((summary.failed_entries, summary.failed_records), (2, 2));
     }
 
     #[tokio::test]
@@ -1017,20 +1166,77 @@ mod tests {
 
     #[test]
     fn the_bus_name_is_required_and_rust_log_checked() {
-        for missing in [None, Some(""), Some("   ")] {
-            let error = EventsConfig::from_vars(missing, None, None).unwrap_err();
+        for missing in [
+            vec![],
+            vec![("CRM_EVENT_BUS_NAME", "")],
+            vec![("CRM_EVENT_BUS_NAME", "   ")],
+        ] {
+            let error = EventsConfig::from_vars(missing).unwrap_err();
             assert_eq!(error.variable(), "CRM_EVENT_BUS_NAME");
             assert!(!error.to_string().contains('\n'));
         }
-        let error = EventsConfig::from_vars(Some("a bus"), None, None).unwrap_err();
+        let error = EventsConfig::from_vars([("CRM_EVENT_BUS_NAME", "a bus")]).unwrap_err();
         assert_eq!(error.variable(), "CRM_EVENT_BUS_NAME");
-        let error = EventsConfig::from_vars(Some("crm"), Some("=["), None).unwrap_err();
+        let error = EventsConfig::from_vars([("CRM_EVENT_BUS_NAME", "crm"), ("RUST_LOG", "=[")])
+            .unwrap_err();
         assert_eq!(error.variable(), "RUST_LOG");
-        let config =
-            EventsConfig::from_vars(Some(" crm-bus "), None, Some("127.0.0.1:9001")).unwrap();
+        let config = EventsConfig::from_vars([
+            ("CRM_EVENT_BUS_NAME", " crm-bus "),
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+        ])
+        .unwrap();
         assert_eq!(
             (config.bus_name(), config.log_filter(), config.in_lambda()),
             ("crm-bus", "info", true)
         );
+    }
+
+    #[test]
+    fn metrics_are_emf_inside_lambda_unless_off_and_the_namespace_is_checked() {
+        let lambda = [
+            ("CRM_EVENT_BUS_NAME", "crm"),
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "crm-events"),
+        ];
+        let config = EventsConfig::from_vars(lambda).unwrap();
+        assert_eq!(
+            (
+                config.metrics(),
+                config.metrics_namespace(),
+                config.function_name()
+            ),
+            (MetricsExport::Emf, "crm", Some("crm-events"))
+        );
+        let with = |extra: &[(&'static str, &'static str)]| {
+            EventsConfig::from_vars(lambda.iter().chain(extra).copied())
+        };
+        assert_eq!(
+            with(&[("CRM_METRICS", " off ")]).unwrap().metrics(),
+            MetricsExport::Off
+        );
+        assert_eq!(
+            with(&[("CRM_METRICS_NAMESPACE", "crm/prod")])
+                .unwrap()
+                .metrics_namespace(),
+            "crm/prod"
+        );
+        for (name, value) in [
+            ("CRM_METRICS", "prometheus"),
+            ("CRM_METRICS", "yes"),
+            ("CRM_METRICS_NAMESPACE", "AWS/Lambda"),
+            ("CRM_METRICS_NAMESPACE", "crm\u{e9}"),
+        ] {
+            let error = with(&[(name, value)]).unwrap_err();
+            assert_eq!(error.variable(), name, "{value}");
+        }
+        // Outside Lambda: off, and EMF refused (nothing would turn the lines into metrics).
+        let local = [("CRM_EVENT_BUS_NAME", "crm")];
+        assert_eq!(
+            EventsConfig::from_vars(local).unwrap().metrics(),
+            MetricsExport::Off
+        );
+        let error =
+            EventsConfig::from_vars(local.into_iter().chain([("CRM_METRICS", "emf")])).unwrap_err();
+        assert_eq!(error.variable(), "CRM_METRICS");
     }
 }

@@ -10,10 +10,34 @@
 //! customers reaches that in one invocation.)
 //!
 //! `crm-lambda-http` and `crm-lambda-envelope` [`install`] the recorder at start when
-//! [`Config::metrics`] says `emf` (the default inside Lambda; `CRM_METRICS=off` turns it off).
-//! What is recorded, and under which names, is `crm_http::metrics`'s table, plus [`COLD_STARTS`];
-//! every metric gets the dimension [`FUNCTION`] (the function's name, `AWS_LAMBDA_FUNCTION_NAME`)
-//! besides its labels, in the namespace `CRM_METRICS_NAMESPACE` (default `crm`).
+//! [`Config::metrics`] says `emf` (the default inside Lambda; `CRM_METRICS=off` turns it off), and
+//! `crm-lambda-events` [`install_emf`]s it when its
+//! [`EventsConfig::metrics`](crate::events::EventsConfig::metrics) says so (the same rule).
+//! What is recorded, and under which names, is `crm_http::metrics`'s table, the events function's
+//! ([`events`](crate::events), "Metrics"), plus [`COLD_STARTS`]; every metric gets the dimension
+//! [`FUNCTION`] (the function's name, `AWS_LAMBDA_FUNCTION_NAME`) besides its labels, in the
+//! namespace `CRM_METRICS_NAMESPACE` (default `crm`).
+//!
+//! # Dimension sets
+//!
+//! `CloudWatch` files a metric under each dimension set a line declares, and matches a set
+//! exactly: an alarm on `function` and `status_class` sees nothing of a metric filed under
+//! `function, route, method, status_class` only. So besides its full set (`function` and every
+//! label) a metric is filed under the coarser sets of [`ROLLUPS`], the ones the stack's alarms and
+//! dashboard read (`deploy/src/crm.yaml.in`):
+//!
+//! | metric | dimension sets |
+//! | --- | --- |
+//! | `http_requests` | `function, method, route, status_class`; `function, status_class` |
+//! | `http_request_duration_ms` | `function, method, route, status_class`; `function, route` |
+//! | `dynamodb_errors` | `function, operation`; `function` |
+//! | every other metric | `function` and its labels |
+//!
+//! Each set is a metric of its own in `CloudWatch`, billed as one custom metric per combination
+//! of dimension values that receives data: the rollups add at most 5 (`status_class`) + one per
+//! route template (`route`) + 1 (`function`) custom metrics per function, where a set per metric
+//! and label combination would add a multiple. (EMF bounds a set to 30 dimensions and lets a
+//! directive declare several sets; a line carries one directive per distinct list of sets.)
 //!
 //! # When the lines are written
 //!
@@ -45,6 +69,24 @@ pub const COLD_STARTS: &str = "cold_starts";
 
 /// The dimension every EMF metric carries: the Lambda function's name.
 pub const FUNCTION: &str = "function";
+
+/// The coarser dimension sets a metric is filed under besides its full one: the metric, and the
+/// labels the set keeps ([`FUNCTION`] is in every set). A rollup applies to a series that has
+/// every label it keeps and more; see the [module docs](self).
+pub const ROLLUPS: &[(&str, &[&str])] = &[
+    // The function's 5xx by its own count, whatever the route (the server-errors alarm).
+    (
+        crm_http::metrics::HTTP_REQUESTS,
+        &[crm_http::metrics::STATUS_CLASS],
+    ),
+    // p99 latency per route, whatever the method and status (the dashboard).
+    (
+        crm_http::metrics::HTTP_REQUEST_DURATION,
+        &[crm_http::metrics::ROUTE],
+    ),
+    // DynamoDB calls that failed, whatever the operation (the DynamoDB errors alarm).
+    (crm_dynamo::metrics::ERRORS, &[]),
+];
 
 /// The most values of one metric in one EMF line.
 const VALUES_PER_LINE: usize = 100;
@@ -96,12 +138,45 @@ pub fn install_emf(namespace: &str, function: Option<&str>) -> Result<(), Instal
         .set(recorder)
         .map_err(|_| InstallError("already installed".to_owned()))?;
     crm_http::metrics::describe();
+    crate::events::describe_metrics();
     metrics::describe_counter!(
         COLD_STARTS,
         Unit::Count,
         "cold starts (first invocation of a sandbox)"
     );
     Ok(())
+}
+
+/// The dimension sets of `metric` in a series with these `labels` (sorted by name): the full set
+/// first ([`FUNCTION`] when `function` is given, then every label), then the [`ROLLUPS`] that
+/// apply, in their order.
+fn dimension_sets(metric: &str, labels: &[&str], function: bool) -> Vec<Vec<String>> {
+    let with_function = |kept: Vec<&str>| -> Vec<String> {
+        function
+            .then_some(FUNCTION)
+            .into_iter()
+            .chain(kept)
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut sets = vec![with_function(labels.to_vec())];
+    for (_, kept) in ROLLUPS.iter().filter(|(name, _)| *name == metric) {
+        if kept.len() >= labels.len() || !kept.iter().all(|k| labels.contains(k)) {
+            continue;
+        }
+        // In the series' label order, as the full set.
+        let rollup = with_function(
+            labels
+                .iter()
+                .copied()
+                .filter(|label| kept.contains(label))
+                .collect(),
+        );
+        if !sets.contains(&rollup) {
+            sets.push(rollup);
+        }
+    }
+    sets
 }
 
 /// Counts a cold start if this is the process's first invocation. [`serve`](crate::serve) calls it
@@ -237,19 +312,18 @@ impl Emf {
                 .map(|(_, values)| values.len().div_ceil(VALUES_PER_LINE))
                 .max()
                 .unwrap_or(0);
+            let keys: Vec<&str> = labels.iter().map(|(key, _)| key.as_str()).collect();
             for part in 0..lines_needed {
                 let mut line = Map::new();
-                let mut dimensions = Vec::new();
                 let mut members = Vec::new();
                 if let Some(function) = &self.function {
-                    dimensions.push(FUNCTION.to_owned());
                     members.push((FUNCTION.to_owned(), json!(function)));
                 }
                 for (key, value) in labels {
-                    dimensions.push(key.clone());
                     members.push((key.clone(), json!(value)));
                 }
-                let mut declared = Vec::new();
+                // One directive per list of dimension sets, with the metrics filed under it.
+                let mut directives: BTreeMap<Vec<Vec<String>>, Vec<Value>> = BTreeMap::new();
                 for (name, values) in &taken {
                     let chunk: Vec<Value> = values
                         .iter()
@@ -265,18 +339,27 @@ impl Emf {
                     if let Some(unit) = state.units.get(*name).and_then(|u| cloudwatch_unit(*u)) {
                         metric.insert("Unit".to_owned(), json!(unit));
                     }
-                    declared.push(Value::Object(metric));
+                    directives
+                        .entry(dimension_sets(name, &keys, self.function.is_some()))
+                        .or_default()
+                        .push(Value::Object(metric));
                     members.push(((*name).to_owned(), Value::Array(chunk)));
                 }
+                let directives: Vec<Value> = directives
+                    .into_iter()
+                    .map(|(sets, declared)| {
+                        json!({
+                            "Namespace": self.namespace,
+                            "Dimensions": sets,
+                            "Metrics": declared,
+                        })
+                    })
+                    .collect();
                 line.insert(
                     "_aws".to_owned(),
                     json!({
                         "Timestamp": timestamp,
-                        "CloudWatchMetrics": [{
-                            "Namespace": self.namespace,
-                            "Dimensions": [dimensions],
-                            "Metrics": declared,
-                        }],
+                        "CloudWatchMetrics": directives,
                     }),
                 );
                 line.extend(members);
@@ -417,5 +500,90 @@ mod tests {
         assert_eq!(latency["Unit"], "Milliseconds");
         // Taken: the next flush has nothing to say.
         assert!(lines(&emf).is_empty());
+    }
+
+    /// Each metric of `lines` and the dimension sets of the directive that declares it.
+    fn filed(lines: &[Value]) -> BTreeMap<String, Value> {
+        let mut filed = BTreeMap::new();
+        for line in lines {
+            for directive in line["_aws"]["CloudWatchMetrics"].as_array().unwrap() {
+                for metric in directive["Metrics"].as_array().unwrap() {
+                    let name = metric["Name"].as_str().unwrap().to_owned();
+                    let before = filed.insert(name, directive["Dimensions"].clone());
+                    assert!(before.is_none(), "declared twice: {line}");
+                }
+            }
+        }
+        filed
+    }
+
+    #[test]
+    fn rollups_file_a_metric_under_the_coarser_sets_the_alarms_read_too() {
+        let emf = recorder();
+        metrics::with_local_recorder(&emf, || {
+            metrics::counter!("http_requests", "route" => "/customers/{id}", "method" => "GET",
+                "status_class" => "5xx")
+            .increment(2);
+            metrics::histogram!("http_request_duration_ms", "route" => "/customers/{id}",
+                "method" => "GET", "status_class" => "5xx")
+            .record(12.0);
+            metrics::counter!("dynamodb_errors", "operation" => "GetItem").increment(1);
+            metrics::counter!("dynamodb_calls", "operation" => "GetItem").increment(3);
+            metrics::counter!(COLD_STARTS).increment(1);
+        });
+        let written = lines(&emf);
+        // One line per label set, whatever its directives.
+        assert_eq!(written.len(), 3, "{written:?}");
+        let full = json!(["function", "method", "route", "status_class"]);
+        assert_eq!(
+            filed(&written),
+            BTreeMap::from([
+                (
+                    "http_requests".to_owned(),
+                    json!([full, ["function", "status_class"]])
+                ),
+                (
+                    "http_request_duration_ms".to_owned(),
+                    json!([full, ["function", "route"]])
+                ),
+                (
+                    "dynamodb_errors".to_owned(),
+                    json!([["function", "operation"], ["function"]])
+                ),
+                (
+                    "dynamodb_calls".to_owned(),
+                    json!([["function", "operation"]])
+                ),
+                ("cold_starts".to_owned(), json!([["function"]])),
+            ])
+        );
+        // Every dimension of every set is a string member of its line.
+        for line in &written {
+            for directive in line["_aws"]["CloudWatchMetrics"].as_array().unwrap() {
+                for set in directive["Dimensions"].as_array().unwrap() {
+                    for key in set.as_array().unwrap() {
+                        assert!(line[key.as_str().unwrap()].is_string(), "{line}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn without_a_function_name_the_coarsest_set_is_empty_and_no_set_repeats() {
+        assert_eq!(
+            dimension_sets("dynamodb_errors", &["operation"], false),
+            [vec!["operation".to_owned()], Vec::<String>::new()]
+        );
+        // No label to drop: the full set alone.
+        assert_eq!(
+            dimension_sets("dynamodb_errors", &[], true),
+            [vec!["function".to_owned()]]
+        );
+        // A rollup needs every label it keeps.
+        assert_eq!(
+            dimension_sets("http_requests", &["operation"], true),
+            [vec!["function".to_owned(), "operation".to_owned()]]
+        );
     }
 }

@@ -662,7 +662,7 @@ async fn the_http_bootstrap_writes_emf_metrics_after_every_invocation() {
     // Flushed per invocation: three lines of one request each, not one line at exit.
     let lines: Vec<f64> = points
         .iter()
-        .filter(|p| p.name == "http_requests")
+        .filter(|p| p.name == "http_requests" && p.dimensions.len() == 4)
         .map(|p| p.values.iter().sum())
         .collect();
     assert_eq!(lines, [1.0; 3], "{printed}");

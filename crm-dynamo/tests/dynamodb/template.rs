@@ -3156,6 +3156,683 @@ fn check_gateway_records(template: &Value, errors: &mut Vec<String>) {
     }
 }
 
+// ------------------------------------------------ the functions' own (EMF) metrics
+
+/// The contract between the code and the templates on the functions' EMF metrics, written by
+/// crm-lambda and held to the code by its tests (`tests/metrics.rs`, `tests/lambda/stream.rs`):
+/// each metric's dimension sets (sorted), and the metrics each bootstrap writes.
+struct EmfContract {
+    sets: BTreeMap<String, BTreeSet<Vec<String>>>,
+    writers: BTreeMap<String, BTreeSet<String>>,
+}
+
+const EMF_CONTRACT: &str = "crm-lambda/tests/fixtures/emf-metrics.json";
+
+fn emf_contract() -> Result<EmfContract, String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(EMF_CONTRACT);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let contract: Value =
+        serde_json::from_str(&text).map_err(|e| format!("{EMF_CONTRACT}: {e}"))?;
+    let strings = |value: &Value| -> Vec<String> {
+        value
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut sets = BTreeMap::new();
+    for (name, metric) in contract
+        .get("metrics")
+        .and_then(Value::as_object)
+        .ok_or(format!("{EMF_CONTRACT} has no metrics"))?
+    {
+        let of_metric: BTreeSet<Vec<String>> = metric
+            .get("dimension_sets")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|set| {
+                let mut set = strings(set);
+                set.sort();
+                set
+            })
+            .collect();
+        sets.insert(name.clone(), of_metric);
+    }
+    let writers = contract
+        .get("functions")
+        .and_then(Value::as_object)
+        .ok_or(format!("{EMF_CONTRACT} has no functions"))?
+        .iter()
+        .map(|(bootstrap, names)| (bootstrap.clone(), strings(names).into_iter().collect()))
+        .collect();
+    Ok(EmfContract { sets, writers })
+}
+
+/// An alarm the templates promise on the functions' own metrics: the metric, its dimension set,
+/// and a dimension value the alarm must select (besides `function`).
+type EmfAlarm = (
+    &'static str,
+    &'static [&'static str],
+    Option<(&'static str, &'static str)>,
+);
+
+/// The alarms the templates promise on the functions' own metrics.
+const EMF_ALARMS: [EmfAlarm; 3] = [
+    // The HTTP function's 5xx by its own count.
+    (
+        "http_requests",
+        &["function", "status_class"],
+        Some(("status_class", "5xx")),
+    ),
+    // DynamoDB calls that failed as the HTTP function saw them, every operation together.
+    ("dynamodb_errors", &["function"], None),
+    // Stream records the events function handed back.
+    ("events_failed_records", &["function"], None),
+];
+
+/// The metrics the dashboard promises to show, under these dimension sets.
+const EMF_WIDGETS: [(&str, &[&str]); 11] = [
+    ("http_requests", &["function", "status_class"]),
+    ("http_request_duration_ms", &["function", "route"]),
+    ("dynamodb_calls", &["function", "operation"]),
+    ("dynamodb_call_duration_ms", &["function", "operation"]),
+    ("dynamodb_retries", &["function", "operation"]),
+    ("dynamodb_throttles", &["function", "operation"]),
+    ("cold_starts", &["function"]),
+    ("events_published", &["function"]),
+    ("events_failed_entries", &["function"]),
+    ("events_failed_records", &["function"]),
+    ("events_batch_duration_ms", &["function"]),
+];
+
+/// One use of an EMF metric by an alarm or a widget.
+#[derive(Debug)]
+struct EmfUse {
+    /// The alarm's or widget's name, for the message.
+    by: String,
+    metric: String,
+    /// Dimension name to value (`${HttpFunction}` or `{"Ref": ...}` as the template writes it).
+    dimensions: BTreeMap<String, String>,
+}
+
+/// The bootstrap a function runs (`CodeUri: ../target/lambda/<bootstrap>/bootstrap.zip`).
+fn bootstrap_of(function: &Value) -> Option<&str> {
+    properties(function)
+        .get("CodeUri")
+        .and_then(Value::as_str)?
+        .strip_prefix("../target/lambda/")?
+        .split('/')
+        .next()
+}
+
+/// A Lambda function of the template, as far as its metrics go.
+struct EmfFunction<'t> {
+    bootstrap: Option<&'t str>,
+    /// `CRM_METRICS_NAMESPACE`.
+    namespace: Option<&'t str>,
+    /// `CRM_METRICS`.
+    metrics: Option<&'t str>,
+}
+
+/// The Lambda functions, by logical id.
+fn emf_functions<'t>(
+    resources: &BTreeMap<&'t str, &'t Value>,
+) -> BTreeMap<&'t str, EmfFunction<'t>> {
+    resources
+        .iter()
+        .filter(|(_, r)| {
+            matches!(
+                resource_type(r),
+                "AWS::Lambda::Function" | "AWS::Serverless::Function"
+            )
+        })
+        .map(|(id, function)| {
+            let variables = properties(function).pointer("/Environment/Variables");
+            let variable = |name: &str| variables.and_then(|v| v.get(name)).and_then(Value::as_str);
+            (
+                *id,
+                EmfFunction {
+                    bootstrap: bootstrap_of(function),
+                    namespace: variable("CRM_METRICS_NAMESPACE"),
+                    metrics: variable("CRM_METRICS"),
+                },
+            )
+        })
+        .collect()
+}
+
+/// The dimensions of a metric reference of an alarm (`Dimensions: [{Name, Value}]`), values as
+/// the template writes them (`${Id}` for `!Ref Id`).
+fn alarm_dimensions(metric: &Value) -> BTreeMap<String, String> {
+    metric
+        .get("Dimensions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let name = d.get("Name").and_then(Value::as_str).unwrap_or("?");
+            let value = d.get("Value").unwrap_or(&Value::Null);
+            let value =
+                reference(value).map_or_else(|| scalar_text(value), |id| format!("${{{id}}}"));
+            (name.to_owned(), value)
+        })
+        .collect()
+}
+
+/// The metrics an alarm reads in `namespace`, by name: a plain metric (`Namespace`,
+/// `MetricName`) or the `MetricStat`s of its metric math. Names written with `!Sub` (the metric
+/// filters' `<stack>-...`) are not EMF metrics and are left out.
+fn alarm_uses(id: &str, alarm: &Value, namespace: &str) -> Vec<EmfUse> {
+    let props = properties(alarm);
+    let mut metrics: Vec<&Value> = Vec::new();
+    if props.get("Namespace").is_some() {
+        metrics.push(props);
+    }
+    for query in props
+        .get("Metrics")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(metric) = query.pointer("/MetricStat/Metric") {
+            metrics.push(metric);
+        }
+    }
+    metrics
+        .into_iter()
+        .filter(|m| m.get("Namespace").and_then(Value::as_str) == Some(namespace))
+        .filter_map(|m| {
+            Some(EmfUse {
+                by: id.to_owned(),
+                metric: m.get("MetricName")?.as_str()?.to_owned(),
+                dimensions: alarm_dimensions(m),
+            })
+        })
+        .collect()
+}
+
+/// The dashboard's body as `CloudWatch` gets it, but for the `${...}` inside its strings: the
+/// `Fn::Sub` text with the variables of its map (the optional widgets and alarm lists) put in,
+/// parsed.
+fn dashboard_body(resources: &BTreeMap<&str, &Value>) -> Result<Value, String> {
+    let [(id, dashboard)] = of_type(resources, "AWS::CloudWatch::Dashboard")[..] else {
+        return Err("expected one AWS::CloudWatch::Dashboard".to_owned());
+    };
+    let body = properties(dashboard)
+        .pointer("/DashboardBody/Fn::Sub")
+        .ok_or(format!("{id}.DashboardBody is no Fn::Sub"))?;
+    let (text, variables) = match body {
+        Value::String(text) => (text.clone(), Map::new()),
+        Value::Array(pair) => (
+            pair.first()
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            pair.get(1)
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+        ),
+        _ => return Err(format!("{id}.DashboardBody: an Fn::Sub of no known shape")),
+    };
+    let mut text = text;
+    for (name, value) in &variables {
+        let value = value
+            .get("Fn::Sub")
+            .unwrap_or(value)
+            .as_str()
+            .ok_or(format!("{id}: the variable {name} is no text"))?;
+        text = text.replace(&format!("${{{name}}}"), value);
+    }
+    serde_json::from_str(&text).map_err(|e| format!("{id}.DashboardBody is not JSON: {e}"))
+}
+
+/// One `SEARCH('{namespace,dimension,...} MetricName="name" dimension="value" ...', ...)`.
+struct Search {
+    namespace: String,
+    metric: Option<String>,
+    /// The schema's dimensions: the metrics found have exactly these.
+    schema: Vec<String>,
+    /// The values its terms select, by dimension.
+    selected: BTreeMap<String, String>,
+}
+
+/// Every `SEARCH` of a metric math expression.
+fn searches(expression: &str) -> Vec<Search> {
+    let mut found = Vec::new();
+    for (_, rest) in expression
+        .match_indices("SEARCH('")
+        .map(|(at, _)| expression.split_at(at + 8))
+    {
+        let query = rest.split('\'').next().unwrap_or("");
+        let Some(schema) = query.strip_prefix('{').and_then(|q| q.split_once('}')) else {
+            continue;
+        };
+        let (schema, terms) = schema;
+        let mut names = schema
+            .split(',')
+            .map(|s| s.trim().trim_matches('"').to_owned());
+        let namespace = names.next().unwrap_or_default();
+        let mut selected = BTreeMap::new();
+        let mut metric = None;
+        for term in terms.split_whitespace() {
+            if let Some((key, value)) = term.split_once('=') {
+                let value = value.trim_matches('"').to_owned();
+                if key == "MetricName" {
+                    metric = Some(value);
+                } else {
+                    selected.insert(key.to_owned(), value);
+                }
+            }
+        }
+        found.push(Search {
+            namespace,
+            metric,
+            schema: names.collect(),
+            selected,
+        });
+    }
+    found
+}
+
+/// The metrics the dashboard's widgets read in `namespace`: rows of a metric widget (with
+/// `CloudWatch`'s `.` for "as the row before") and `SEARCH` expressions. A `SEARCH` without
+/// `MetricName`, and a row of a name written with `${AWS::StackName}` (a metric filter's), are
+/// reported as `?` and skipped, respectively.
+fn widget_uses(body: &Value, namespace: &str) -> Vec<EmfUse> {
+    let mut uses = Vec::new();
+    for widget in body
+        .get("widgets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let title = widget
+            .pointer("/properties/title")
+            .and_then(Value::as_str)
+            .unwrap_or("a widget")
+            .to_owned();
+        let mut previous: Vec<String> = Vec::new();
+        for row in widget
+            .pointer("/properties/metrics")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let items = row.as_array().cloned().unwrap_or_default();
+            if let Some(expression) = items
+                .first()
+                .and_then(|first| first.get("expression"))
+                .and_then(Value::as_str)
+            {
+                for mut search in searches(expression) {
+                    if search.namespace != namespace {
+                        continue;
+                    }
+                    // The schema names the dimension set exactly; a term may select a value.
+                    let dimensions = search
+                        .schema
+                        .into_iter()
+                        .map(|d| {
+                            let value =
+                                search.selected.remove(&d).unwrap_or_else(|| "*".to_owned());
+                            (d, value)
+                        })
+                        .collect();
+                    uses.push(EmfUse {
+                        by: title.clone(),
+                        metric: search.metric.unwrap_or_else(|| "?".to_owned()),
+                        dimensions,
+                    });
+                }
+                continue;
+            }
+            let texts: Vec<String> = items
+                .iter()
+                .map_while(Value::as_str)
+                .enumerate()
+                .map(|(at, text)| match text {
+                    "." => previous.get(at).cloned().unwrap_or_default(),
+                    other => other.to_owned(),
+                })
+                .collect();
+            let texts = if texts.first().map(String::as_str) == Some("...") {
+                previous.clone()
+            } else {
+                texts
+            };
+            previous.clone_from(&texts);
+            if texts.first().map(String::as_str) != Some(namespace) {
+                continue;
+            }
+            let Some(metric) = texts.get(1) else { continue };
+            if metric.contains("${AWS::StackName}") {
+                continue;
+            }
+            let dimensions = texts[2..]
+                .chunks(2)
+                .map(|pair| (pair[0].clone(), pair.get(1).cloned().unwrap_or_default()))
+                .collect();
+            uses.push(EmfUse {
+                by: title.clone(),
+                metric: metric.clone(),
+                dimensions,
+            });
+        }
+    }
+    uses
+}
+
+/// Checks one use of an EMF metric against the contract: a metric the code writes, filed under
+/// exactly this dimension set, of a function of the template that writes it, with dimension
+/// values the code can write.
+fn check_emf_use(
+    used: &EmfUse,
+    contract: &EmfContract,
+    functions: &BTreeMap<&str, EmfFunction<'_>>,
+    errors: &mut Vec<String>,
+) {
+    let by = &used.by;
+    let metric = &used.metric;
+    let Some(sets) = contract.sets.get(metric) else {
+        errors.push(format!(
+            "{by} reads {metric}, which no function writes ({EMF_CONTRACT})"
+        ));
+        return;
+    };
+    let set: Vec<String> = used.dimensions.keys().cloned().collect();
+    if !sets.contains(&set) {
+        errors.push(format!(
+            "{by} reads {metric} under the dimensions {set:?}; CloudWatch matches a set exactly and the code files it under {sets:?} only"
+        ));
+    }
+    let selected = used.dimensions.get("function").map(String::as_str);
+    let writer = selected
+        .and_then(|value| value.strip_prefix("${"))
+        .and_then(|value| value.strip_suffix('}'))
+        .and_then(|id| functions.get(id).map(|f| (id, f.bootstrap)));
+    match writer {
+        Some((id, bootstrap)) => {
+            let emits = bootstrap
+                .and_then(|b| contract.writers.get(b))
+                .is_some_and(|names| names.contains(metric));
+            if !emits {
+                errors.push(format!(
+                    "{by} reads {metric} of {id}, whose bootstrap {bootstrap:?} does not write it"
+                ));
+            }
+        }
+        None => errors.push(format!(
+            "{by} reads {metric} with function = {selected:?}, not one function of the template"
+        )),
+    }
+    for (dimension, value) in &used.dimensions {
+        let known = match dimension.as_str() {
+            "status_class" => ["1xx", "2xx", "3xx", "4xx", "5xx", "*"].contains(&value.as_str()),
+            "operation" => {
+                value == "*"
+                    || value == crm_dynamo::metrics::OTHER_OPERATION
+                    || crm_dynamo::metrics::OPERATIONS.contains(&value.as_str())
+            }
+            _ => true,
+        };
+        if !known {
+            errors.push(format!(
+                "{by} reads {metric} with {dimension} = {value:?}, a value the code never writes"
+            ));
+        }
+    }
+}
+
+/// The one namespace of the functions' metrics (`CRM_METRICS_NAMESPACE`, which every function
+/// writing EMF metrics sets, none of them turning the metrics off).
+fn emf_namespace<'t>(
+    functions: &BTreeMap<&'t str, EmfFunction<'t>>,
+    contract: &EmfContract,
+    what: &str,
+    errors: &mut Vec<String>,
+) -> Option<&'t str> {
+    let mut namespaces = BTreeSet::new();
+    for (id, function) in functions {
+        let writes = function
+            .bootstrap
+            .is_some_and(|b| contract.writers.contains_key(b));
+        match function.namespace {
+            Some(namespace) => {
+                namespaces.insert(namespace);
+            }
+            // The alarms name the namespace: it must not be left to the code's default.
+            None if writes => errors.push(format!(
+                "{what}: {id} does not set CRM_METRICS_NAMESPACE, which its metrics' alarms name"
+            )),
+            None => {}
+        }
+        if writes && function.metrics.is_some_and(|m| m.trim() == "off") {
+            errors.push(format!(
+                "{what}: {id} turns its metrics off (CRM_METRICS=off)"
+            ));
+        }
+    }
+    if let [namespace] = namespaces.into_iter().collect::<Vec<_>>()[..] {
+        Some(namespace)
+    } else {
+        errors.push(format!(
+            "{what}: the functions do not share one CRM_METRICS_NAMESPACE"
+        ));
+        None
+    }
+}
+
+/// The alarms on the functions' metrics: each reads what the code writes, notifies the alarm
+/// topic, treats missing data as not breaching (a quiet period writes no line) and is on the
+/// dashboard; and the promised ones ([`EMF_ALARMS`]) are there.
+fn check_emf_alarms(
+    resources: &BTreeMap<&str, &Value>,
+    namespace: &str,
+    contract: &EmfContract,
+    dashboard: &str,
+    what: &str,
+    errors: &mut Vec<String>,
+) {
+    let functions = emf_functions(resources);
+    let topic = of_type(resources, "AWS::SNS::Topic")
+        .first()
+        .map(|(id, _)| json!([{ "Ref": id }]));
+    let mut alarmed = Vec::new();
+    for (id, alarm) in of_type(resources, "AWS::CloudWatch::Alarm") {
+        let uses = alarm_uses(id, alarm, namespace);
+        if uses.is_empty() {
+            continue;
+        }
+        let props = properties(alarm);
+        for actions in ["AlarmActions", "OKActions"] {
+            if topic.is_none() || props.get(actions) != topic.as_ref() {
+                errors.push(format!("{what}: {id}.{actions} is not the alarm topic"));
+            }
+        }
+        if props.get("TreatMissingData") != Some(&json!("notBreaching")) {
+            errors.push(format!(
+                "{what}: {id} does not treat missing data as not breaching (a quiet period writes no EMF line)"
+            ));
+        }
+        if !dashboard.contains(&format!("${{{id}.Arn}}")) {
+            errors.push(format!("{what}: the dashboard does not show {id}"));
+        }
+        for used in uses {
+            check_emf_use(&used, contract, &functions, errors);
+            alarmed.push(used);
+        }
+    }
+    for (metric, set, selected) in EMF_ALARMS {
+        let found = alarmed.iter().any(|u| {
+            u.metric == metric
+                && u.dimensions
+                    .keys()
+                    .map(String::as_str)
+                    .eq(set.iter().copied())
+                && selected.is_none_or(|(d, v)| u.dimensions.get(d).map(String::as_str) == Some(v))
+        });
+        if !found {
+            errors.push(format!(
+                "{what}: no alarm reads {metric} under {set:?}{}",
+                selected
+                    .map(|(d, v)| format!(" with {d} = {v}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+}
+
+/// Every alarm and widget on the functions' own metrics (in the namespace the functions'
+/// `CRM_METRICS_NAMESPACE` sets) names a metric and a dimension set the code writes
+/// ([`EMF_CONTRACT`]), of a function that writes it; the promised alarms ([`EMF_ALARMS`]) and
+/// widgets ([`EMF_WIDGETS`]) are there.
+fn check_emf(template: &Value, errors: &mut Vec<String>) {
+    let contract = match emf_contract() {
+        Ok(contract) => contract,
+        Err(e) => return errors.push(e),
+    };
+    for (what, switches) in [
+        ("with the defaults", vec![]),
+        (
+            "with the envelope function",
+            overrides(&[("EnableEnvelopeFunction", "true")]),
+        ),
+    ] {
+        let deployed = match created(template, &switches) {
+            Ok(deployed) => deployed,
+            Err(e) => {
+                errors.push(format!("{what}: {e}"));
+                continue;
+            }
+        };
+        let resources = resources(&deployed);
+        let functions = emf_functions(&resources);
+        let Some(namespace) = emf_namespace(&functions, &contract, what, errors) else {
+            continue;
+        };
+        let body = match dashboard_body(&resources) {
+            Ok(body) => body,
+            Err(e) => {
+                errors.push(format!("{what}: {e}"));
+                continue;
+            }
+        };
+        check_emf_alarms(
+            &resources,
+            namespace,
+            &contract,
+            &body.to_string(),
+            what,
+            errors,
+        );
+        let shown = widget_uses(&body, namespace);
+        for used in &shown {
+            check_emf_use(used, &contract, &functions, errors);
+        }
+        for (metric, set) in EMF_WIDGETS {
+            let found = shown.iter().any(|u| {
+                u.metric == metric
+                    && u.dimensions
+                        .keys()
+                        .map(String::as_str)
+                        .eq(set.iter().copied())
+            });
+            if !found {
+                errors.push(format!(
+                    "{what}: the dashboard does not show {metric} under {set:?}"
+                ));
+            }
+        }
+    }
+}
+
+/// The checks themselves: each edit below makes an alarm or a widget read what the code does not
+/// write, and each must be reported.
+const EMF_DRIFTS: &[(&str, &str, &str)] = &[
+    (
+        "an alarm on a metric no function writes",
+        "      MetricName: dynamodb_errors\n",
+        "      MetricName: dynamodb_failures\n",
+    ),
+    (
+        "the 5xx alarm on a dimension set the code does not file (status class and route)",
+        "                - Name: status_class\n                  Value: 5xx\n",
+        "                - Name: status_class\n                  Value: 5xx\n                - Name: route\n                  Value: /customers\n",
+    ),
+    (
+        "the DynamoDB errors alarm on the fine set without its operation",
+        "      MetricName: dynamodb_errors\n      Dimensions:\n        - Name: function\n          Value: !Ref HttpFunction\n",
+        "      MetricName: dynamodb_errors\n      Dimensions:\n        - Name: function\n          Value: !Ref HttpFunction\n        - Name: operation\n          Value: Everything\n",
+    ),
+    (
+        "the events alarm on the HTTP function, which writes no events metric",
+        "      MetricName: events_failed_records\n      Dimensions:\n        - Name: function\n          Value: !Ref EventsFunction\n",
+        "      MetricName: events_failed_records\n      Dimensions:\n        - Name: function\n          Value: !Ref HttpFunction\n",
+    ),
+    (
+        "a widget's SEARCH on a dimension set the code does not file",
+        "SEARCH('{crm,function,route} MetricName",
+        "SEARCH('{crm,function,method} MetricName",
+    ),
+    (
+        "a widget row on a metric of another name",
+        "[\"crm\", \"events_published\", \"function\"",
+        "[\"crm\", \"events_put\", \"function\"",
+    ),
+    (
+        "the events function's metrics in another namespace",
+        "          CRM_EVENT_BUS_NAME: !Ref EventBus\n          RUST_LOG: !Ref RustLog\n          CRM_METRICS_NAMESPACE: crm\n",
+        "          CRM_EVENT_BUS_NAME: !Ref EventBus\n          RUST_LOG: !Ref RustLog\n          CRM_METRICS_NAMESPACE: crm-events\n",
+    ),
+    (
+        "the events function's metrics turned off",
+        "          CRM_EVENT_BUS_NAME: !Ref EventBus\n",
+        "          CRM_EVENT_BUS_NAME: !Ref EventBus\n          CRM_METRICS: \"off\"\n",
+    ),
+    (
+        "an EMF alarm left off the dashboard",
+        "\"${EventsFailedRecordsAlarm.Arn}\", ",
+        "",
+    ),
+];
+
+#[test]
+fn every_emf_alarm_and_widget_reads_a_metric_and_dimension_set_the_code_writes() {
+    for (name, errors) in each_template(check_emf) {
+        assert_keeps(
+            name,
+            "the alarms and widgets on the functions' own metrics",
+            &errors,
+        );
+    }
+    for name in TEMPLATES {
+        let original = template_text(name);
+        for (what, from, to) in EMF_DRIFTS {
+            assert!(
+                original.contains(from),
+                "mutation \"{what}\": deploy/{name} no longer contains {from:?}; update the test"
+            );
+            let drifted = original.replacen(from, to, 1);
+            let mut errors = Vec::new();
+            match parse(&drifted) {
+                Ok(template) => check_emf(&template, &mut errors),
+                Err(e) => errors.push(e),
+            }
+            assert!(
+                !errors.is_empty(),
+                "mutation \"{what}\" was not reported in deploy/{name}"
+            );
+        }
+    }
+}
+
 /// Every operability disagreement of a template; empty when it keeps every promise.
 fn operability_disagreements(text: &str) -> Vec<String> {
     let template = match parse(text) {
@@ -3164,6 +3841,7 @@ fn operability_disagreements(text: &str) -> Vec<String> {
     };
     let mut errors = Vec::new();
     check_alarms(&template, &mut errors);
+    check_emf(&template, &mut errors);
     check_gateway_records(&template, &mut errors);
     let types: BTreeSet<&str> = resources(&template)
         .values()

@@ -5,6 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod direct;
+#[allow(dead_code)]
+#[path = "../support/emf.rs"]
+mod emf;
 #[path = "../support/eventbridge.rs"]
 mod eventbridge;
 mod events;

@@ -1,7 +1,8 @@
 //! The events function as Lambda runs it: the real `crm-lambda-events` bootstrap under the fake
 //! Runtime API, handed DynamoDB stream batches as Lambda serializes them (images in DynamoDB JSON,
 //! made of the items `crm-dynamo` writes), putting events on a fake `EventBridge` on loopback that
-//! records every `PutEvents` call and refuses what a test tells it to.
+//! records every `PutEvents` call and refuses what a test tells it to. What the function prints is
+//! read as Lambda's log stream is: its log lines, and its metrics as `CloudWatch` reads EMF lines.
 
 use std::collections::HashSet;
 use std::process::Stdio;
@@ -12,10 +13,14 @@ use serde_json::{Value, json};
 use tokio::io::AsyncReadExt as _;
 use tokio::process::{Child, Command};
 
+use crate::emf;
 use crate::eventbridge::{Answer, CallFault, Entry, FakeEventBridge};
 use crate::fake_runtime::FakeRuntime;
 
 const BUS: &str = "crm-test-bus";
+
+/// The function's name, as Lambda sets it: the `function` dimension of its metrics.
+const FUNCTION_NAME: &str = "crm-events-test";
 
 /// Words of the customers' data: never in an event, never in a log line.
 const SECRETS: [&str; 4] = ["Zephyrine", "Quillfeather", "zq@example.com", "Byronesque"];
@@ -75,7 +80,7 @@ fn launch(runtime: &FakeRuntime, bus_name: Option<&str>) -> Command {
     command
         .env_clear()
         .env("AWS_LAMBDA_RUNTIME_API", runtime.address())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "crm-events-test")
+        .env("AWS_LAMBDA_FUNCTION_NAME", FUNCTION_NAME)
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/crm-events-test")
@@ -246,6 +251,53 @@ fn assert_counts(line: &Value, counts: [u64; 5]) {
     assert_eq!(seen, counts, "{line}");
 }
 
+/// The function's metrics in `printed`: the sum of each, by name, in the namespace `crm` (the
+/// default) under the one dimension set they have, `function`. Every EMF line must be readable, no
+/// metric may carry another dimension, and the samples of `events_batch_duration_ms` are counted
+/// under `batches`.
+fn metrics_of(printed: &str) -> std::collections::BTreeMap<String, f64> {
+    let points = emf::points(printed);
+    let mut sums = std::collections::BTreeMap::new();
+    for point in &points {
+        assert_eq!(point.namespace, "crm", "{point:?}");
+        assert_eq!(
+            point.dimensions,
+            [("function".to_owned(), FUNCTION_NAME.to_owned())].into(),
+            "{point:?}"
+        );
+        *sums.entry(point.name.clone()).or_insert(0.0) += point.values.iter().sum::<f64>();
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let batches = emf::samples(
+        &points,
+        "events_batch_duration_ms",
+        &[("function", FUNCTION_NAME)],
+    ) as f64;
+    sums.insert("batches".to_owned(), batches);
+    sums
+}
+
+/// Asserts the counters of `metrics` (missing ones are 0): `events_published`,
+/// `events_failed_entries`, `events_retries`, `events_failed_records`, and the batches measured.
+#[track_caller]
+#[allow(clippy::float_cmp)] // sums of small integers, exact in f64
+fn assert_metrics(metrics: &std::collections::BTreeMap<String, f64>, counts: [f64; 5]) {
+    let seen = [
+        "events_published",
+        "events_failed_entries",
+        "events_retries",
+        "events_failed_records",
+        "batches",
+    ]
+    .map(|name| metrics.get(name).copied().unwrap_or(0.0));
+    assert_eq!(seen, counts, "{metrics:?}");
+    assert_eq!(
+        metrics.get("cold_starts").copied(),
+        Some(1.0),
+        "{metrics:?}"
+    );
+}
+
 fn assert_no_secret(text: &str) {
     for secret in SECRETS {
         assert!(!text.contains(secret), "{secret} in {text}");
@@ -320,6 +372,7 @@ async fn twenty_five_creations_go_to_the_bus_in_three_calls_of_at_most_ten() {
     let lines = batch_lines(&printed);
     assert_eq!(lines.len(), 1, "{printed}");
     assert_counts(&lines[0], [25, 25, 25, 0, 0]);
+    assert_metrics(&metrics_of(&printed), [25.0, 0.0, 0.0, 0.0, 1.0]);
     assert_eq!(lines[0]["request_id"], ids[0].as_str());
     assert_eq!(lines[0]["level"], "INFO");
     for id in customers.iter().map(|c| c.id().to_string()) {
@@ -442,6 +495,8 @@ async fn refused_entries_are_sent_again_and_accepted_ones_never_are() {
     let printed = function.stop().await;
     let lines = batch_lines(&printed);
     assert_counts(&lines[0], [13, 13, 13, 2, 0]);
+    // Refused twice, sent again twice, nothing handed back.
+    assert_metrics(&metrics_of(&printed), [13.0, 2.0, 2.0, 0.0, 1.0]);
     assert_eq!(lines[0]["level"], "INFO");
     assert_eq!(lines[0]["error"], "InternalFailure");
 }
@@ -472,6 +527,8 @@ async fn throttled_and_failing_calls_are_sent_again_with_their_entries() {
 
     let printed = function.stop().await;
     assert_counts(&batch_lines(&printed)[0], [3, 3, 3, 6, 0]);
+    // Two calls of three entries failed whole: six entries not accepted, six sent again.
+    assert_metrics(&metrics_of(&printed), [3.0, 6.0, 6.0, 0.0, 1.0]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -505,6 +562,12 @@ async fn an_entry_that_stays_refused_is_handed_back_and_publishing_stops_there()
     assert_counts(&lines[0], [7, 7, 5, 3, 5]);
     assert_eq!(lines[0]["level"], "ERROR");
     assert_eq!(lines[0]["error"], "InternalFailure");
+    // c02's creation refused 4 times (3 of them sends again), 5 records handed back: the
+    // metrics that say so as it happens (a partial batch response is no Lambda error).
+    assert_metrics(&metrics_of(&printed), [5.0, 4.0, 3.0, 5.0, 1.0]);
+    // Every metric of the function, with the units and dimension sets the templates' alarms and
+    // widgets read (tests/fixtures/emf-metrics.json).
+    emf::assert_as_contracted(&emf::points(&printed), "crm-lambda-events", &[]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -521,6 +584,7 @@ async fn a_call_refused_for_good_is_not_sent_again() {
     let lines = batch_lines(&printed);
     assert_counts(&lines[0], [3, 3, 0, 0, 3]);
     assert_eq!(lines[0]["error"], "AccessDeniedException");
+    assert_metrics(&metrics_of(&printed), [0.0, 3.0, 0.0, 3.0, 1.0]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -558,6 +622,9 @@ async fn a_record_that_cannot_be_read_is_handed_back_and_nothing_after_it_is_pub
     assert_eq!(lines[0]["error"], "undecodable-image");
     assert_eq!(lines[1]["error"], "unknown-event-name");
     assert_eq!(lines[2]["error"], "undecodable-record");
+    // Three batches, each written after its invocation: 2 + 1 + 3 published, 2 + 3 + 1 handed
+    // back, one cold start.
+    assert_metrics(&metrics_of(&printed), [6.0, 0.0, 0.0, 6.0, 3.0]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -585,6 +652,33 @@ async fn claims_idempotency_records_maintenance_and_expired_tombstones_put_nothi
     assert!(function.bus.calls().is_empty());
     let printed = function.stop().await;
     assert_counts(&batch_lines(&printed)[0], [6, 0, 0, 0, 0]);
+    assert_metrics(&metrics_of(&printed), [0.0, 0.0, 0.0, 0.0, 1.0]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_metrics_off_the_function_writes_no_emf_line() {
+    let runtime = FakeRuntime::start().await;
+    let bus = FakeEventBridge::start().await;
+    let mut child = launch(&runtime, Some(BUS))
+        .env("AWS_ENDPOINT_URL_EVENTBRIDGE", bus.endpoint())
+        .env("CRM_METRICS", "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let answer = runtime
+        .invoke(json!({"Records": batch(inserts(&[customer("c00")]))}))
+        .await
+        .response();
+    assert_eq!(answer, all_published());
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let mut printed = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut printed).await;
+    }
+    assert!(!printed.lines().any(emf::is_emf), "{printed}");
+    assert_counts(&batch_lines(&printed)[0], [1, 1, 1, 0, 0]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
