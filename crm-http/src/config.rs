@@ -24,11 +24,15 @@
 //! | `CRM_METRICS_NAMESPACE` | the `CloudWatch` namespace of the EMF metrics (default `crm`) |
 //! | `AWS_LAMBDA_FUNCTION_NAME` | set by AWS Lambda: the `function` dimension of the EMF metrics |
 //! | `RUST_LOG` | the log filter (default `info`) |
+//! | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` | the OTLP/HTTP URL spans are posted to, as is (`http://127.0.0.1:4318/v1/traces`); only in a build with crm-http's `otel` feature |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | the OTLP/HTTP base URL, to which `/v1/traces` is added, when `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is absent; neither: no spans are exported |
+//! | `OTEL_SERVICE_NAME` | the `service.name` of the exported spans (default `crm`) |
 //! | `AWS_LAMBDA_RUNTIME_API` | set by AWS Lambda: running inside Lambda, where a table is required |
 //!
-//! Every variable whose name starts with `CRM_` or `AWS_`, and `RUST_LOG`, must be valid UTF-8: the
-//! AWS SDK reads `AWS_*` variables of its own, and a value it cannot read would be silently
-//! ignored. Other variables are not `crm`'s business and are never read.
+//! Every variable whose name starts with `CRM_`, `AWS_` or `OTEL_`, and `RUST_LOG`, must be valid
+//! UTF-8: the AWS SDK reads `AWS_*` variables of its own, the OpenTelemetry SDK `OTEL_*` ones, and
+//! a value they cannot read would be silently ignored. Other variables are not `crm`'s business
+//! and are never read.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -66,6 +70,9 @@ pub const VARIABLES: &[&str] = &[
     "CRM_METRICS_NAMESPACE",
     "AWS_LAMBDA_FUNCTION_NAME",
     "RUST_LOG",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_SERVICE_NAME",
     "AWS_LAMBDA_RUNTIME_API",
 ];
 
@@ -100,6 +107,29 @@ pub enum MetricsExport {
     /// Prometheus text at `GET /metrics` (outside Lambda, in a build with the `prometheus`
     /// feature).
     Prometheus,
+}
+
+/// Where the spans go: an OTLP/HTTP endpoint (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, or
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` with `/v1/traces` added) and the service name the spans carry
+/// (`OTEL_SERVICE_NAME`). Only a build with crm-http's `otel` feature accepts an endpoint; see
+/// [`crate::telemetry`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracesExport {
+    endpoint: String,
+    service_name: String,
+}
+
+impl TracesExport {
+    /// The URL the spans are posted to, the signal path included
+    /// (`http://127.0.0.1:4318/v1/traces`).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The `service.name` resource attribute of every span (`OTEL_SERVICE_NAME`, default `crm`).
+    pub fn service_name(&self) -> &str {
+        &self.service_name
+    }
 }
 
 /// A configuration value that is missing or invalid: one line, naming the variable.
@@ -164,6 +194,7 @@ pub struct Config {
     metrics_namespace: String,
     function_name: Option<String>,
     log_filter: String,
+    traces: Option<TracesExport>,
 }
 
 impl Config {
@@ -185,6 +216,8 @@ impl Config {
     pub const DEFAULT_METRICS_NAMESPACE: &str = "crm";
     /// The log filter when `RUST_LOG` is absent.
     pub const DEFAULT_LOG_FILTER: &str = "info";
+    /// The `service.name` of the exported spans when `OTEL_SERVICE_NAME` is absent.
+    pub const DEFAULT_SERVICE_NAME: &str = "crm";
 
     /// Reads the configuration from one snapshot of the process environment.
     ///
@@ -310,6 +343,7 @@ impl Config {
                 format!("is not a valid tracing filter: {e}"),
             ));
         }
+        let traces = traces(&get, OTEL)?;
         Ok(Self {
             store,
             in_lambda,
@@ -324,6 +358,7 @@ impl Config {
             metrics_namespace,
             function_name,
             log_filter,
+            traces,
         })
     }
 
@@ -415,6 +450,13 @@ impl Config {
     pub fn log_filter(&self) -> &str {
         &self.log_filter
     }
+
+    /// Where the spans go, when an OTLP endpoint is configured (only a build with crm-http's
+    /// `otel` feature accepts one); `None`: no span is exported, and nothing of OpenTelemetry is
+    /// installed.
+    pub fn traces(&self) -> Option<&TracesExport> {
+        self.traces.as_ref()
+    }
 }
 
 impl Default for Config {
@@ -434,6 +476,7 @@ impl Default for Config {
             metrics_namespace: Self::DEFAULT_METRICS_NAMESPACE.to_owned(),
             function_name: None,
             log_filter: Self::DEFAULT_LOG_FILTER.to_owned(),
+            traces: None,
         }
     }
 }
@@ -532,9 +575,86 @@ fn boolean(name: &str, v: &str) -> Result<Option<bool>, ConfigError> {
     }
 }
 
-/// Whether `crm` (or the AWS SDK under it) reads variables of this name.
+/// Whether `crm` (or the AWS or OpenTelemetry SDK under it) reads variables of this name.
 fn is_ours(name: &str) -> bool {
-    name.starts_with("CRM_") || name.starts_with("AWS_") || name == "RUST_LOG"
+    name.starts_with("CRM_")
+        || name.starts_with("AWS_")
+        || name.starts_with("OTEL_")
+        || name == "RUST_LOG"
+}
+
+/// Whether this build can export spans (crm-http's `otel` feature).
+const OTEL: bool = cfg!(feature = "otel");
+
+/// The most bytes of `OTEL_SERVICE_NAME`.
+const MAX_SERVICE_NAME: usize = 255;
+
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (as is) or `OTEL_EXPORTER_OTLP_ENDPOINT` (plus
+/// `/v1/traces`), as the OpenTelemetry specification reads them for OTLP/HTTP, and
+/// `OTEL_SERVICE_NAME`; `None` when neither endpoint is set (blank is unset). An endpoint is
+/// refused unless the build `can_export` ([`OTEL`]; a parameter, so that both answers are tested
+/// in any build).
+fn traces<'v>(
+    get: &impl Fn(&str) -> Option<&'v str>,
+    can_export: bool,
+) -> Result<Option<TracesExport>, ConfigError> {
+    let set = |name: &str| get(name).map(str::trim).filter(|v| !v.is_empty());
+    let (variable, url) = match (
+        set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        set("OTEL_EXPORTER_OTLP_ENDPOINT"),
+    ) {
+        (Some(url), _) => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url),
+        (None, Some(url)) => ("OTEL_EXPORTER_OTLP_ENDPOINT", url),
+        (None, None) => return Ok(None),
+    };
+    if !can_export {
+        return Err(ConfigError::new(
+            variable,
+            "asks for OpenTelemetry spans, but this build cannot export them (crm-http's `otel` feature is off)",
+        ));
+    }
+    let endpoint = otlp_url(variable, url)?;
+    let endpoint = if variable == "OTEL_EXPORTER_OTLP_ENDPOINT" {
+        format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+    } else {
+        endpoint
+    };
+    let service_name = match set("OTEL_SERVICE_NAME") {
+        None => Config::DEFAULT_SERVICE_NAME.to_owned(),
+        Some(name) if name.len() <= MAX_SERVICE_NAME && !name.chars().any(char::is_control) => {
+            name.to_owned()
+        }
+        Some(name) => {
+            return Err(ConfigError::value(
+                "OTEL_SERVICE_NAME",
+                name,
+                format!("must be at most {MAX_SERVICE_NAME} bytes, without control characters"),
+            ));
+        }
+    };
+    Ok(Some(TracesExport {
+        endpoint,
+        service_name,
+    }))
+}
+
+/// An OTLP/HTTP endpoint: an `http` or `https` URL with a host, and no user name, password,
+/// query or fragment. The error never repeats the value, which could hold a secret; credentials
+/// go in `OTEL_EXPORTER_OTLP_HEADERS`, which the OpenTelemetry SDK reads itself.
+fn otlp_url(variable: &str, url: &str) -> Result<String, ConfigError> {
+    let rule = "must be an http:// or https:// URL with a host and no user, query or fragment, such as http://127.0.0.1:4318";
+    let uri: http::Uri = url.parse().map_err(|_| ConfigError::new(variable, rule))?;
+    let well_formed = matches!(uri.scheme_str(), Some("http" | "https"))
+        && uri
+            .authority()
+            .is_some_and(|a| !a.host().is_empty() && !a.as_str().contains('@'))
+        && uri.query().is_none()
+        && !url.contains('#');
+    if well_formed {
+        Ok(url.to_owned())
+    } else {
+        Err(ConfigError::new(variable, rule))
+    }
 }
 
 /// The store: DynamoDB when `CRM_TABLE_NAME` is set (and not empty), else memory.
@@ -1060,6 +1180,89 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn spans_are_exported_only_when_an_otlp_endpoint_is_set_and_the_build_can() {
+        assert_eq!(config(&[]).unwrap().traces(), None);
+        assert_eq!(Config::default().traces(), None);
+        // A service name alone, or blank endpoints, export nothing.
+        let quiet = [
+            ("OTEL_SERVICE_NAME", "shop"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", " "),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""),
+        ];
+        assert_eq!(config(&quiet).unwrap().traces(), None);
+        // A build without the feature refuses either endpoint, in one line.
+        for variable in [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ] {
+            let get = |name: &str| (name == variable).then_some("http://127.0.0.1:4318");
+            let error = traces(&get, false).unwrap_err();
+            assert_eq!(error.variable(), variable);
+            assert!(
+                error.to_string().contains("`otel` feature is off"),
+                "{error}"
+            );
+            assert_eq!(error.to_string().lines().count(), 1);
+            assert_eq!(traces(&get, true).unwrap().unwrap().service_name(), "crm");
+            if !OTEL {
+                assert_eq!(fails_on(&[(variable, "http://127.0.0.1:4318")]), variable);
+            }
+        }
+        if !OTEL {
+            return;
+        }
+        let traces = |vars: &[(&str, &str)]| config(vars).unwrap().traces().cloned().unwrap();
+        let base = traces(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")]);
+        assert_eq!(base.endpoint(), "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(base.service_name(), "crm");
+        assert_eq!(
+            traces(&[(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://otel.example.com/otlp/"
+            )])
+            .endpoint(),
+            "https://otel.example.com/otlp/v1/traces"
+        );
+        // The signal's own variable wins, and is taken as is.
+        let both = traces(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://collector:9411/traces",
+            ),
+            ("OTEL_SERVICE_NAME", " crm-prod "),
+        ]);
+        assert_eq!(both.endpoint(), "http://collector:9411/traces");
+        assert_eq!(both.service_name(), "crm-prod");
+        for bad in [
+            "127.0.0.1:4318",
+            "localhost",
+            "ftp://collector:4318",
+            "http://",
+            "http://user:secret@collector:4318",
+            "http://collector:4318/v1/traces?key=secret",
+            "http://collector:4318/#x",
+            "http://coll ector:4318",
+        ] {
+            let error = config(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", bad)]).unwrap_err();
+            assert_eq!(
+                error.variable(),
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "{bad}"
+            );
+            assert!(!error.to_string().contains("secret"), "{error}");
+            assert_eq!(error.to_string().lines().count(), 1);
+        }
+        assert_eq!(
+            fails_on(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+                ("OTEL_SERVICE_NAME", "a\nb"),
+            ]),
+            "OTEL_SERVICE_NAME"
+        );
     }
 
     #[test]

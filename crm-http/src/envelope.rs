@@ -259,6 +259,13 @@ pub async fn invoke_direct(
         .request_id()
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
     let span = tracing::info_span!("invocation", request_id = %request_id);
+    // With spans exported (the feature `otel` and an endpoint), the invocation is a server span in
+    // the platform's trace.
+    #[cfg(feature = "otel")]
+    let exported = crate::otel::enabled().then(|| {
+        crate::otel::adopt(&span, platform.remote_parent());
+        span.clone()
+    });
     let deadline = platform.time_limit(state.request_deadline());
     let result = async {
         let result = match payload {
@@ -278,6 +285,10 @@ pub async fn invoke_direct(
         .as_ref()
         .map_or_else(|e| e.status().as_u16(), |_| 200);
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    #[cfg(feature = "otel")]
+    if let Some(span) = exported {
+        crate::otel::invoked(&span, operation, status);
+    }
     span.in_scope(|| {
         tracing::info!(
             request_id = %request_id,

@@ -68,12 +68,19 @@
 //!   `crm-lambda` leaves it out: its bootstraps do not carry the viewer.
 //! - `prometheus` (default): `GET /metrics`, Prometheus text, for a state given a handle with
 //!   [`AppState::with_prometheus`] (`crm-server` does when `CRM_METRICS=prometheus`).
+//! - `otel` (off by default): OpenTelemetry spans over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT`
+//!   (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set: a server span per request, named by its
+//!   route template, continuing the caller's trace, and a client span per DynamoDB call under it
+//!   (the `otel` module). [`telemetry::init_with`] installs it next to the logs; without an endpoint
+//!   nothing of it is installed. A build without the feature refuses the variables at start.
 
 pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod server;
 pub mod store;
 pub mod telemetry;
@@ -88,7 +95,7 @@ mod find;
 mod middleware;
 mod state;
 
-pub use config::{Config, ConfigError, CorsOrigins, MetricsExport, StoreConfig};
+pub use config::{Config, ConfigError, CorsOrigins, MetricsExport, StoreConfig, TracesExport};
 pub use error::{ApiError, Problem};
 pub use middleware::{BATCH_BODY_LIMIT, BODY_LIMIT, DEADLINE_MARGIN, PlatformContext};
 pub use server::serve;

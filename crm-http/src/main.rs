@@ -2,9 +2,10 @@
 //!
 //! It listens on `CRM_BIND` (127.0.0.1:3000) over the in-memory store, or over DynamoDB when
 //! `CRM_TABLE_NAME` is set, until Ctrl-C or SIGTERM; with the default `docs-viewer` feature it
-//! serves the API docs page at `/docs` too, unless `CRM_DOCS=false`. Configuration and repository
-//! are built once, before the first request; a configuration error is one line on stderr and exit
-//! code 1.
+//! serves the API docs page at `/docs` too, unless `CRM_DOCS=false`. With the `otel` feature and
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` set it exports spans, the last ones as it stops. Configuration and
+//! repository are built once, before the first request; a configuration error is one line on
+//! stderr and exit code 1.
 
 use std::process::ExitCode;
 
@@ -28,7 +29,8 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
-    telemetry::init(config.log_filter())?;
+    // The logs, and the span export when an OTLP endpoint is configured (feature `otel`).
+    telemetry::init_with(&config)?;
     let (repository, store) = store::connect(&config).await;
     let state = AppState::new(CustomerService::new(repository), &config);
     // `CRM_METRICS=prometheus` (which the configuration refuses in a build without the feature).
@@ -51,7 +53,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         state.docs(),
         metrics,
     );
-    serve(listener, router(state)).await?;
+    let served = serve(listener, router(state)).await;
+    // The spans of the last requests, before the process ends (nothing when none are exported).
+    telemetry::shutdown_spans();
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -166,6 +166,12 @@ impl PlatformContext {
         self.request_id.as_deref()
     }
 
+    /// The caller's span the platform's X-Ray trace header names, for a direct invocation's span.
+    #[cfg(feature = "otel")]
+    pub(crate) fn remote_parent(&self) -> Option<crate::otel::RemoteParent> {
+        self.trace_header.as_deref().and_then(xray_parent)
+    }
+
     /// How long a request may take: `configured`, or less when the platform's deadline comes
     /// sooner (zero when it has passed, or is nearer than the margin).
     pub fn time_limit(&self, configured: Duration) -> Duration {
@@ -323,6 +329,13 @@ async fn log_request(mut request: Request, next: Next) -> Response {
         request_id = %request_id,
         trace_id = trace_id.as_deref()
     );
+    // With spans exported (the feature `otel` and an endpoint; one atomic load otherwise), the
+    // span continues the caller's trace, and keeps a handle to record the outcome on.
+    #[cfg(feature = "otel")]
+    let exported = crate::otel::enabled().then(|| {
+        crate::otel::adopt(&span, remote_parent(&request));
+        span.clone()
+    });
     let mut response = next.run(request).instrument(span).await;
 
     let elapsed = started.elapsed();
@@ -333,6 +346,11 @@ async fn log_request(mut request: Request, next: Next) -> Response {
         .map_or(crate::metrics::UNMATCHED_ROUTE, String::as_str);
     let status = response.status().as_u16();
     crate::metrics::record_request(route, &method, status, elapsed);
+    #[cfg(feature = "otel")]
+    if let Some(span) = exported {
+        let template = slot.0.get().map(String::as_str);
+        crate::otel::answered(&span, &method, template, status);
+    }
     // Outside the span: the line names its request id itself, and inside it the JSON formatter
     // would repeat the id in a `span` object, a quarter of the line (222 instead of 298 bytes per
     // line in benches/load.sh; CloudWatch bills logs by the byte). Events inside the request keep
@@ -390,6 +408,59 @@ fn trace_id(request: &Request) -> Option<String> {
         .or_else(|| header("x-amzn-trace-id").and_then(xray_root))
         .or_else(|| header("traceparent").and_then(w3c_trace_id))
         .map(str::to_owned)
+}
+
+/// The caller's span the request span continues, for the exported spans: from the same headers,
+/// in the same order, as [`trace_id`], each taken only when it names a parent span too (an X-Ray
+/// header without `Parent` gives way to the next).
+#[cfg(feature = "otel")]
+fn remote_parent(request: &Request) -> Option<crate::otel::RemoteParent> {
+    let platform = request
+        .extensions()
+        .get::<PlatformContext>()
+        .and_then(|context| context.trace_header.as_deref());
+    let header = |name: &str| request.headers().get(name)?.to_str().ok();
+    platform
+        .and_then(xray_parent)
+        .or_else(|| header("x-amzn-trace-id").and_then(xray_parent))
+        .or_else(|| header("traceparent").and_then(w3c_parent))
+}
+
+/// The parent of an X-Ray trace header: its `Root` (well-formed, as [`xray_root`] takes it; the
+/// trace id is its hex digits), its `Parent` (16 hex digits, not all zeros) and `Sampled` (`0`: not
+/// sampled; `1`, `?` or absent: sampled).
+#[cfg(feature = "otel")]
+fn xray_parent(header: &str) -> Option<crate::otel::RemoteParent> {
+    let root = xray_root(header)?;
+    let field = |name: &str| {
+        header
+            .split(';')
+            .find_map(|part| part.trim().strip_prefix(name)?.strip_prefix('='))
+    };
+    let trace_id = u128::from_str_radix(&root[2..].replace('-', ""), 16).ok()?;
+    let span_id = field("Parent")
+        .filter(|p| p.len() == 16 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+        .and_then(|p| u64::from_str_radix(p, 16).ok())?;
+    (trace_id != 0 && span_id != 0).then(|| crate::otel::RemoteParent {
+        trace_id,
+        span_id,
+        sampled: field("Sampled") != Some("0"),
+    })
+}
+
+/// The parent of a W3C `traceparent` header: its trace id (as [`w3c_trace_id`] takes it), parent
+/// id (not all zeros) and sampled flag.
+#[cfg(feature = "otel")]
+fn w3c_parent(header: &str) -> Option<crate::otel::RemoteParent> {
+    let trace_id = u128::from_str_radix(w3c_trace_id(header)?, 16).ok()?;
+    let mut parts = header.trim().split('-').skip(2);
+    let span_id = u64::from_str_radix(parts.next()?, 16).ok()?;
+    let flags = u8::from_str_radix(parts.next()?, 16).ok()?;
+    (span_id != 0).then_some(crate::otel::RemoteParent {
+        trace_id,
+        span_id,
+        sampled: flags & 1 == 1,
+    })
 }
 
 /// The `Root` of an X-Ray trace header (`Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1`).
@@ -473,6 +544,69 @@ mod tests {
             "00-ada@example.com-00f067aa0ba902b7-01".to_owned(),
         ] {
             assert_eq!(w3c_trace_id(&bad), None, "{bad}");
+        }
+    }
+
+    #[cfg(feature = "otel")]
+    #[test]
+    fn a_remote_parent_is_taken_only_from_a_well_formed_header_with_a_parent() {
+        use crate::otel::RemoteParent;
+        let parent = |trace_id, span_id, sampled| {
+            Some(RemoteParent {
+                trace_id,
+                span_id,
+                sampled,
+            })
+        };
+        assert_eq!(
+            xray_parent(
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+            ),
+            parent(
+                0x5759_e988_bd86_2e3f_e1be_46a9_9427_2793,
+                0x5399_5c3f_42cd_8ad8,
+                true
+            )
+        );
+        assert_eq!(
+            xray_parent(
+                "Sampled=0; Parent=53995c3f42cd8ad8 ;Root=1-5759e988-bd862e3fe1be46a994272793"
+            ),
+            parent(
+                0x5759_e988_bd86_2e3f_e1be_46a9_9427_2793,
+                0x5399_5c3f_42cd_8ad8,
+                false
+            )
+        );
+        for bad in [
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=0000000000000000",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=+3995c3f42cd8ad8",
+            "Root=1-00000000-000000000000000000000000;Parent=53995c3f42cd8ad8",
+            "Root=ada@example.com;Parent=53995c3f42cd8ad8",
+        ] {
+            assert_eq!(xray_parent(bad), None, "{bad}");
+        }
+        assert_eq!(
+            w3c_parent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            parent(
+                0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736,
+                0x00f0_67aa_0ba9_02b7,
+                true
+            )
+        );
+        assert_eq!(
+            w3c_parent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
+                .map(|p| p.sampled),
+            Some(false)
+        );
+        for bad in [
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        ] {
+            assert_eq!(w3c_parent(bad), None, "{bad}");
         }
     }
 

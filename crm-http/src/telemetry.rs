@@ -14,14 +14,24 @@
 //!   such as `lambda_runtime::layers=trace`) can raise it again.
 //! - A panic is logged as one JSON error line naming where it happened ([`install_panic_hook`]);
 //!   its message is never written, since it could quote anything, customer data included.
+//!
+//! With crm-http's feature `otel` and an OTLP endpoint in the [`Config`]
+//! ([`Config::traces`]), [`init_with`] adds the span export of the `otel` module beside the logs: a
+//! second layer, with a filter of its own that takes the request span and the AWS SDK's span of
+//! each DynamoDB call, and nothing else; the logs keep exactly their filters and lines. Without an
+//! endpoint (or without the feature) [`init_with`] installs [`subscriber`] alone, as [`init`]
+//! does: nothing of OpenTelemetry is in the process.
 
 use std::io::Write as _;
 
 use tracing::Subscriber;
+use tracing::subscriber::SetGlobalDefaultError;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
+
+use crate::Config;
 
 /// The targets (crates; a target matches when it starts with one of these) that never log below
 /// `info`, whatever `RUST_LOG` says. Each of these emits `tracing` events in this build:
@@ -76,16 +86,21 @@ fn caps() -> Targets {
         )
 }
 
+/// `filter` as an [`EnvFilter`]; an invalid one (which [`Config`] refuses) is `info`.
+fn env_filter(filter: &str) -> EnvFilter {
+    EnvFilter::builder()
+        .parse(filter)
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
 /// The subscriber both binaries install, writing to `writer`, filtered by `filter` (a `RUST_LOG`
-/// directive list, already checked by [`Config`](crate::Config); an invalid one falls back to
-/// `info`) and by the caps of [`CAPPED_TARGETS`].
+/// directive list, already checked by [`Config`]; an invalid one falls back to `info`) and by the
+/// caps of [`CAPPED_TARGETS`].
 pub fn subscriber<W>(filter: &str, writer: W) -> impl Subscriber + Send + Sync + 'static
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::builder()
-        .parse(filter)
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = env_filter(filter);
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -98,12 +113,91 @@ where
         .with(caps())
 }
 
+/// [`subscriber`] with the span export of [`crate::otel`] beside it: the same log lines, through
+/// the same filters (`filter` and the caps, as a filter of the log layer alone), and an
+/// OpenTelemetry layer that takes only [`crate::otel::exported`] spans, whatever `filter` says.
+#[cfg(feature = "otel")]
+pub(crate) fn exporting_subscriber<W>(
+    filter: &str,
+    writer: W,
+    provider: &opentelemetry_sdk::trace::SdkTracerProvider,
+) -> impl Subscriber + Send + Sync + 'static
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::FilterExt as _;
+    let logs = tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_ansi(false)
+        .with_writer(writer)
+        .with_filter(env_filter(filter).and(caps()));
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(crate::otel::layer(provider))
+}
+
 /// Installs [`subscriber`] on stdout as the process-wide default.
 ///
 /// # Errors
 /// When a global subscriber is already installed.
-pub fn init(filter: &str) -> Result<(), tracing::subscriber::SetGlobalDefaultError> {
+pub fn init(filter: &str) -> Result<(), SetGlobalDefaultError> {
     tracing::subscriber::set_global_default(subscriber(filter, std::io::stdout))
+}
+
+/// The logs could not be installed, or the span export could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    /// A global subscriber is already installed.
+    #[error(transparent)]
+    Subscriber(#[from] SetGlobalDefaultError),
+    /// The span export could not be set up.
+    #[cfg(feature = "otel")]
+    #[error(transparent)]
+    Export(#[from] crate::otel::ExportError),
+}
+
+/// Installs the logs on stdout as [`init`] does, with `config`'s log filter; and, with the feature
+/// `otel` and an OTLP endpoint in `config` ([`Config::traces`]), the span export beside them
+/// (the `otel` module). Without an endpoint this is [`init`]: no OpenTelemetry layer, processor or
+/// thread exists. What every binary calls at start.
+///
+/// # Errors
+/// When a global subscriber is already installed, or the exporter cannot be built.
+pub fn init_with(config: &Config) -> Result<(), InitError> {
+    #[cfg(feature = "otel")]
+    if let Some(traces) = config.traces() {
+        let provider = crate::otel::provider(traces, config)?;
+        tracing::subscriber::set_global_default(exporting_subscriber(
+            config.log_filter(),
+            std::io::stdout,
+            &provider,
+        ))?;
+        crate::otel::install(provider);
+        return Ok(());
+    }
+    init(config.log_filter())?;
+    Ok(())
+}
+
+/// Exports the spans finished so far and waits for the collector (`otel::flush`);
+/// nothing without the feature `otel` or an endpoint. The Lambda bootstraps call it before each
+/// answer is posted.
+#[inline]
+pub fn flush_spans() {
+    #[cfg(feature = "otel")]
+    crate::otel::flush();
+}
+
+/// Exports the last spans and stops the export (`otel::shutdown`); nothing without the
+/// feature `otel` or an endpoint. `crm-server` calls it on its way out.
+pub fn shutdown_spans() {
+    #[cfg(feature = "otel")]
+    crate::otel::shutdown();
 }
 
 /// Replaces Rust's default panic hook, which prints the panic message to stderr, with one that logs
@@ -163,12 +257,45 @@ mod tests {
     }
 
     /// What `filter` lets through of one trace event per target, as the messages written. Each
-    /// event has its own callsite, so no other test's interest caching can hide it.
+    /// event has its own callsite, so no other test's interest caching can hide it. With the
+    /// feature `otel`, the subscriber that exports spans must write exactly the same.
     fn written_at_trace(filter: &str) -> String {
         let lines = Lines::default();
         let sink = lines.clone();
-        let subscriber = subscriber(filter, move || sink.clone());
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber(filter, move || sink.clone()), emit_all);
+        let written = lines.text();
+        #[cfg(feature = "otel")]
+        {
+            let exporting = Lines::default();
+            let sink = exporting.clone();
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+            tracing::subscriber::with_default(
+                exporting_subscriber(filter, move || sink.clone(), &provider),
+                emit_all,
+            );
+            assert_eq!(
+                messages(&exporting.text()),
+                messages(&written),
+                "the exporting subscriber logs otherwise"
+            );
+        }
+        written
+    }
+
+    /// The messages of JSON lines, in order.
+    #[cfg(feature = "otel")]
+    fn messages(lines: &str) -> Vec<String> {
+        lines
+            .lines()
+            .map(|line| {
+                let value: serde_json::Value = serde_json::from_str(line).unwrap();
+                value["message"].as_str().unwrap_or_default().to_owned()
+            })
+            .collect()
+    }
+
+    fn emit_all() {
+        {
             tracing::trace!(target: "lambda_runtime::x", "raw event");
             tracing::trace!(target: "lambda_runtime_api_client", "raw body");
             tracing::debug!(target: "aws_smithy_runtime::y", "request body");
@@ -177,8 +304,59 @@ mod tests {
             tracing::trace!(target: "crm_dynamo::repository", "crm dynamo trace");
             tracing::info!(target: "lambda_runtime::x", "runtime info");
             tracing::error!(target: "lambda_runtime::layers::panic", "handler error Zephyrine");
-        });
-        lines.text()
+        }
+    }
+
+    /// The lines written inside a request span, around a DynamoDB call's span (debug, from the
+    /// SDK), without their timestamps: the exporting subscriber must write the same, the same
+    /// `span` object included (the SDK's span, which it exports, is no log line's span).
+    #[cfg(feature = "otel")]
+    #[test]
+    fn exporting_spans_changes_no_log_line() {
+        fn lines_of(written: &Lines) -> Vec<serde_json::Value> {
+            written
+                .text()
+                .lines()
+                .map(|line| {
+                    let mut value: serde_json::Value = serde_json::from_str(line).unwrap();
+                    value.as_object_mut().unwrap().remove("timestamp");
+                    value
+                })
+                .collect()
+        }
+        fn request() {
+            let span = tracing::info_span!(
+                target: "crm_http::middleware",
+                "request",
+                request_id = "r-1",
+                trace_id = "1-5759e988-bd862e3fe1be46a994272793"
+            );
+            let _request = span.enter();
+            let call = tracing::debug_span!(
+                target: "aws_sdk_dynamodb::operation::get_item",
+                "DynamoDB.GetItem",
+                "rpc.service" = "DynamoDB",
+                "rpc.method" = "GetItem"
+            );
+            let _call = call.enter();
+            tracing::debug!(target: "aws_smithy_runtime::client", "request body Zephyrine");
+            tracing::info!(target: "crm_dynamo::repository", "store line");
+            tracing::warn!(target: "crm_http::error", "request not served");
+        }
+        let plain = Lines::default();
+        let sink = plain.clone();
+        tracing::subscriber::with_default(subscriber("debug", move || sink.clone()), request);
+        let exporting = Lines::default();
+        let sink = exporting.clone();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        tracing::subscriber::with_default(
+            exporting_subscriber("debug", move || sink.clone(), &provider),
+            request,
+        );
+        let plain = lines_of(&plain);
+        assert_eq!(plain.len(), 2, "{plain:?}");
+        assert_eq!(plain[0]["span"]["request_id"], "r-1", "{plain:?}");
+        assert_eq!(lines_of(&exporting), plain);
     }
 
     #[test]

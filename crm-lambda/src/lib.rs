@@ -86,8 +86,10 @@ pub async fn run_http(router: Router) -> Result<(), lambda_http::Error> {
 /// built for concurrent requests, as the local server serves them.
 ///
 /// Each invocation starts by counting a cold start if it is the sandbox's first, and ends, before
-/// its answer is posted, by writing the metrics recorded so far as EMF lines ([`metrics::flush`];
-/// nothing when no EMF recorder is installed).
+/// its answer is posted, by exporting the spans finished so far and waiting for the collector
+/// ([`crm_http::telemetry::flush_spans`]; nothing without crm-http's `otel` feature or an OTLP
+/// endpoint), then writing the metrics recorded so far as EMF lines ([`metrics::flush`]; nothing
+/// when no EMF recorder is installed).
 ///
 /// # Errors
 /// When the runtime cannot be reached or stops.
@@ -105,10 +107,23 @@ where
             // Before the runtime posts the answer, after which Lambda may freeze the sandbox; on
             // the way out of a handler that unwinds or is dropped too.
             let _flush = metrics::FlushOnDrop;
+            // Dropped first: the spans, then the metrics.
+            let _spans = FlushSpansOnDrop;
             answer.await
         }
     }))
     .await
+}
+
+/// Exports the spans finished so far when dropped ([`crm_http::telemetry::flush_spans`]): at the
+/// end of an invocation however it ends, before the runtime posts its answer. The request's span
+/// and its DynamoDB calls' have ended by then (the handler's future has completed or unwound).
+struct FlushSpansOnDrop;
+
+impl Drop for FlushSpansOnDrop {
+    fn drop(&mut self) {
+        crm_http::telemetry::flush_spans();
+    }
 }
 
 /// Answers one API Gateway, ALB or function URL event with `router`, as [`run_http`] does: the

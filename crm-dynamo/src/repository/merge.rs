@@ -33,6 +33,7 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use crm_domain::{PageLimit, RepositoryError};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use super::DynamoCustomerRepository;
 use crate::error::classify;
@@ -297,11 +298,12 @@ impl DynamoCustomerRepository {
         decode: &impl Fn(&str, Item) -> Result<Option<T>, RepositoryError>,
     ) -> Result<(), RepositoryError> {
         // Spawned so that the shards are read in parallel; dropping the set (at the operation's
-        // deadline) aborts whatever is still running.
+        // deadline) aborts whatever is still running. Each task stays in the caller's span, so
+        // that an exported span of the Query is a child of the request's.
         let mut reads = JoinSet::new();
         for &i in which {
             let query = self.shard_query(&streams[i], chunk(&streams[i]), direction);
-            reads.spawn(async move { (i, query.send().await) });
+            reads.spawn(async move { (i, query.send().await) }.in_current_span());
         }
         while let Some(read) = reads.join_next().await {
             let (i, output) = read.map_err(RepositoryError::unexpected)?;

@@ -31,7 +31,7 @@ async fn main() -> ExitCode {
 async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
     if config.in_lambda() {
-        telemetry::init(config.log_filter())?;
+        telemetry::init_with(&config)?;
         crm_lambda::metrics::install(&config)?;
     } else {
         // Locally stdout carries the result; the log lines go to stderr.

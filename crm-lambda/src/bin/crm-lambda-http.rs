@@ -26,7 +26,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     if !config.in_lambda() {
         return Err("AWS_LAMBDA_RUNTIME_API is not set: this is the AWS Lambda function; run crm-server for a local API".into());
     }
-    telemetry::init(config.log_filter())?;
+    telemetry::init_with(&config)?;
     crm_lambda::metrics::install(&config)?;
     let (repository, _) = store::connect(&config).await;
     let state = AppState::new(CustomerService::new(repository), &config);
