@@ -62,6 +62,32 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tower::ServiceExt as _;
 
+/// The tokio runtime a bootstrap runs on: one thread, unless Lambda sets
+/// `AWS_LAMBDA_MAX_CONCURRENCY` above 1.
+///
+/// A classic sandbox hands out one invocation at a time, so a second worker thread would have
+/// nothing of its own to do: it would only take over the tasks of the one request (the Runtime
+/// API's connection, the SDK's), each handover a cross-thread wake-up on the latency path, and it
+/// costs a thread's start in the cold start. Where one sandbox serves several invocations at once
+/// (Lambda Managed Instances), they run on a worker per CPU, as [`serve`] polls for them.
+/// Nothing the handlers do blocks a thread: the one blocking step, exporting spans before an
+/// answer (the feature `otel`), waits for an exporter that runs on threads of its own.
+///
+/// # Errors
+/// When the runtime cannot be built (the process cannot start threads or an event loop).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let concurrency = std::env::var("AWS_LAMBDA_MAX_CONCURRENCY")
+        .ok()
+        .and_then(|value| value.trim().parse::<u32>().ok())
+        .unwrap_or(1);
+    let mut builder = if concurrency > 1 {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build()
+}
+
 /// Serves `router` to the Lambda Runtime API until the runtime stops, answering each event with
 /// [`answer_http`], as many at once as Lambda asks (see [`serve`]).
 ///

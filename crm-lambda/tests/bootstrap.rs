@@ -552,6 +552,15 @@ async fn gets_at_once(runtime: &Arc<FakeRuntime>, n: usize) -> Vec<u64> {
     statuses.into_iter().map(|(_, status)| status).collect()
 }
 
+/// The names of a process's threads (Linux truncates them to 15 bytes).
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .collect()
+}
+
 /// On Lambda Managed Instances, where Lambda sets `AWS_LAMBDA_MAX_CONCURRENCY` above 1, one sandbox
 /// serves that many invocations at once: eight polls wait together, and all eight invocations are
 /// in flight at one time, since the runtime takes no answer before the eighth is handed out.
@@ -573,6 +582,12 @@ async fn with_a_max_concurrency_of_8_one_sandbox_serves_8_invocations_at_once() 
     runtime.hold_answers_until(8);
     assert_eq!(gets_at_once(&runtime, 8).await, vec![404; 8]);
     assert_eq!(runtime.most_in_flight(), 8);
+    // On tokio's workers, one per CPU (`crm_lambda::runtime`).
+    let threads = thread_names(function.id().unwrap());
+    assert!(
+        threads.iter().any(|name| name.starts_with("tokio-")),
+        "{threads:?}"
+    );
 
     let printed = stop(function).await;
     assert!(runtime.init_error().is_none(), "{printed}");
@@ -611,6 +626,13 @@ async fn without_a_max_concurrency_a_sandbox_takes_invocations_one_by_one() {
     runtime.hold_answers_until(2);
     assert_eq!(gets_at_once(&runtime, 2).await, vec![404; 2]);
     assert_eq!(runtime.most_in_flight(), 1);
+    // And on one thread (`crm_lambda::runtime`): no tokio worker beside the main thread, which
+    // serves the invocations, their DynamoDB calls and the Runtime API's connection.
+    let threads = thread_names(function.id().unwrap());
+    assert!(
+        !threads.iter().any(|name| name.starts_with("tokio-")),
+        "{threads:?}"
+    );
     let printed = stop(function).await;
     assert!(runtime.init_error().is_none(), "{printed}");
 }

@@ -15,11 +15,18 @@ use crm_http::{AppState, Config, store, telemetry};
 use lambda_runtime::LambdaEvent;
 use serde_json::value::RawValue;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     // First, so that no panic message (which could quote customer data) ever reaches stderr.
     telemetry::install_panic_hook();
-    match run().await {
+    // One thread unless Lambda hands out several invocations at once (`crm_lambda::runtime`).
+    let runtime = match crm_lambda::runtime() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("crm-lambda-envelope: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("crm-lambda-envelope: {error}");

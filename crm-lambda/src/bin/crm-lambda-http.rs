@@ -8,11 +8,18 @@ use std::process::ExitCode;
 use crm_domain::CustomerService;
 use crm_http::{AppState, Config, router, store, telemetry};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     // First, so that no panic message (which could quote customer data) ever reaches stderr.
     telemetry::install_panic_hook();
-    match run().await {
+    // One thread unless Lambda hands out several invocations at once (`crm_lambda::runtime`).
+    let runtime = match crm_lambda::runtime() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("crm-lambda-http: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("crm-lambda-http: {error}");
