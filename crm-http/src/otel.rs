@@ -32,17 +32,21 @@
 //! Through the SDK's [`BatchSpanProcessor`], which queues finished spans and exports them from a
 //! thread of its own (every 5 s, `OTEL_BSP_SCHEDULE_DELAY`), so that a request never waits for the
 //! collector. The exporter's HTTP requests run on a one-thread Tokio runtime of their own, not on
-//! the application's: [`flush`] blocks its caller until the export is done, and the caller is a worker of the application's runtime (crm-lambda flushes on the way
-//! out of each invocation), possibly its only one (one vCPU). An export on the application's own
-//! runtime could then wait for the very thread that waits for it; on a runtime of its own it
-//! cannot. (The SDK's `SimpleSpanProcessor` would export each span on the thread that ends it,
-//! holding every request up for a round trip to the collector per DynamoDB call.)
+//! the application's: [`flush_within`] blocks its caller until the export is done or its limit
+//! has passed, and the caller is a worker of the application's runtime (crm-lambda flushes on the
+//! way out of each invocation), possibly its only one (one vCPU, or the one-thread runtime of a
+//! classic sandbox). An export on the application's own runtime could then wait for the very thread
+//! that waits for it; on a runtime of its own it cannot. (The SDK's `SimpleSpanProcessor` would
+//! export each span on the thread that ends it, holding every request up for a round trip to the
+//! collector per DynamoDB call.)
 //!
 //! Each export is one HTTP request of at most [`EXPORT_TIMEOUT`], not retried: a collector that
-//! is down costs an invocation at most that, and its spans. [`flush`] waits for the spans queued so
-//! far (one export per 512 spans; the SDK bounds the wait at 5 s), [`shutdown`] for the last ones.
+//! is down costs the spans, not the requests. [`flush_within`] waits for the spans queued so far
+//! at most as long as its caller says (crm-lambda: the time the invocation has left, at most 1 s);
+//! the SDK's own wait, up to 5 s, goes on on a thread of its own. [`shutdown`] waits for the last
+//! ones.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::Method;
@@ -105,13 +109,46 @@ pub fn enabled() -> bool {
     PROVIDER.get().is_some()
 }
 
-/// Exports the spans finished so far, and waits for the collector's answer (at most
-/// [`EXPORT_TIMEOUT`] per 512 spans, never more than the SDK's 5 s); nothing when no export is
-/// installed. crm-lambda calls it before each answer is posted, since Lambda may freeze the process
-/// once it is. It blocks the calling thread.
-pub fn flush() {
-    if let Some(provider) = PROVIDER.get() {
-        let _ = provider.force_flush();
+/// The thread that runs [`flush_within`]'s flushes, started by the first one; each request is a
+/// channel to say "done" on.
+static FLUSHER: OnceLock<mpsc::SyncSender<mpsc::SyncSender<()>>> = OnceLock::new();
+
+/// Exports the spans finished so far and waits for the collector's answer, at most `limit`;
+/// nothing when no export is installed. crm-lambda calls it before each answer is posted, since
+/// Lambda may freeze the process once it is, with the time the invocation has left.
+///
+/// It blocks the calling thread for at most `limit`. The flush itself runs on a thread of its own
+/// (the SDK's `force_flush` waits up to 5 s for a collector that does not answer, far longer than
+/// an invocation may have left): past `limit` the caller goes on, the flush finishes in the
+/// background, and flushes asked for meanwhile wait behind it rather than start threads of their
+/// own. Spans it could not export by the answer are exported by a later flush, or lost if Lambda
+/// ends the sandbox first.
+pub fn flush_within(limit: Duration) {
+    let Some(provider) = PROVIDER.get() else {
+        return;
+    };
+    let flusher = FLUSHER.get_or_init(|| {
+        let (requests, received) = mpsc::sync_channel::<mpsc::SyncSender<()>>(64);
+        let provider = provider.clone();
+        let started = std::thread::Builder::new()
+            .name("crm-otel-flush".to_owned())
+            .spawn(move || {
+                for done in received {
+                    let _ = provider.force_flush();
+                    let _ = done.try_send(());
+                }
+            });
+        if started.is_err() {
+            tracing::warn!(
+                "cannot start the span flush thread: spans are exported on schedule only"
+            );
+        }
+        requests
+    });
+    let (done, finished) = mpsc::sync_channel(1);
+    // A full queue (64 flushes waiting behind a stuck one) or no thread: do not wait at all.
+    if flusher.try_send(done).is_ok() {
+        let _ = finished.recv_timeout(limit);
     }
 }
 
@@ -130,8 +167,9 @@ pub fn shutdown() {
 /// decision, else every trace).
 ///
 /// # Errors
-/// When the exporter cannot be built (an `OTEL_EXPORTER_OTLP_*` setting the SDK reads itself is
-/// invalid, such as a compression this build lacks), or the export runtime cannot start.
+/// When the exporter cannot be built, or the export runtime cannot start. (The `OTEL_*` settings
+/// the SDK reads itself are not among the causes: it ignores a value it cannot read and keeps its
+/// default.)
 pub(crate) fn provider(
     traces: &TracesExport,
     config: &Config,
@@ -163,7 +201,7 @@ pub(crate) fn provider(
         .build())
 }
 
-/// Makes `provider` the one [`flush`] and [`shutdown`] act on.
+/// Makes `provider` the one [`flush_within`] and [`shutdown`] act on.
 pub(crate) fn install(provider: SdkTracerProvider) {
     let _ = PROVIDER.set(provider);
 }

@@ -184,13 +184,15 @@ pub fn init_with(config: &Config) -> Result<(), InitError> {
     Ok(())
 }
 
-/// Exports the spans finished so far and waits for the collector (`otel::flush`);
-/// nothing without the feature `otel` or an endpoint. The Lambda bootstraps call it before each
-/// answer is posted.
+/// Exports the spans finished so far and waits for the collector, at most `limit`
+/// (`otel::flush_within`); nothing without the feature `otel` or an endpoint. The Lambda
+/// bootstraps call it before each answer is posted, with the time the invocation has left.
 #[inline]
-pub fn flush_spans() {
+pub fn flush_spans(limit: std::time::Duration) {
     #[cfg(feature = "otel")]
-    crate::otel::flush();
+    crate::otel::flush_within(limit);
+    #[cfg(not(feature = "otel"))]
+    let _ = limit;
 }
 
 /// Exports the last spans and stops the export (`otel::shutdown`); nothing without the

@@ -52,6 +52,7 @@ pub mod metrics;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::task::Poll;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use crm_http::{ApiError, AppState, PlatformContext, envelope};
@@ -126,15 +127,17 @@ where
     Fut: Future<Output = Result<R, Diagnostic>> + Send + 'static,
     R: serde::Serialize + Send + 'static,
 {
-    lambda_runtime::run_concurrent(service_fn(move |event| {
+    lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
         metrics::invocation_started();
+        let deadline = event.context.deadline();
         let answer = handler(shared.clone(), event);
         async move {
             // Before the runtime posts the answer, after which Lambda may freeze the sandbox; on
-            // the way out of a handler that unwinds or is dropped too.
+            // the way out of a handler that unwinds or is dropped too. Dropped in the reverse
+            // order: the metrics first (a local write that cannot wait), then the spans (a wait
+            // for the collector, bounded by the time the invocation has left).
+            let _spans = FlushSpansOnDrop { deadline };
             let _flush = metrics::FlushOnDrop;
-            // Dropped first: the spans, then the metrics.
-            let _spans = FlushSpansOnDrop;
             answer.await
         }
     }))
@@ -144,11 +147,24 @@ where
 /// Exports the spans finished so far when dropped ([`crm_http::telemetry::flush_spans`]): at the
 /// end of an invocation however it ends, before the runtime posts its answer. The request's span
 /// and its DynamoDB calls' have ended by then (the handler's future has completed or unwound).
-struct FlushSpansOnDrop;
+/// It waits for the collector at most [`SPAN_FLUSH_LIMIT`], and never past the invocation's
+/// deadline less [`DEADLINE_MARGIN`](crm_http::DEADLINE_MARGIN): a collector that does not answer
+/// must not turn an answer into a Lambda timeout.
+struct FlushSpansOnDrop {
+    deadline: SystemTime,
+}
+
+/// The longest an invocation waits for the collector before its answer is posted.
+const SPAN_FLUSH_LIMIT: Duration = Duration::from_secs(1);
 
 impl Drop for FlushSpansOnDrop {
     fn drop(&mut self) {
-        crm_http::telemetry::flush_spans();
+        let left = self
+            .deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+            .saturating_sub(crm_http::DEADLINE_MARGIN);
+        crm_http::telemetry::flush_spans(left.min(SPAN_FLUSH_LIMIT));
     }
 }
 

@@ -21,6 +21,7 @@ mod fake_runtime;
 mod otlp_collector;
 
 use std::process::Stdio;
+use std::time::Duration;
 
 use crm_dynamo::{DynamoCustomerRepository, DynamoSettings};
 use fake_runtime::FakeRuntime;
@@ -245,5 +246,74 @@ async fn a_direct_invocation_is_a_server_span_exported_before_its_answer_is_post
             assert!(!text.contains(planted), "{planted} exported: {text:?}");
         }
     }
+    assert!(!printed.contains("panicked"), "{printed}");
+}
+
+/// A collector that takes connections and never answers (a hung or black-holed endpoint) never
+/// holds an answer past its invocation's deadline: the flush waits at most the time left less the
+/// margin kept for posting the answer. Each invocation here gets 1 s, the exporter's own timeout,
+/// so an unbounded flush would post every answer after its deadline.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collector_that_never_answers_does_not_hold_the_answers_back() {
+    // Accepts every connection and keeps it open, reading nothing, answering nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let table = fresh_table().await;
+    let runtime = FakeRuntime::start().await;
+    let function = Command::new(env!("CARGO_BIN_EXE_crm-lambda-http"))
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.address())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "crm-test")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("AWS_SESSION_TOKEN", "local")
+        .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint())
+        .env("CRM_TABLE_NAME", &table)
+        .env("CRM_METRICS", "off")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{address}"))
+        .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+
+    runtime.give_each_invocation(Duration::from_secs(1));
+    for (round, trace) in [
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "0af7651916cd43dd8448eb211c80319c",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let started = std::time::Instant::now();
+        let answer = runtime
+            .invoke(http_event(
+                "GET",
+                "/customers/absent",
+                trace,
+                "00f067aa0ba902b7",
+                None,
+            ))
+            .await
+            .response();
+        let took = started.elapsed();
+        assert_eq!(answer["statusCode"], 404, "{answer}");
+        assert!(
+            took < Duration::from_secs(1),
+            "answer {round} took {took:?}, past its deadline, behind a collector that never answers"
+        );
+    }
+    let printed = stop(function).await;
+    held.abort();
     assert!(!printed.contains("panicked"), "{printed}");
 }

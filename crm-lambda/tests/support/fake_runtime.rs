@@ -60,6 +60,8 @@ struct Shared {
     most_in_flight: usize,
     /// No answer is taken before this many invocations have been handed out (0: no hold).
     hold_until: usize,
+    /// The time an invocation gets (its deadline, from when it is handed out); 30 s when unset.
+    time_limit: Option<Duration>,
 }
 
 #[derive(Clone)]
@@ -169,6 +171,11 @@ impl FakeRuntime {
         self.lock().hold_until = count;
     }
 
+    /// From now on, gives each invocation `limit` (its deadline header), instead of 30 s.
+    pub(crate) fn give_each_invocation(&self, limit: Duration) {
+        self.lock().time_limit = Some(limit);
+    }
+
     /// Hands `event` to the function and waits (at most `timeout`) for its outcome.
     pub(crate) async fn invoke_within(&self, event: Value, timeout: Duration) -> Option<Outcome> {
         let id = format!(
@@ -236,11 +243,16 @@ async fn next(State(api): State<Api>) -> Response {
             .max(shared.handed_out.saturating_sub(shared.answered));
     }
     api.handed_out.notify_waiters();
-    let deadline = SystemTime::now()
+    let time_limit = api
+        .shared
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .time_limit
+        .unwrap_or(Duration::from_secs(30));
+    let deadline = (SystemTime::now() + time_limit)
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
-        .as_millis()
-        + 30_000;
+        .as_millis();
     let mut headers = HeaderMap::new();
     let mut put = |name: &'static str, value: String| {
         if let Ok(value) = HeaderValue::from_str(&value) {
