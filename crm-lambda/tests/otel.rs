@@ -60,8 +60,8 @@ async fn fresh_table() -> String {
     table
 }
 
-/// Starts `binary` as Lambda would, exporting spans to `collector`.
-fn launch(binary: &str, runtime: &FakeRuntime, table: &str, collector: &Collector) -> Child {
+/// Starts `binary` as Lambda would, exporting spans to the collector at `collector` (a URL).
+fn launch(binary: &str, runtime: &FakeRuntime, table: &str, collector: &str) -> Child {
     Command::new(binary)
         .env_clear()
         .env("AWS_LAMBDA_RUNTIME_API", runtime.address())
@@ -76,7 +76,7 @@ fn launch(binary: &str, runtime: &FakeRuntime, table: &str, collector: &Collecto
         .env("CRM_TABLE_NAME", table)
         .env("CRM_METRICS", "off")
         .env("RUST_LOG", "info")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector)
         // Spans leave only when flushed.
         .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
         .stdout(Stdio::piped())
@@ -133,7 +133,7 @@ async fn an_invocation_s_spans_reach_the_collector_before_its_answer_is_posted()
         env!("CARGO_BIN_EXE_crm-lambda-http"),
         &runtime,
         &table,
-        &collector,
+        &collector.endpoint(),
     );
 
     let cases = [
@@ -208,7 +208,7 @@ async fn a_direct_invocation_is_a_server_span_exported_before_its_answer_is_post
         env!("CARGO_BIN_EXE_crm-lambda-envelope"),
         &runtime,
         &table,
-        &collector,
+        &collector.endpoint(),
     );
 
     let item = json!({"id": "planted-id-77", "firstName": "Zephyrine", "lastName": "Quillfeather",
@@ -266,26 +266,12 @@ async fn a_collector_that_never_answers_does_not_hold_the_answers_back() {
     });
     let table = fresh_table().await;
     let runtime = FakeRuntime::start().await;
-    let function = Command::new(env!("CARGO_BIN_EXE_crm-lambda-http"))
-        .env_clear()
-        .env("AWS_LAMBDA_RUNTIME_API", runtime.address())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "crm-test")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "local")
-        .env("AWS_SECRET_ACCESS_KEY", "local")
-        .env("AWS_SESSION_TOKEN", "local")
-        .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint())
-        .env("CRM_TABLE_NAME", &table)
-        .env("CRM_METRICS", "off")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{address}"))
-        .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
+    let function = launch(
+        env!("CARGO_BIN_EXE_crm-lambda-http"),
+        &runtime,
+        &table,
+        &format!("http://{address}"),
+    );
 
     runtime.give_each_invocation(Duration::from_secs(1));
     for (round, trace) in [
