@@ -124,7 +124,7 @@ async fn table_by_hand(
 
 #[tokio::test]
 async fn a_table_made_by_create_table_matches_the_code() {
-    let repository = support::fresh_repository().await;
+    let repository = support::repository_with_stream(support::settings()).await;
 
     let table = repository.describe_table().await.unwrap();
 

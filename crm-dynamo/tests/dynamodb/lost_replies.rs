@@ -23,14 +23,21 @@ use crate::support::{endpoint, repository_with, settings};
 /// Held past the attempt timeout, which is half the 2 s operation timeout below.
 const LATE: Fault = Fault::DelayReply(Duration::from_millis(1_500));
 
-/// A repository on a fresh table whose requests go through a fault proxy.
+/// A repository on a fresh table whose requests go through a fault proxy, with the 2 s operation
+/// timeout that [`LATE`] outlasts.
 async fn through_proxy() -> (DynamoCustomerRepository, FaultProxy) {
+    through_proxy_within(Duration::from_secs(2)).await
+}
+
+/// A repository on a fresh table whose requests go through a fault proxy, with an operation
+/// timeout of `timeout` (its attempts time out at half of it).
+async fn through_proxy_within(timeout: Duration) -> (DynamoCustomerRepository, FaultProxy) {
     let upstream = endpoint();
     let upstream = upstream.trim_start_matches("http://").trim_end_matches('/');
     let proxy = FaultProxy::start(upstream.parse().unwrap()).await.unwrap();
     let settings = settings()
         .with_endpoint(proxy.endpoint())
-        .with_operation_timeout(Duration::from_secs(2));
+        .with_operation_timeout(timeout);
     (repository_with(settings).await, proxy)
 }
 
@@ -242,7 +249,9 @@ async fn a_keyed_write_whose_reply_was_lost_is_written_and_recorded_once() {
 #[tokio::test]
 async fn an_import_cut_short_by_an_outage_reports_what_it_wrote_and_runs_again_without_duplicates()
 {
-    let (repo, proxy) = through_proxy().await;
+    // No fault here is a delay, so the timeout is long: a transaction of 50 that a loaded machine
+    // answers in more than a second must not time out and be sent again into the outage.
+    let (repo, proxy) = through_proxy_within(Duration::from_secs(30)).await;
     let customers: Vec<Customer> = (0..120)
         .map(|i| customer(&json!({"id": format!("c{i:03}"), "firstName": "A", "lastName": "B"})))
         .collect();

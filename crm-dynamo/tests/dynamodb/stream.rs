@@ -158,7 +158,7 @@ mod contract {
 
     crm_domain::event_contract_tests!(|| async {
         let settings = support::settings();
-        let repository = support::repository_with(settings.clone())
+        let repository = support::repository_with_stream(settings.clone())
             .await
             .with_tombstone_retention(TOMBSTONE_RETENTION);
         let log = StreamLog::following(&settings).await;
@@ -257,7 +257,7 @@ async fn table() -> (
     StreamLog,
 ) {
     let settings = support::settings();
-    let repository = support::repository_with(settings.clone()).await;
+    let repository = support::repository_with_stream(settings.clone()).await;
     let client = aws_sdk_dynamodb::Client::from_conf(settings.sdk_config().await);
     let log = StreamLog::following(&settings).await;
     (repository, client, log)
