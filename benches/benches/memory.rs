@@ -236,50 +236,46 @@ fn full<T>(page: Result<Page<T>, RepositoryError>, what: &str) -> Option<Cursor>
     }
 }
 
+/// A store of the bench, with the customers it was filled with.
+struct Filled {
+    size: usize,
+    repo: InMemoryCustomerRepository,
+    customers: Vec<Customer>,
+    /// Neither patched nor deleted by the import (`size / 2` is a multiple of 100).
+    middle: Customer,
+}
+
 fn operations(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     let mut group = c.benchmark_group("memory repository");
-    // A patch that renames nobody, as nearly all are: the names, and so their keys, stay.
-    let patch = CustomerPatch::from_json(&json!({"phone": "+441234567890"})).unwrap_or_default();
+    // Every size built first, so that each operation is measured at every size back to back: the
+    // ratio of two sizes then compares two measurements a few seconds apart, not minutes, on a
+    // machine whose speed drifts.
+    let stores: Vec<Filled> = sizes()
+        .iter()
+        .map(|&size| {
+            let (repo, customers) = store(size, &runtime);
+            let middle = customers[size / 2].clone();
+            Filled {
+                size,
+                repo,
+                customers,
+                middle,
+            }
+        })
+        .collect();
+    reads(&mut group, &runtime, &stores);
     let all = Listing::default();
-    for &size in sizes() {
-        let (repo, customers) = store(size, &runtime);
-        // Neither patched nor deleted by the import (`size / 2` is a multiple of 100).
-        let middle = customers[size / 2].clone();
-        group.bench_with_input(BenchmarkId::new("get", size), &middle, |b, c| {
-            b.to_async(&runtime).iter(|| repo.get(black_box(c.id())));
-        });
-        // The benches here repeat one customer, whose memory the processor keeps close: they
-        // measure what the code does per operation. Spread over the store, each get also waits
-        // for memory, which a store of a million customers no longer fits in the caches for.
-        let spread: Vec<CustomerId> = (0..64)
-            .map(|k| customers[(k * size / 64 + 50) % size].id().clone())
-            .collect();
-        let mut turn = 0;
-        group.bench_with_input(
-            BenchmarkId::new("get, 64 customers across the store in turn", size),
-            &spread,
-            |b, ids| {
-                b.to_async(&runtime).iter(|| {
-                    turn = (turn + 1) % ids.len();
-                    repo.get(black_box(&ids[turn]))
-                });
-            },
-        );
-        let email = middle
-            .email()
-            .cloned()
-            .unwrap_or_else(|| panic!("every field is filled"));
-        group.bench_with_input(
-            BenchmarkId::new("get by email", size),
-            &email,
-            |b, email| {
-                b.to_async(&runtime)
-                    .iter(|| repo.find_by_email(black_box(email)));
-            },
-        );
+    for Filled {
+        size,
+        repo,
+        customers,
+        ..
+    } in &stores
+    {
+        let size = *size;
         group.bench_with_input(
             BenchmarkId::new("list first page of 25", size),
             &(),
@@ -288,7 +284,7 @@ fn operations(c: &mut Criterion) {
                     .iter(|| repo.list(&all, PageLimit::DEFAULT, None));
             },
         );
-        let cursor = walked_to(&runtime, &repo, &all, size / 200);
+        let cursor = walked_to(&runtime, repo, &all, size / 200);
         group.bench_with_input(
             BenchmarkId::new("list a middle page of 25", size),
             &cursor,
@@ -297,38 +293,122 @@ fn operations(c: &mut Criterion) {
                     .iter(|| repo.list(&all, PageLimit::DEFAULT, Some(cursor)));
             },
         );
-        listings(&mut group, &runtime, &repo, &customers, size);
-        // The writes last: they change the middle customer that the pages above start from.
-        // Each patch a millisecond after the one before, as a client's patches are: each moves the
-        // customer's entry in the `updatedAt` order (to its end). At `Timestamp::now()`, hundreds
-        // of patches a millisecond would share one time, and all but the first leave that order
-        // alone, which no real patch does.
-        let mut now = Timestamp::now();
-        group.bench_with_input(BenchmarkId::new("patch", size), &middle, |b, c| {
-            b.to_async(&runtime).iter(|| {
+        listings(&mut group, &runtime, repo, customers, size);
+    }
+    // The writes last: they change the middle customer that the pages above start from.
+    writes(&mut group, &runtime, &stores);
+    group.finish();
+}
+
+type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+/// Get by id and by email, each at every size in turn.
+fn reads(group: &mut Group<'_>, runtime: &tokio::runtime::Runtime, stores: &[Filled]) {
+    for Filled {
+        size, repo, middle, ..
+    } in stores
+    {
+        group.bench_with_input(BenchmarkId::new("get", size), middle, |b, c| {
+            b.to_async(runtime).iter(|| repo.get(black_box(c.id())));
+        });
+    }
+    // The benches here repeat one customer, whose memory the processor keeps close: they
+    // measure what the code does per operation. Spread over the store, each get also waits
+    // for memory, which a store of a million customers no longer fits in the caches for.
+    for Filled {
+        size,
+        repo,
+        customers,
+        ..
+    } in stores
+    {
+        let spread: Vec<CustomerId> = (0..64)
+            .map(|k| customers[(k * size / 64 + 50) % size].id().clone())
+            .collect();
+        let mut turn = 0;
+        group.bench_with_input(
+            BenchmarkId::new("get, 64 customers across the store in turn", size),
+            &spread,
+            |b, ids| {
+                b.to_async(runtime).iter(|| {
+                    turn = (turn + 1) % ids.len();
+                    repo.get(black_box(&ids[turn]))
+                });
+            },
+        );
+    }
+    for Filled {
+        size, repo, middle, ..
+    } in stores
+    {
+        let email = middle
+            .email()
+            .cloned()
+            .unwrap_or_else(|| panic!("every field is filled"));
+        group.bench_with_input(
+            BenchmarkId::new("get by email", size),
+            &email,
+            |b, email| {
+                b.to_async(runtime)
+                    .iter(|| repo.find_by_email(black_box(email)));
+            },
+        );
+    }
+}
+
+/// Patch, delete and re-create, create, delete: each at every size in turn.
+fn writes(group: &mut Group<'_>, runtime: &tokio::runtime::Runtime, stores: &[Filled]) {
+    // A patch that renames nobody, as nearly all are: the names, and so their keys, stay. Each a
+    // millisecond after the one before, as a client's patches are: each moves the customer's
+    // entry in the `updatedAt` order (to its end). At `Timestamp::now()`, hundreds of patches a
+    // millisecond would share one time, and all but the first leave that order alone, which no
+    // real patch does.
+    let patch = CustomerPatch::from_json(&json!({"phone": "+441234567890"})).unwrap_or_default();
+    let mut now = Timestamp::now();
+    for Filled {
+        size, repo, middle, ..
+    } in stores
+    {
+        group.bench_with_input(BenchmarkId::new("patch", size), middle, |b, c| {
+            b.to_async(runtime).iter(|| {
                 now = now.after(Duration::from_millis(1));
                 repo.update(black_box(c.id()), &patch, None, now)
             });
         });
+    }
+    for Filled {
+        size, repo, middle, ..
+    } in stores
+    {
         group.bench_with_input(
             BenchmarkId::new("delete and re-create", size),
-            &middle,
+            middle,
             |b, c| {
-                b.to_async(&runtime).iter(|| async {
+                b.to_async(runtime).iter(|| async {
                     let _ = repo.delete(black_box(c.id()), None).await;
                     repo.create(c).await
                 });
             },
         );
-        creates_and_deletes(&mut group, &runtime, &repo, &middle, size);
     }
-    group.finish();
+    for Filled {
+        size, repo, middle, ..
+    } in stores
+    {
+        creates(group, runtime, repo, middle, *size);
+    }
+    for Filled {
+        size, repo, middle, ..
+    } in stores
+    {
+        deletes(group, runtime, repo, middle, *size);
+    }
 }
 
-/// Each half of "delete and re-create" alone, the other half done untimed so that the store keeps
-/// its size: the create of a customer (whose id has a tombstone), then its delete.
-fn creates_and_deletes(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+/// The create half of "delete and re-create" alone, the delete done untimed so that the store
+/// keeps its size: the create of a customer whose id has a tombstone.
+fn creates(
+    group: &mut Group<'_>,
     runtime: &tokio::runtime::Runtime,
     repo: &InMemoryCustomerRepository,
     middle: &Customer,
@@ -347,6 +427,16 @@ fn creates_and_deletes(
             timed
         });
     });
+}
+
+/// The delete half of "delete and re-create" alone, the create done untimed.
+fn deletes(
+    group: &mut Group<'_>,
+    runtime: &tokio::runtime::Runtime,
+    repo: &InMemoryCustomerRepository,
+    middle: &Customer,
+    size: usize,
+) {
     group.bench_with_input(BenchmarkId::new("delete", size), middle, |b, c| {
         b.to_async(runtime).iter_custom(|iters| async move {
             let mut timed = Duration::ZERO;
@@ -393,7 +483,7 @@ fn full_or_more(page: Result<Page<Customer>, RepositoryError>, pages: usize) -> 
 
 /// A page of 25 in every order, first and deep in the walk; a name search; the change feed.
 fn listings(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    group: &mut Group<'_>,
     runtime: &tokio::runtime::Runtime,
     repo: &InMemoryCustomerRepository,
     customers: &[Customer],
