@@ -21,6 +21,8 @@
 #   LOAD_CRM_PORT [3100]  LOAD_HELLO_PORT [3101]  (loopback only)
 #   LOAD_PIN [0]  1: servers on CPU 0 with one tokio worker (TOKIO_WORKER_THREADS=1), wrk on CPU 1,
 #                 so that generator and server stop competing for the same cores (needs taskset)
+#   LOAD_CRM_BASELINE []  another crm-server binary (an earlier build, say) whose GET by id is run
+#                 too at each level, right after this build's: a before/after in one run
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -37,6 +39,7 @@ LOG_LEVELS=${LOAD_LOG_LEVELS:-info warn}
 CRM_PORT=${LOAD_CRM_PORT:-3100}
 HELLO_PORT=${LOAD_HELLO_PORT:-3101}
 PIN=${LOAD_PIN:-0}
+BASELINE=${LOAD_CRM_BASELINE:-}
 HOST=127.0.0.1
 SERVER_ENV=()
 SERVER_PIN=()
@@ -50,6 +53,10 @@ if [[ $PIN == 1 ]]; then
     SETUP="pinned: each server on CPU 0 with one tokio worker, wrk on CPU 1"
 fi
 
+if [[ -n $BASELINE && ! -x $BASELINE ]]; then
+    echo "load.sh: LOAD_CRM_BASELINE is not an executable: $BASELINE" >&2
+    exit 2
+fi
 for n in THREADS CONNECTIONS DURATION CUSTOMERS CRM_PORT HELLO_PORT; do
     [[ ${!n} =~ ^[0-9]+$ && ${!n} -gt 0 ]] || { echo "load.sh: $n must be a positive integer" >&2; exit 2; }
 done
@@ -161,23 +168,38 @@ wait_for_port "$HELLO_PORT" "$HELLO_PID"
 scenario "hello GET" hello-server "$HELLO_PID" "$HELLO_PORT" get.lua
 
 LOG_NOTES=()
-for level in $LOG_LEVELS; do
-    crm_log=$OUT/crm-server-$level.log
+# crm_run LEVEL BINARY SUFFIX SCRIPT...: crm-server BINARY at RUST_LOG=LEVEL, seeded, through each
+# scenario script; labels end with SUFFIX.
+crm_run() {
+    local level=$1 binary=$2 suffix=$3 script
+    shift 3
+    local crm_log=$OUT/crm-server-$level${suffix//[^A-Za-z0-9]/_}.log
     env -u CRM_TABLE_NAME -u AWS_LAMBDA_RUNTIME_API "${SERVER_ENV[@]}" CRM_BIND="$HOST:$CRM_PORT" \
-        RUST_LOG="$level" "${SERVER_PIN[@]}" "$BIN/crm-server" >"$crm_log" 2>&1 &
+        RUST_LOG="$level" "${SERVER_PIN[@]}" "$binary" >"$crm_log" 2>&1 &
     CRM_PID=$!
     PIDS+=("$CRM_PID")
     wait_for_port "$CRM_PORT" "$CRM_PID"
     "$BIN/seed" "$HOST:$CRM_PORT" "$CUSTOMERS" 16 "$OUT/cursors.txt" >&2
     seeded_rss=$(awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$CRM_PID/status")
-    scenario "crm GET (RUST_LOG=$level)" crm-server "$CRM_PID" "$CRM_PORT" get.lua
-    scenario "crm mix 90/10 (RUST_LOG=$level)" crm-server "$CRM_PID" "$CRM_PORT" mix.lua
-    scenario "crm list 25 (RUST_LOG=$level)" crm-server "$CRM_PID" "$CRM_PORT" list.lua
+    for script in "$@"; do
+        case $script in
+            get.lua) scenario "crm GET (RUST_LOG=$level$suffix)" crm-server "$CRM_PID" "$CRM_PORT" get.lua ;;
+            mix.lua) scenario "crm mix 90/10 (RUST_LOG=$level$suffix)" crm-server "$CRM_PID" "$CRM_PORT" mix.lua ;;
+            list.lua) scenario "crm list 25 (RUST_LOG=$level$suffix)" crm-server "$CRM_PID" "$CRM_PORT" list.lua ;;
+        esac
+    done
     stop "$CRM_PID"
     PIDS=("$HELLO_PID")
-    LOG_NOTES+=("RUST_LOG=$level: RSS after seeding $seeded_rss MiB; $(wc -l <"$crm_log") log lines, $(du -h "$crm_log" | cut -f1) on stdout (to a file on disk)")
+    LOG_NOTES+=("RUST_LOG=$level$suffix: RSS after seeding $seeded_rss MiB; $(wc -l <"$crm_log") log lines, $(du -h "$crm_log" | cut -f1) on stdout (to a file on disk)")
     # Keep the head of the log only: an info run writes ~200 MB.
     head -n 100 "$crm_log" >"$crm_log.head" && mv "$crm_log.head" "$crm_log"
+}
+
+for level in $LOG_LEVELS; do
+    crm_run "$level" "$BIN/crm-server" "" get.lua mix.lua list.lua
+    if [[ -n $BASELINE ]]; then
+        crm_run "$level" "$BASELINE" ", baseline" get.lua
+    fi
 done
 
 scenario "hello GET (again)" hello-server "$HELLO_PID" "$HELLO_PORT" get.lua
@@ -199,9 +221,14 @@ hello=$(((hello_first + hello_again) / 2))
     printf '%s\n' "${ROWS[@]}"
     echo
     for level in $LOG_LEVELS; do
-        crm=${RPS["crm GET (RUST_LOG=$level)"]}
-        echo "- GET by id, RUST_LOG=$level: $crm req/s = $(awk -v a="$crm" -v b="$hello" 'BEGIN { printf "%.0f", 100 * a / b }') % of hello's (mean of its two runs, $hello req/s)."
+        for suffix in "" ${BASELINE:+", baseline"}; do
+            crm=${RPS["crm GET (RUST_LOG=$level$suffix)"]}
+            echo "- GET by id, RUST_LOG=$level$suffix: $crm req/s = $(awk -v a="$crm" -v b="$hello" 'BEGIN { printf "%.0f", 100 * a / b }') % of hello's (mean of its two runs, $hello req/s)."
+        done
     done
+    if [[ -n $BASELINE ]]; then
+        echo "- Baseline: $BASELINE (LOAD_CRM_BASELINE), GET by id only, run right after the build under test at each level."
+    fi
     printf -- '- %s\n' "${LOG_NOTES[@]}"
     echo "- Server CPU µs/req: user + system time of the server process over the scenario / requests (kernel loopback TCP work on the send side is included)."
     echo "- Peak RSS is VmHWM of the server, reset (clear_refs) before each scenario. Raw wrk output: target/load/."

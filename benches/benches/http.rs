@@ -1,5 +1,6 @@
 //! One full request through the HTTP application, in process (no socket), over the memory store
-//! holding 10,000 customers: what the router, validation, the service and the store cost together.
+//! holding 10,000 customers: what the router, validation, the service and the store cost together;
+//! for a GET, also with the request log on (into a sink), for what making its line costs.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -63,7 +64,7 @@ fn requests(c: &mut Criterion) {
     });
     let mut group = c.benchmark_group("http request in process");
 
-    group.bench_function("GET /customers/{id}", |b| {
+    let get = |b: &mut criterion::Bencher<'_>| {
         b.to_async(&runtime).iter(|| {
             send(
                 &router,
@@ -72,7 +73,14 @@ fn requests(c: &mut Criterion) {
                     .unwrap_or_default(),
             )
         });
-    });
+    };
+    group.bench_function("GET /customers/{id}", get);
+    // The same with the servers' logs on at `info`, written into a sink: what the request's span
+    // and its log line cost to make, without the write to stdout.
+    tracing::subscriber::with_default(
+        crm_http::telemetry::subscriber("info", std::io::sink),
+        || group.bench_function("GET /customers/{id}, request log at info into a sink", get),
+    );
     let create =
         serde_json::json!({"firstName": "Ada", "lastName": "Lovelace", "phone": "+442071234567",
         "address": {"line1": "12 St James's Square", "city": "London", "country": "GB"}})
