@@ -13,7 +13,7 @@
 # look for them. Then it checks each zip:
 # one executable entry named bootstrap, an ELF for the requested architecture, no GLIBC_x.y symbol
 # version newer than 2.34 (Amazon Linux 2023 ships glibc 2.34), and at most CRM_LAMBDA_MAX_ZIP_BYTES
-# (4 MiB: the API, envelope and events bootstraps measure about 3.4, 3.0 and 2.7 MiB, so a build that
+# (4 MiB: the API, envelope and events bootstraps measure about 3.7, 3.3 and 2.8 MiB, so a build that
 # lost strip or LTO fails).
 # Prints the size and glibc floor of each. Safe to rerun: cargo rebuilds only what changed, and the
 # zips are byte-for-byte reproducible (fixed timestamp), so an unchanged binary gives an unchanged zip

@@ -138,7 +138,12 @@ where
             // for the collector, bounded by the time the invocation has left).
             let _spans = FlushSpansOnDrop { deadline };
             let _flush = metrics::FlushOnDrop;
-            answer.await
+            let answered = answer.await;
+            // One turn of the scheduler before the flush: tasks the answer aborted (a listing's
+            // reads cut by the request's deadline) are dropped then, and with them their hold on
+            // the request's span, which is exported only once closed.
+            tokio::task::yield_now().await;
+            answered
         }
     }))
     .await

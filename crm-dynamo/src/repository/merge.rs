@@ -306,9 +306,19 @@ impl DynamoCustomerRepository {
             reads.spawn(async move { (i, query.send().await) }.in_current_span());
         }
         while let Some(read) = reads.join_next().await {
-            let (i, output) = read.map_err(RepositoryError::unexpected)?;
-            let output = output.map_err(|e| classify("Query", &e))?;
-            streams[i].absorb(output, decode)?;
+            let absorbed = read
+                .map_err(RepositoryError::unexpected)
+                .and_then(|(i, output)| {
+                    let output = output.map_err(|e| classify("Query", &e))?;
+                    streams[i].absorb(output, decode)
+                });
+            if let Err(error) = absorbed {
+                // The other reads are of no use now: stopped and gone before the error is
+                // answered, so that none holds the request's span open past the answer (whose
+                // spans are exported as it is posted).
+                reads.shutdown().await;
+                return Err(error);
+            }
         }
         Ok(())
     }
