@@ -338,7 +338,8 @@ async fn walks_stay_exact_when_every_query_comes_back_short() {
     let short = DynamoCustomerRepository::from_client(
         aws_sdk_dynamodb::Client::from_conf(config),
         plain.table_name(),
-    );
+    )
+    .with_deadline(settings.operation_timeout());
     let seeds: Vec<Customer> = (0..60).map(seed).collect();
     plain.put_many(&seeds).await.unwrap();
     // Runs of tombstones, so that some pages of `updatedAt` read only tombstones.

@@ -66,7 +66,10 @@ pub(crate) async fn fresh_repository() -> DynamoCustomerRepository {
 /// `create_table`, but with its stream turned off (see [`repository_with_stream`]).
 pub(crate) async fn repository_with(settings: DynamoSettings) -> DynamoCustomerRepository {
     let repository = repository_with_stream(settings.clone()).await;
-    let client = aws_sdk_dynamodb::Client::from_conf(settings.sdk_config().await);
+    // A table operation, with a table operation's time: not the test's data-plane timeouts
+    // (2 s in the lost-reply tests), under which a busy DynamoDB Local could see it sent twice.
+    let control = settings.with_operation_timeout(Duration::from_mins(1));
+    let client = aws_sdk_dynamodb::Client::from_conf(control.sdk_config().await);
     client
         .update_table()
         .table_name(repository.table_name())
@@ -200,8 +203,8 @@ impl Intercept for Requests {
         _components: &RuntimeComponents,
         config: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        // A timed-out or throttled attempt sent again: a slow test machine makes those, not the
-        // code under test.
+        // An attempt the SDK sent again: timed out or throttled on a slow test machine, or a
+        // transaction conflict the repository's client retries; the code under test asked once.
         if is_retry(config) {
             return Ok(());
         }
