@@ -53,9 +53,9 @@ if [[ $PIN == 1 ]]; then
     SETUP="pinned: each server on CPU 0 with one tokio worker, wrk on CPU 1"
 fi
 
-if [[ -n $BASELINE && ! -x $BASELINE ]]; then
-    echo "load.sh: LOAD_CRM_BASELINE is not an executable: $BASELINE" >&2
-    exit 2
+if [[ -n $BASELINE ]]; then
+    [[ -f $BASELINE && -x $BASELINE ]] || { echo "load.sh: LOAD_CRM_BASELINE is not an executable file: $BASELINE" >&2; exit 2; }
+    BASELINE=$(realpath "$BASELINE")
 fi
 for n in THREADS CONNECTIONS DURATION CUSTOMERS CRM_PORT HELLO_PORT; do
     [[ ${!n} =~ ^[0-9]+$ && ${!n} -gt 0 ]] || { echo "load.sh: $n must be a positive integer" >&2; exit 2; }

@@ -141,7 +141,10 @@ where
             let answered = answer.await;
             // One turn of the scheduler before the flush: tasks the answer aborted (a listing's
             // reads cut by the request's deadline) are dropped then, and with them their hold on
-            // the request's span, which is exported only once closed.
+            // the request's span, which is exported only once closed. On the current-thread
+            // runtime (classic sandboxes) they have run by the time this resumes; on the
+            // multi-threaded one another worker may still be dropping one (a best effort: the
+            // span is then exported with a later invocation's flush).
             tokio::task::yield_now().await;
             answered
         }
