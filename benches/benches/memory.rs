@@ -396,57 +396,45 @@ fn writes(group: &mut Group<'_>, runtime: &tokio::runtime::Runtime, stores: &[Fi
         size, repo, middle, ..
     } in stores
     {
-        creates(group, runtime, repo, middle, *size);
+        half(group, runtime, repo, middle, *size, true);
     }
     for Filled {
         size, repo, middle, ..
     } in stores
     {
-        deletes(group, runtime, repo, middle, *size);
+        half(group, runtime, repo, middle, *size, false);
     }
 }
 
-/// The create half of "delete and re-create" alone, the delete done untimed so that the store
-/// keeps its size: the create of a customer whose id has a tombstone.
-fn creates(
+/// One half of "delete and re-create" timed alone, the other half done untimed so that the store
+/// keeps its size: the create of a customer whose id has a tombstone, or its delete.
+fn half(
     group: &mut Group<'_>,
     runtime: &tokio::runtime::Runtime,
     repo: &InMemoryCustomerRepository,
     middle: &Customer,
     size: usize,
+    create: bool,
 ) {
-    group.bench_with_input(BenchmarkId::new("create", size), middle, |b, c| {
+    let name = if create { "create" } else { "delete" };
+    group.bench_with_input(BenchmarkId::new(name, size), middle, |b, c| {
         b.to_async(runtime).iter_custom(|iters| async move {
             let mut timed = Duration::ZERO;
             for _ in 0..iters {
-                let _ = repo.delete(c.id(), None).await;
+                if create {
+                    let _ = repo.delete(c.id(), None).await;
+                }
                 let start = Instant::now();
-                let created = repo.create(black_box(c)).await;
+                let done = if create {
+                    repo.create(black_box(c)).await
+                } else {
+                    repo.delete(black_box(c.id()), None).await
+                };
                 timed += start.elapsed();
-                assert!(created.is_ok(), "create: {created:?}");
-            }
-            timed
-        });
-    });
-}
-
-/// The delete half of "delete and re-create" alone, the create done untimed.
-fn deletes(
-    group: &mut Group<'_>,
-    runtime: &tokio::runtime::Runtime,
-    repo: &InMemoryCustomerRepository,
-    middle: &Customer,
-    size: usize,
-) {
-    group.bench_with_input(BenchmarkId::new("delete", size), middle, |b, c| {
-        b.to_async(runtime).iter_custom(|iters| async move {
-            let mut timed = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
-                let deleted = repo.delete(black_box(c.id()), None).await;
-                timed += start.elapsed();
-                assert!(deleted.is_ok(), "delete: {deleted:?}");
-                let _ = repo.create(c).await;
+                assert!(done.is_ok(), "{name}: {done:?}");
+                if !create {
+                    let _ = repo.create(c).await;
+                }
             }
             timed
         });
