@@ -35,7 +35,9 @@ impl InvalidValue {
 }
 
 /// Defines the boilerplate every string newtype shares: `as_str`, `Display`, `FromStr`, `TryFrom<String>`,
-/// `From<T> for String` and the serde round trip through `parse`.
+/// `From<T> for String` and the serde round trip: in through `parse` (`#[serde(try_from = "String")]`
+/// on the type), out as the string itself, borrowed (serde's `into` would clone it first, an
+/// allocation per field of every customer written).
 macro_rules! string_value {
     ($name:ident) => {
         impl $name {
@@ -83,14 +85,20 @@ macro_rules! string_value {
                 value.0
             }
         }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
     };
 }
 
 /// A customer id: 1–64 characters of `A-Z a-z 0-9 _ -`.
 ///
 /// Ids the server makes are UUIDv7 strings, which sort by creation time.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct CustomerId(String);
 
 impl CustomerId {
@@ -191,8 +199,8 @@ fn clean_text(s: &str, max_chars: usize) -> Result<&str, InvalidValue> {
 /// that search and comparison see the same text however a client composed it. Bidirectional
 /// override and isolate characters (U+202A–U+202E, U+2066–U+2069) could make a name display as
 /// another; a name of only invisible characters (zero-width spaces, fillers) displays as nothing.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct PersonName(String);
 
 impl PersonName {
@@ -241,8 +249,8 @@ string_value!(PersonName);
 /// The accepted syntax is the WHATWG HTML one (what browsers accept in `<input type=email>`), with the
 /// RFC 5321 limits of 64 characters for the local part and 63 per domain label, and at least one dot in
 /// the domain: a customer's address is reachable on the Internet, not on `localhost`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Email(String);
 
 impl Email {
@@ -297,8 +305,8 @@ impl Email {
 string_value!(Email);
 
 /// A phone number in E.164 form: `+`, then 8–15 digits, the first of which (the country code) is not 0.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Phone(String);
 
 impl Phone {
@@ -324,8 +332,8 @@ impl Phone {
 string_value!(Phone);
 
 /// One line or part of a postal address: trimmed, 1–200 characters, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct AddressText(String);
 
 impl AddressText {
@@ -343,8 +351,8 @@ impl AddressText {
 string_value!(AddressText);
 
 /// An ISO 3166-1 alpha-2 country code, stored upper-case (`us` is accepted as `US`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct CountryCode([u8; 2]);
 
 /// The 249 officially assigned ISO 3166-1 alpha-2 codes, sorted for binary search.
@@ -411,6 +419,12 @@ impl From<CountryCode> for String {
     }
 }
 
+impl Serialize for CountryCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// A postal address. `line1` is required; every other part is optional.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -449,8 +463,8 @@ impl Address {
 }
 
 /// A point in time, in UTC, with millisecond precision; written as RFC 3339 (`2026-11-22T04:15:20.123Z`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Timestamp(OffsetDateTime);
 
 impl Timestamp {
@@ -511,20 +525,50 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// The RFC 3339 text, `YYYY-MM-DDTHH:MM:SS.mmmZ`, written digit by digit into a fixed buffer:
+    /// every customer written out carries two, and `core::fmt`'s padding machinery cost more than
+    /// the rest of a customer's serialization put together.
+    fn rfc3339(&self) -> Rfc3339 {
+        fn digits<const N: usize>(out: &mut [u8], mut value: u32) {
+            for slot in out[..N].iter_mut().rev() {
+                // `value % 10` is a single digit.
+                *slot = b'0' + u8::try_from(value % 10).unwrap_or(0);
+                value /= 10;
+            }
+        }
+        let t = self.0;
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        // The year is in 1..=9999 (every constructor checks), so it takes four digits.
+        digits::<4>(&mut text[0..], u32::try_from(t.year()).unwrap_or(0));
+        digits::<2>(&mut text[5..], u32::from(u8::from(t.month())));
+        digits::<2>(&mut text[8..], u32::from(t.day()));
+        digits::<2>(&mut text[11..], u32::from(t.hour()));
+        digits::<2>(&mut text[14..], u32::from(t.minute()));
+        digits::<2>(&mut text[17..], u32::from(t.second()));
+        digits::<3>(&mut text[20..], u32::from(t.millisecond()));
+        Rfc3339(text)
+    }
+}
+
+/// A [`Timestamp`]'s text, ASCII by construction.
+struct Rfc3339([u8; 24]);
+
+impl Rfc3339 {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("0000-00-00T00:00:00.000Z")
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = self.0;
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
-        )
+        f.write_str(self.rfc3339().as_str())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.rfc3339().as_str())
     }
 }
 
@@ -743,6 +787,39 @@ mod tests {
         assert_eq!(Timestamp::parse(&t.to_string()), Ok(t));
         assert_eq!(Timestamp::from_unix_millis(t.unix_millis()), Ok(t));
         assert!(Timestamp::parse("yesterday").is_err());
+    }
+
+    #[test]
+    fn timestamps_print_as_core_fmt_pads_them_across_years_1_to_9999() {
+        const FIRST: i64 = -62_135_596_800_000; // 0001-01-01T00:00:00.000Z
+        const LAST: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+        // The ends, and 200,000 points between them at a stride that is no round number of
+        // seconds, days or years, so every digit position takes many values.
+        let stride = (LAST - FIRST) / 200_000 + 7_919;
+        let points = (0..)
+            .map(|i| FIRST + i * stride)
+            .take_while(|millis| *millis <= LAST)
+            .chain([FIRST, FIRST + 999, 0, LAST]);
+        for millis in points {
+            let t = Timestamp::from_unix_millis(millis).unwrap();
+            let inner = t.0;
+            let expected = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                inner.year(),
+                u8::from(inner.month()),
+                inner.day(),
+                inner.hour(),
+                inner.minute(),
+                inner.second(),
+                inner.millisecond()
+            );
+            assert_eq!(t.to_string(), expected);
+            assert_eq!(
+                serde_json::to_string(&t).unwrap(),
+                format!("\"{expected}\"")
+            );
+            assert_eq!(Timestamp::parse(&expected), Ok(t));
+        }
     }
 
     #[test]
