@@ -324,9 +324,11 @@ async fn log_request(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(slot.clone());
 
     let trace_id = trace_id(&request);
+    // Fields as `&str`, not `%`: a string is recorded as it is, where `Display` goes through
+    // `core::fmt` into a new `String` first.
     let span = tracing::info_span!(
         "request",
-        request_id = %request_id,
+        request_id = request_id.as_str(),
         trace_id = trace_id.as_deref()
     );
     // With spans exported (the feature `otel` and an endpoint; one atomic load otherwise), the
@@ -356,9 +358,9 @@ async fn log_request(mut request: Request, next: Next) -> Response {
     // line in benches/load.sh; CloudWatch bills logs by the byte). Events inside the request keep
     // the span, and so the request id.
     tracing::info!(
-        request_id = %request_id,
+        request_id = request_id.as_str(),
         trace_id = trace_id.as_deref(),
-        method = %method,
+        method = method.as_str(),
         route,
         status,
         latency_ms,
