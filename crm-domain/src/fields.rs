@@ -794,8 +794,10 @@ mod tests {
         const FIRST: i64 = -62_135_596_800_000; // 0001-01-01T00:00:00.000Z
         const LAST: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
         // The ends, and 200,000 points between them at a stride that is no round number of
-        // seconds, days or years, so every digit position takes many values.
-        let stride = (LAST - FIRST) / 200_000 + 7_919;
+        // seconds, days or years, so every digit position takes many values; the stride is
+        // coprime with 1,000, so the milliseconds take all their values.
+        let stride = (LAST - FIRST) / 200_000 + 7_920;
+        assert_eq!(stride % 1_000, 407);
         let points = (0..)
             .map(|i| FIRST + i * stride)
             .take_while(|millis| *millis <= LAST)
