@@ -523,9 +523,7 @@ impl Timestamp {
         // Setting a millisecond in 0..1000 cannot fail.
         Self(t.replace_millisecond(millis).unwrap_or(t))
     }
-}
 
-impl Timestamp {
     /// The RFC 3339 text, `YYYY-MM-DDTHH:MM:SS.mmmZ`, written digit by digit into a fixed buffer:
     /// every customer written out carries two, and through `core::fmt`'s padding they were nearly
     /// a quarter of a customer's serialization in the local server's profile.

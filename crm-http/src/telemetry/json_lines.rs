@@ -47,7 +47,7 @@ where
         writer.write_str("{\"timestamp\":\"")?;
         SystemTime.format_time(&mut writer)?;
         write!(writer, "\",\"level\":\"{}\"", meta.level())?;
-        let mut members = Members::after_first(&mut writer);
+        let mut members = Members::new(&mut writer, false);
         event.record(&mut members);
         members.result?;
         writer.write_str(",\"target\":")?;
@@ -75,7 +75,7 @@ impl<'writer> FormatFields<'writer> for JsonMembers {
         mut writer: Writer<'writer>,
         fields: R,
     ) -> fmt::Result {
-        let mut members = Members::first(&mut writer);
+        let mut members = Members::new(&mut writer, true);
         fields.record(&mut members);
         members.result
     }
@@ -87,11 +87,7 @@ impl<'writer> FormatFields<'writer> for JsonMembers {
     ) -> fmt::Result {
         let before = current.fields.len();
         let mut writer = current.as_writer();
-        let mut members = Members {
-            out: &mut writer,
-            first: before == 0,
-            result: Ok(()),
-        };
+        let mut members = Members::new(&mut writer, before == 0);
         fields.record(&mut members);
         let result = members.result;
         // A value whose `Debug` or `Display` failed half-way would leave a member half-written,
@@ -111,18 +107,11 @@ struct Members<'a, W> {
 }
 
 impl<'a, W: fmt::Write> Members<'a, W> {
-    fn first(out: &'a mut W) -> Self {
+    /// Members written to `out`; `first`: no member precedes them in their object.
+    fn new(out: &'a mut W, first: bool) -> Self {
         Self {
             out,
-            first: true,
-            result: Ok(()),
-        }
-    }
-
-    fn after_first(out: &'a mut W) -> Self {
-        Self {
-            out,
-            first: false,
+            first,
             result: Ok(()),
         }
     }
