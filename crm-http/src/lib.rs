@@ -198,7 +198,6 @@ pub fn router(state: AppState) -> Router {
     let routes = routes
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
-        .layer(axum::middleware::from_fn(middleware::record_route))
-        .with_state(state.clone());
+        .layer(middleware::RecordRouteLayer);
     middleware::wrap(routes, state)
 }

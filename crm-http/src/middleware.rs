@@ -1,28 +1,29 @@
 //! The layers around the routes: request log line and metrics, CORS, panic catcher, deadline, stage prefix.
 //!
 //! Routing happens inside these layers, so the log line cannot read axum's `MatchedPath` from the
-//! request it sees. Instead it hands the router a [`RouteSlot`], which [`record_route`] (a layer on the
+//! request it sees. Instead it hands the router a slot, which [`RecordRouteLayer`] (a layer on the
 //! routes themselves) fills with the route template; even a request that panics or runs out of time
 //! is logged with its template.
 
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
-use axum::extract::{MatchedPath, OriginalUri, Request, State};
-use axum::middleware::{Next, from_fn, from_fn_with_state};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{OriginalUri, Request};
+use http::Method;
 use http::header::{self, HeaderName};
 use http::uri::{PathAndQuery, Uri};
-use http::{HeaderValue, Method};
-use tower_http::catch_panic::CatchPanicLayer;
+use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tracing::Instrument as _;
 
 use crate::config::CorsOrigins;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::{DOCS_ROOT, ROUTE_ROOTS};
+
+mod services;
+
+pub(crate) use services::RecordRouteLayer;
+use services::{GuardLayer, RequestLogLayer};
 
 /// The largest request body accepted, in bytes (16 KiB), on every route but `POST /customers/batch`
 /// ([`BATCH_BODY_LIMIT`]); larger bodies are answered 413 before any parsing, whether or not they
@@ -33,36 +34,37 @@ pub const BODY_LIMIT: usize = 16 * 1024;
 /// which may come close to [`BODY_LIMIT`] on its own. Refused as [`BODY_LIMIT`] is.
 pub const BATCH_BODY_LIMIT: usize = 1024 * 1024;
 
+/// The target of the request span and the request log line (this module's path, which the
+/// log lines have always named, whichever file writes them).
+pub(crate) const TARGET: &str = "crm_http::middleware";
+
 /// The response header that carries the request id.
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The route template of the request, filled in by [`record_route`] once the router has matched.
-#[derive(Clone, Default)]
-struct RouteSlot(Arc<OnceLock<String>>);
 
 /// What precedes the routed path in the URL the client used (`/prod`, a custom domain's base path,
 /// or nothing), for `Location` headers.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct StagePrefix(pub(crate) String);
 
-/// Puts the layers around `routes`; see [`crate::router`] for their order and purpose.
-pub(crate) fn wrap(inner: Router, state: AppState) -> Router {
-    let cors = cors_layer(state.cors_origins());
+/// Gives `routes` their state and puts the layers around them; see [`crate::router`] for their
+/// order and purpose. The layers are one service (`services`), which the returned router boxes
+/// once.
+pub(crate) fn wrap(routes: Router<AppState>, state: AppState) -> Router {
     let strip = state.stage_prefixes();
     let docs = state.docs();
+    let cors = cors_layer(state.cors_origins());
+    let guard = GuardLayer {
+        deadline: state.request_deadline(),
+    };
+    let routes = routes.with_state(state);
     let staged =
-        tower::util::MapRequest::new(inner, move |request| strip_stage(request, strip, docs));
-    let mut router = Router::new()
-        .fallback_service(staged)
-        .layer(from_fn_with_state(state, enforce_deadline))
-        .layer(CatchPanicLayer::custom(|_panic| {
-            // The payload is not logged: a panic message could quote anything.
-            ApiError::Panicked.into_response()
-        }));
-    if let Some(cors) = cors {
-        router = router.layer(cors);
-    }
-    router.layer(from_fn(log_request))
+        tower::util::MapRequest::new(routes, move |request| strip_stage(request, strip, docs));
+    let layers = ServiceBuilder::new()
+        .layer(RequestLogLayer)
+        .option_layer(cors)
+        .layer(guard)
+        .service(staged);
+    Router::new().fallback_service(layers)
 }
 
 /// The request headers a browser may send across origins: the API's own (`Content-Type`,
@@ -291,87 +293,6 @@ fn is_prefix_segment(segment: &str) -> bool {
         })
 }
 
-async fn enforce_deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let configured = state.request_deadline();
-    let deadline = request
-        .extensions()
-        .get::<PlatformContext>()
-        .map_or(configured, |context| context.time_limit(configured));
-    match tokio::time::timeout(deadline, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::DeadlineExceeded(deadline).into_response(),
-    }
-}
-
-/// Copies the matched route template into the request's [`RouteSlot`].
-pub(crate) async fn record_route(request: Request, next: Next) -> Response {
-    if let (Some(slot), Some(path)) = (
-        request.extensions().get::<RouteSlot>(),
-        request.extensions().get::<MatchedPath>(),
-    ) {
-        let _ = slot.0.set(path.as_str().to_owned());
-    }
-    next.run(request).await
-}
-
-/// The one log line of every request. It names the route template, never the path (which holds
-/// ids) or the query (which can hold an email), and never reads the body.
-async fn log_request(mut request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let request_id = request_id(&request);
-    let method = request.method().clone();
-    let slot = RouteSlot::default();
-    request.extensions_mut().insert(slot.clone());
-
-    let trace_id = trace_id(&request);
-    // Fields as `&str`, not `%`: a string is recorded as it is, where `Display` goes through
-    // `core::fmt` into a new `String` first.
-    let span = tracing::info_span!(
-        "request",
-        request_id = request_id.as_str(),
-        trace_id = trace_id.as_deref()
-    );
-    // With spans exported (the feature `otel` and an endpoint; one atomic load otherwise), the
-    // span continues the caller's trace, and keeps a handle to record the outcome on.
-    #[cfg(feature = "otel")]
-    let exported = crate::otel::enabled().then(|| {
-        crate::otel::adopt(&span, remote_parent(&request));
-        span.clone()
-    });
-    let mut response = next.run(request).instrument(span).await;
-
-    let elapsed = started.elapsed();
-    let latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-    let route = slot
-        .0
-        .get()
-        .map_or(crate::metrics::UNMATCHED_ROUTE, String::as_str);
-    let status = response.status().as_u16();
-    crate::metrics::record_request(route, &method, status, elapsed);
-    #[cfg(feature = "otel")]
-    if let Some(span) = exported {
-        let template = slot.0.get().map(String::as_str);
-        crate::otel::answered(&span, &method, template, status);
-    }
-    // Outside the span: the line names its request id itself, and inside it the JSON formatter
-    // would repeat the id in a `span` object, a quarter of the line (222 instead of 298 bytes per
-    // line in benches/load.sh; CloudWatch bills logs by the byte). Events inside the request keep
-    // the span, and so the request id.
-    tracing::info!(
-        request_id = request_id.as_str(),
-        trace_id = trace_id.as_deref(),
-        method = method.as_str(),
-        route,
-        status,
-        latency_ms,
-        "request"
-    );
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID, value);
-    }
-    response
-}
-
 /// The request id: the platform's ([`PlatformContext`]), else a well-formed `x-request-id` or
 /// `x-amzn-requestid` header from a proxy, else a new UUIDv7.
 fn request_id(request: &Request) -> String {
@@ -391,7 +312,49 @@ fn request_id(request: &Request) -> String {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
-        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
+        .map_or_else(new_request_id, str::to_owned)
+}
+
+/// A new request id: a UUIDv7 (the time in milliseconds, then 74 random bits), its random bits
+/// from a generator of the thread's own. `Uuid::now_v7` takes them from a system call and a lock
+/// shared by every thread (its counter keeps ids in order within a millisecond, which a request id
+/// does not need).
+fn new_request_id() -> String {
+    let millis = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    let random = random_u128().to_le_bytes();
+    let mut bits = [0; 10];
+    bits.copy_from_slice(&random[..10]);
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &bits).into_uuid();
+    id.hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .to_owned()
+}
+
+/// 128 random bits from the thread's wyrand generator, seeded once per thread from the standard
+/// library's randomly keyed hasher (whose keys come from the operating system). Not for secrets:
+/// request ids only need to differ.
+fn random_u128() -> u128 {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher as _, RandomState};
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(RandomState::new().hash_one(std::thread::current().id()));
+    }
+    let next = || {
+        STATE.with(|state| {
+            let s = state.get().wrapping_add(0xa076_1d64_78bd_642f);
+            state.set(s);
+            let t = u128::from(s) * u128::from(s ^ 0xe703_7ed1_a0b4_28db);
+            // The high and low halves of the product, folded.
+            let [high, low] = [t >> 64, t & u128::from(u64::MAX)]
+                .map(|half| u64::try_from(half).unwrap_or_default());
+            high ^ low
+        })
+    };
+    u128::from(next()) << 64 | u128::from(next())
 }
 
 /// The trace id of the request, for its log lines: the root of the platform's X-Ray trace header
@@ -510,6 +473,8 @@ pub(crate) async fn method_not_allowed() -> ApiError {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     #[test]
@@ -610,6 +575,27 @@ mod tests {
         ] {
             assert_eq!(w3c_parent(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_new_request_id_is_a_uuid_v7_of_now_and_differs_every_time() {
+        let before = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap();
+        let ids: std::collections::HashSet<String> =
+            (0..10_000).map(|_| new_request_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in &ids {
+            let uuid = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(uuid.hyphenated().to_string(), *id, "lower-case, hyphenated");
+            assert_eq!(uuid.get_version_num(), 7);
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+            let (seconds, _) = uuid.get_timestamp().unwrap().to_unix();
+            assert!(seconds.abs_diff(before.as_secs()) <= 5, "{id}");
+        }
+        // Another thread's generator starts elsewhere.
+        let other = std::thread::spawn(new_request_id).join().unwrap();
+        assert!(!ids.contains(&other));
     }
 
     #[test]

@@ -78,7 +78,7 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
 /// The target of the router's request span.
-const REQUEST_TARGET: &str = "crm_http::middleware";
+const REQUEST_TARGET: &str = crate::middleware::TARGET;
 
 /// The target of a direct envelope invocation's span.
 const INVOCATION_TARGET: &str = "crm_http::envelope";
