@@ -21,7 +21,6 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -45,8 +44,10 @@ where
     ) -> fmt::Result {
         let meta = event.metadata();
         writer.write_str("{\"timestamp\":\"")?;
-        SystemTime.format_time(&mut writer)?;
-        write!(writer, "\",\"level\":\"{}\"", meta.level())?;
+        writer.write_str(&timestamp(std::time::SystemTime::now()).text())?;
+        writer.write_str("\",\"level\":\"")?;
+        writer.write_str(meta.level().as_str())?;
+        writer.write_char('"')?;
         let mut members = Members::new(&mut writer, false);
         event.record(&mut members);
         members.result?;
@@ -148,15 +149,22 @@ impl<W: fmt::Write> Visit for Members<'_, W> {
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.member(field, |out| write!(out, "{value}"));
+        self.member(field, |out| out.write_str(Digits::new(value).text()));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.member(field, |out| write!(out, "{value}"));
+        self.member(field, |out| {
+            if value < 0 {
+                out.write_char('-')?;
+            }
+            out.write_str(Digits::new(value.unsigned_abs()).text())
+        });
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.member(field, |out| write!(out, "{value}"));
+        self.member(field, |out| {
+            out.write_str(if value { "true" } else { "false" })
+        });
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
@@ -183,6 +191,14 @@ struct Escaped<'a, W: ?Sized>(&'a mut W);
 
 impl<W: fmt::Write + ?Sized> fmt::Write for Escaped<'_, W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
+        // Nearly every value has nothing to escape: one pass without an early exit (which the
+        // compiler turns into wide compares) tells, and the text is then written whole.
+        let needs_escape = text.bytes().fold(0_u8, |any, b| {
+            any | u8::from(b < 0x20) | u8::from(b == b'"') | u8::from(b == b'\\')
+        }) != 0;
+        if !needs_escape {
+            return self.0.write_str(text);
+        }
         let mut clean = 0;
         for (at, byte) in text.bytes().enumerate() {
             let escape = match byte {
@@ -207,6 +223,83 @@ impl<W: fmt::Write + ?Sized> fmt::Write for Escaped<'_, W> {
         }
         self.0.write_str(&text[clean..])
     }
+}
+
+/// The decimal digits of an integer, written into a buffer of their own (`core::fmt`'s integer
+/// formatting goes through its padding logic for every value).
+struct Digits {
+    buffer: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn new(mut value: u64) -> Self {
+        let mut buffer = [b'0'; 20];
+        let mut start = buffer.len();
+        loop {
+            start -= 1;
+            buffer[start] = b'0' + u8::try_from(value % 10).unwrap_or_default();
+            value /= 10;
+            if value == 0 {
+                break;
+            }
+        }
+        Self { buffer, start }
+    }
+
+    fn text(&self) -> &str {
+        // Only ASCII digits were written.
+        std::str::from_utf8(&self.buffer[self.start..]).unwrap_or_default()
+    }
+}
+
+/// A log line's timestamp, `2026-12-02T11:32:33.327995Z` (UTC, microseconds), as
+/// `tracing-subscriber`'s `SystemTime` writes it, written digit by digit.
+struct LineTime([u8; 27]);
+
+impl LineTime {
+    fn text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.0)
+    }
+}
+
+/// `time` as a [`LineTime`]; a time before 1970 (a clock set wrong) as 1970's first instant.
+fn timestamp(time: std::time::SystemTime) -> LineTime {
+    let since = time
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = since.as_secs();
+    let days = seconds / 86_400;
+    let of_day = seconds % 86_400;
+    // Howard Hinnant's days-to-civil, for days since 1970-01-01 (no negative days here).
+    let shifted = days + 719_468;
+    let era = shifted / 146_097;
+    let of_era = shifted % 146_097;
+    let year_of_era = (of_era - of_era / 1460 + of_era / 36_524 - of_era / 146_096) / 365;
+    let day_of_year = of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    let mut out = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut value: u64| {
+        for slot in out[at..at + width].iter_mut().rev() {
+            *slot = b'0' + u8::try_from(value % 10).unwrap_or_default();
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, of_day / 3600);
+    put(14, 2, of_day / 60 % 60);
+    put(17, 2, of_day % 60);
+    put(20, 6, u64::from(since.subsec_micros()));
+    LineTime(out)
 }
 
 #[cfg(test)]
@@ -344,6 +437,55 @@ mod tests {
             lines[0]["span"],
             json!({"request_id": "r-3", "name": "request"})
         );
+    }
+
+    #[test]
+    fn timestamps_are_the_utc_calendar_to_the_microsecond() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let at = |millis: u64, micros: u64| {
+            timestamp(UNIX_EPOCH + Duration::from_millis(millis) + Duration::from_micros(micros))
+                .text()
+                .into_owned()
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(at(1_764_675_153_327, 995), "2025-12-02T11:32:33.327995Z");
+        assert_eq!(at(951_782_400_000, 1), "2000-02-29T00:00:00.000001Z");
+        // Every millisecond's calendar agrees with crm-domain's timestamps (themselves checked
+        // against `core::fmt`), about every ten days from 1970 to 9999.
+        let mut millis = 0_u64;
+        while millis < 253_402_300_799_000 {
+            let expected = crm_domain::Timestamp::from_unix_millis(i64::try_from(millis).unwrap())
+                .unwrap()
+                .to_string();
+            let line = at(millis, 0);
+            assert_eq!(line[..23], expected[..23], "{millis}");
+            millis += 863_999_977;
+        }
+        assert_eq!(
+            timestamp(UNIX_EPOCH - Duration::from_secs(1)).text(),
+            "1970-01-01T00:00:00.000000Z"
+        );
+    }
+
+    #[test]
+    fn integers_are_written_in_full() {
+        for value in [0, 7, 10, 99, 200, 65_535, u64::from(u32::MAX), u64::MAX] {
+            assert_eq!(Digits::new(value).text(), value.to_string());
+        }
+        let lines = lines(|| {
+            tracing::info!(
+                smallest = i64::MIN,
+                largest = u64::MAX,
+                zero = 0_i64,
+                yes = true,
+                no = false
+            );
+        });
+        assert_eq!(lines[0]["smallest"], i64::MIN);
+        assert_eq!(lines[0]["largest"], u64::MAX);
+        assert_eq!(lines[0]["zero"], 0);
+        assert_eq!(lines[0]["yes"], true);
+        assert_eq!(lines[0]["no"], false);
     }
 
     #[test]
