@@ -2,19 +2,20 @@
 //! email, create, patch, delete) must cost the same at both sizes, and a page (in every order, deep
 //! in a walk, of a name search, of the change feed) must cost by the page, not by the store.
 //!
-//! The customers have names drawn deterministically from many languages (accents, particles,
-//! hyphens), so that the name order and name search see a realistic spread; one in ten is patched
-//! after the import, so that the `updatedAt` order differs from the `createdAt` one, and one in a
-//! hundred is deleted, so that the change feed holds tombstones.
+//! The store is [`crm_benches::store::store`]'s: names drawn from many languages, one customer in
+//! ten patched after the import, one in a hundred deleted. The point operations here repeat one
+//! customer; `memory-flat` (benches/src/bin/memory-flat.rs) measures them over customers spread
+//! across the store, with the two sizes alternated in short rounds, which cancels the machine's
+//! drift out of the ratio.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use crm_benches::full_customer_json;
+use crm_benches::store::{patched_at, store};
 use crm_domain::{
-    Cursor, Customer, CustomerId, CustomerPatch, CustomerRepository, Listing, NamePrefix,
-    NewCustomer, Page, PageLimit, RepositoryError, SortOrder, Timestamp,
+    Cursor, Customer, CustomerId, CustomerPatch, CustomerRepository, Listing, NamePrefix, Page,
+    PageLimit, RepositoryError, SortOrder, Timestamp,
 };
 use crm_memory::InMemoryCustomerRepository;
 use serde_json::json;
@@ -32,195 +33,9 @@ fn sizes() -> &'static [usize] {
     }
 }
 
-const FIRST_NAMES: [&str; 48] = [
-    "Ada",
-    "Adéla",
-    "Ahmed",
-    "Aiko",
-    "Alejandro",
-    "Amara",
-    "Anna",
-    "Ana María",
-    "Björn",
-    "Chloé",
-    "Chen",
-    "Dmitri",
-    "Elif",
-    "Émile",
-    "Fatima",
-    "François",
-    "Giulia",
-    "Hannah",
-    "Hiroshi",
-    "Ingrid",
-    "Isabel",
-    "Jae-won",
-    "James",
-    "José",
-    "Kwame",
-    "Łukasz",
-    "Maria",
-    "Marek",
-    "Martin",
-    "Marta",
-    "Mary Ann",
-    "Mohammed",
-    "Nadia",
-    "Nguyễn Văn",
-    "Olga",
-    "Oluwaseun",
-    "Priya",
-    "Rafael",
-    "Renée",
-    "Sakura",
-    "Siobhán",
-    "Søren",
-    "Thabo",
-    "Valentina",
-    "Wei",
-    "Yusuf",
-    "Zoë",
-    "Zsófia",
-];
-
-const LAST_NAMES: [&str; 64] = [
-    "Abara",
-    "Andersson",
-    "Bauer",
-    "Byrne",
-    "Castillo",
-    "Chen",
-    "Costa",
-    "da Silva",
-    "De La Cruz",
-    "Dubois",
-    "Dvořák",
-    "Eriksen",
-    "Fernández",
-    "Fischer",
-    "García",
-    "Gonzalez",
-    "Gruber",
-    "Haddad",
-    "Hansen",
-    "Hernández",
-    "Horvath",
-    "Ivanova",
-    "Jansen",
-    "Jiménez",
-    "Kim",
-    "Kowalski",
-    "Kuznetsov",
-    "Larsen",
-    "Lefèvre",
-    "Lindqvist",
-    "López",
-    "Lovelace",
-    "Marković",
-    "Marsh",
-    "Martínez",
-    "Mendes",
-    "Moreau",
-    "Müller",
-    "Nakamura",
-    "Nguyen",
-    "Novak",
-    "O'Brien",
-    "Okafor",
-    "Olsen",
-    "Papadopoulos",
-    "Patel",
-    "Petrov",
-    "Rossi",
-    "Russo",
-    "Sato",
-    "Schmidt",
-    "Silva",
-    "Smith",
-    "Smith-Jones",
-    "Suzuki",
-    "Tanaka",
-    "Van der Berg",
-    "Wagner",
-    "Wang",
-    "Weber",
-    "Williams",
-    "Yamamoto",
-    "Zhang",
-    "Żółkowski",
-];
-
 /// The text the name-search benches look for: first and last names start with it (Maria, Marta,
 /// Martínez, Marković, …), some customers both ways.
 const SEARCH: &str = "mar";
-
-/// A well-spread, deterministic number for customer `i` (splitmix64).
-fn spread(i: usize, salt: u64) -> usize {
-    let mut z = (i as u64).wrapping_add(salt.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    usize::try_from((z ^ (z >> 31)) % 1_000_003).unwrap_or_default()
-}
-
-fn at(text: &str) -> Timestamp {
-    Timestamp::parse(text).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Customer `i`: every field filled, a varied name, created `i` seconds into 2026.
-fn customer(i: usize) -> Customer {
-    let mut input = full_customer_json(i);
-    input["firstName"] = json!(FIRST_NAMES[spread(i, 1) % FIRST_NAMES.len()]);
-    // One in eight has a double last name: more distinct names, and keys where one last name is
-    // the first word of another.
-    let last = LAST_NAMES[spread(i, 2) % LAST_NAMES.len()];
-    input["lastName"] = if spread(i, 3).is_multiple_of(8) {
-        json!(format!(
-            "{last} {}",
-            LAST_NAMES[spread(i, 4) % LAST_NAMES.len()]
-        ))
-    } else {
-        json!(last)
-    };
-    let input = NewCustomer::from_json(&input).unwrap_or_else(|e| panic!("{e}"));
-    let created = at("2026-01-01T00:00:00Z").after(Duration::from_secs(i as u64));
-    Customer::create(input, CustomerId::generate(), created)
-}
-
-fn is_patched(i: usize) -> bool {
-    i % 10 == 3
-}
-
-fn is_deleted(i: usize) -> bool {
-    i % 100 == 37
-}
-
-/// The time the patches of the import are made at: after every creation.
-fn patched_at(i: usize) -> Timestamp {
-    at("2026-06-01T00:00:00Z").after(Duration::from_millis(i as u64))
-}
-
-/// A store of `size` customers, one in ten patched and one in a hundred deleted.
-fn store(
-    size: usize,
-    runtime: &tokio::runtime::Runtime,
-) -> (InMemoryCustomerRepository, Vec<Customer>) {
-    let repo = InMemoryCustomerRepository::new();
-    let customers: Vec<Customer> = (0..size).map(customer).collect();
-    let patch = CustomerPatch::from_json(&json!({"phone": "+14155550100"})).unwrap_or_default();
-    runtime.block_on(async {
-        for chunk in customers.chunks(10_000) {
-            let _ = repo.put_many(chunk).await;
-        }
-        for (i, c) in customers.iter().enumerate() {
-            if is_patched(i) {
-                let _ = repo.update(c.id(), &patch, None, patched_at(i)).await;
-            } else if is_deleted(i) {
-                let _ = repo.delete(c.id(), None).await;
-            }
-        }
-    });
-    (repo, customers)
-}
 
 /// Fails the bench unless `page` is a full page of 25 with a next one: what each listing bench
 /// measures.
@@ -256,7 +71,7 @@ fn operations(c: &mut Criterion) {
     let stores: Vec<Filled> = sizes()
         .iter()
         .map(|&size| {
-            let (repo, customers) = store(size, &runtime);
+            let (repo, customers) = store(size);
             let middle = customers[size / 2].clone();
             Filled {
                 size,

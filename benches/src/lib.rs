@@ -1,5 +1,7 @@
 //! Benchmarks and harnesses of `crm`: criterion benches in `benches/`, and the data they share.
 
+pub mod store;
+
 use crm_domain::{Customer, CustomerId, NewCustomer, Timestamp};
 use serde_json::{Value, json};
 
