@@ -20,18 +20,32 @@
 //! | first name | [`first_name_key`](crm_domain::listing::first_name_key) | search by first name |
 //! | deleted | `updated_key` of each tombstone | the change feed |
 //!
-//! A customer is stored once, with its keys, and shared ([`Arc`]) by the map by id and its four
-//! index entries, so that a page reads the customers straight from the index it walks. With `n`
-//! customers, a read by id costs O(1) and a write O(log n) (each of its four index entries is
-//! moved, when its key changed, or pointed at the new version); a page of a listing, a name search
-//! or the change feed costs O(log n + page): one descent to the key after the cursor, then the
-//! next entries in order, whatever the store's size. A name search merges the prefix ranges of the
-//! two name indexes by key and passes over the entries of customers found under their other,
-//! smaller key; a page passes over at most 1,000 of them before it ends early with a cursor, so
-//! even a search whose every match matches twice stays bounded. Tombstones have an index of their
-//! own, so the `updatedAt` order never passes over one. Each customer's keys are computed once,
-//! when it is written: its index entries are removed by the very strings inserted, and a search
-//! does not fold names again.
+//! A customer is stored once, with its keys, and shared ([`Arc`](std::sync::Arc)) by the map by id
+//! and its four index entries, so that a page reads the customers straight from the index it
+//! walks. With `n` customers, a read by id or by email costs O(1); a create or a delete O(log n),
+//! one descent of each index (and of the two of tombstones); a patch O(log n) too, but only for
+//! the entries whose keys it changes: the version it makes is put in place, inside the value the
+//! entries already point to, so a patch that renames nobody moves its `updatedAt` entry and
+//! touches no other index. A page of a listing, a name search or the change feed costs
+//! O(log n + page): one descent to the key after the cursor, then the next entries in order,
+//! whatever the store's size. A name search merges the prefix ranges of the two name indexes by
+//! key and passes over the entries of customers found under their other, smaller key; a page
+//! passes over at most 1,000 of them before it ends early with a cursor, so even a search whose
+//! every match matches twice stays bounded. Tombstones have an index of their own, so the
+//! `updatedAt` order never passes over one.
+//!
+//! Each customer's keys are computed once, when it is written (a patch keeps those whose inputs it
+//! did not change): its index entries are removed by the very keys inserted, and a search does not
+//! fold names again. A key's text is allocated once and shared by the customer and its entry, and
+//! its first 32 bytes are also held inline, as integers, which is what a B-tree compares: a time
+//! key's whole time to the millisecond, a name key's folded names and most often enough of the id.
+//! A write's descent then compares integers inside the B-tree's nodes, and reads a key's text
+//! only to tell two keys apart that share their first 32 bytes, so the two or three levels that a
+//! tree of 1,000,000 keys has more than one of 10,000 cost few instructions. What they cost in
+//! memory is another matter: at a million customers, an operation on a customer the caches do not
+//! hold waits for memory at each level of each index it descends, and for the customer itself
+//! (`benches/src/bin/memory-flat.rs` measures it; `BENCHMARKS.md` records the point operations
+//! at both sizes).
 //!
 //! # Tombstones
 //!
@@ -71,7 +85,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -88,7 +102,7 @@ use crm_domain::{
 
 use crate::events::Subscribers;
 pub use crate::events::Subscription;
-use crate::index::{Indexes, Stored, between, from, merged, walk};
+use crate::index::{Indexes, Key, Record, Stored, between, from, merged, walk};
 
 /// Customers in memory; see the [crate docs](crate).
 #[derive(Debug)]
@@ -117,21 +131,27 @@ const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 *
 #[derive(Debug, Default)]
 struct State {
     /// The customers by id, each shared with the indexes.
-    customers: HashMap<CustomerId, Arc<Stored>>,
+    customers: HashMap<CustomerId, Record>,
     /// Normalized email → the customer that owns it.
     emails: HashMap<String, CustomerId>,
     /// The orders of the customers.
     indexes: Indexes,
     /// The id of each deleted customer whose tombstone is kept → the tombstone's key in `deleted`.
-    tombstones: HashMap<CustomerId, String>,
+    tombstones: HashMap<CustomerId, Key>,
     /// The tombstones in change-feed order, by their `updated_key`.
-    deleted: BTreeMap<String, Buried>,
+    ///
+    /// Boxed: a B-tree node holds 11 entries, and with the 64 bytes of a tombstone inline a node
+    /// would take more than 1 KiB, the size from which glibc's `malloc` first consolidates its
+    /// free small chunks (a walk of them all, on a heap a million customers fragment): a delete
+    /// that splits a node would pay for it.
+    deleted: BTreeMap<Key, Box<Buried>>,
     /// The tombstones in the order they expire, so that dropping the expired reads only them.
     ///
     /// Ordered and not a queue (as `key_expiry` is): a tombstone goes early when its id is created
     /// again, and a queue would keep its entry until it expired, so that an id deleted and created
-    /// again and again would grow the queue by one entry each time for the whole retention.
-    tombstone_expiry: BTreeSet<(Timestamp, CustomerId)>,
+    /// again and again would grow the queue by one entry each time for the whole retention. Each
+    /// entry holds the tombstone's key in `deleted` (shared, and fast to compare).
+    tombstone_expiry: BTreeSet<(Timestamp, Key)>,
     /// Idempotency keys, with what their requests did.
     keys: HashMap<IdempotencyKey, KeyRecord>,
     /// The keys in the order they expire (all live [`KEY_RETENTION`] from their first use), so
@@ -152,14 +172,14 @@ struct Buried {
 
 /// An entry of the change feed, before it is copied out of the store.
 enum ChangeRef<'a> {
-    Customer(&'a Customer),
+    Customer(&'a Stored),
     Deleted(&'a Tombstone),
 }
 
 impl ChangeRef<'_> {
     fn to_change(&self) -> Change {
         match self {
-            Self::Customer(customer) => Change::Customer((*customer).clone()),
+            Self::Customer(stored) => Change::Customer(stored.customer()),
             Self::Deleted(tombstone) => Change::Deleted((*tombstone).clone()),
         }
     }
@@ -180,7 +200,7 @@ impl State {
         if let Some(conflict) = self.create_conflict(customer) {
             return Err(conflict);
         }
-        self.insert(customer.clone());
+        self.insert_new(customer.clone());
         self.subscribers
             .publish(|| CustomerEvent::created(customer));
         Ok(())
@@ -194,23 +214,31 @@ impl State {
         now: Timestamp,
     ) -> Result<Customer, RepositoryError> {
         // Cheap (a customer is shared), and kept to tell the event what changed.
-        let before = self.current(id, expected)?.clone();
+        let before = self.current(id, expected)?;
         let updated = before
             .patched(patch, now)
             .map_err(RepositoryError::InvalidPatch)?;
-        let old_email = before.email().map(Email::normalized);
-        let new_email = updated.email().map(Email::normalized);
-        if let Some(new) = &new_email
-            && self.emails.get(new).is_some_and(|owner| owner != id)
-        {
-            return Err(RepositoryError::EmailTaken);
+        let same_email = match (before.email(), updated.email()) {
+            (Some(old), Some(new)) => old.as_str().eq_ignore_ascii_case(new.as_str()),
+            (old, new) => old.is_none() && new.is_none(),
+        };
+        // An unchanged email (most patches) keeps its entry, owned by this customer.
+        if !same_email {
+            if let Some(new) = updated.email()
+                && normalized(new, |new| {
+                    self.emails.get(new).is_some_and(|owner| owner != id)
+                })
+            {
+                return Err(RepositoryError::EmailTaken);
+            }
+            if let Some(old) = before.email() {
+                normalized(old, |old| self.emails.remove(old));
+            }
+            if let Some(new) = updated.email() {
+                self.emails.insert(new.normalized(), id.clone());
+            }
         }
-        if old_email != new_email
-            && let Some(old) = old_email
-        {
-            self.emails.remove(&old);
-        }
-        self.insert(updated.clone());
+        self.replace(&before, updated.clone());
         self.subscribers
             .publish(|| CustomerEvent::updated(&before, &updated));
         Ok(updated)
@@ -227,11 +255,12 @@ impl State {
     ) -> Result<(), RepositoryError> {
         self.current(id, expected)?;
         if let Some(removed) = self.customers.remove(id) {
-            self.indexes.remove(&removed.keys);
-            if let Some(email) = removed.customer.email() {
-                self.emails.remove(&email.normalized());
+            self.indexes.remove(&removed);
+            let customer = removed.stored.customer();
+            if let Some(email) = customer.email() {
+                normalized(email, |email| self.emails.remove(email));
             }
-            self.bury(&removed.customer, now, retention);
+            self.bury(&customer, now, retention);
         }
         Ok(())
     }
@@ -241,10 +270,10 @@ impl State {
         // A customer's `updatedAt` comes from the caller's clock and may be ahead of this one: the
         // tombstone must not sort before the change it follows.
         let deleted_at = now.max(customer.updated_at());
-        let key = updated_key(deleted_at, id);
+        let key = Key::new(&updated_key(deleted_at, id));
         // Retention runs on this store's clock, from the delete, whatever `deleted_at` says.
         let expires_at = now.after(retention);
-        self.tombstone_expiry.insert((expires_at, id.clone()));
+        self.tombstone_expiry.insert((expires_at, key.clone()));
         self.tombstones.insert(id.clone(), key.clone());
         let tombstone = Tombstone {
             id: id.clone(),
@@ -255,10 +284,10 @@ impl State {
             .publish(|| CustomerEvent::deleted(&tombstone));
         self.deleted.insert(
             key,
-            Buried {
+            Box::new(Buried {
                 tombstone,
                 expires_at,
-            },
+            }),
         );
     }
 
@@ -267,8 +296,7 @@ impl State {
         if let Some(key) = self.tombstones.remove(id)
             && let Some(buried) = self.deleted.remove(&key)
         {
-            self.tombstone_expiry
-                .remove(&(buried.expires_at, id.clone()));
+            self.tombstone_expiry.remove(&(buried.expires_at, key));
         }
     }
 
@@ -279,8 +307,10 @@ impl State {
             .first()
             .is_some_and(|(expires_at, _)| *expires_at <= now)
         {
-            if let Some((_, id)) = self.tombstone_expiry.pop_first() {
-                self.unbury(&id);
+            if let Some((_, key)) = self.tombstone_expiry.pop_first()
+                && let Some(buried) = self.deleted.remove(&key)
+            {
+                self.tombstones.remove(&buried.tombstone.id);
             }
         }
     }
@@ -315,40 +345,44 @@ impl State {
         }
         customer
             .email()
-            .filter(|email| self.emails.contains_key(&email.normalized()))
+            .filter(|email| normalized(email, |email| self.emails.contains_key(email)))
             .map(|_| RepositoryError::EmailTaken)
     }
 
-    /// Stores `customer`, new or replacing the one with its id, with its email and index entries;
-    /// a tombstone of its id goes.
-    fn insert(&mut self, customer: Customer) {
-        let stored = if let Some(old) = self.customers.get(customer.id()) {
-            let stored = old.next(customer);
-            self.indexes.replace(&old.keys, &stored);
-            stored
-        } else {
-            self.unbury(customer.id());
-            let stored = Stored::new(customer);
-            self.indexes.add(&stored);
-            stored
-        };
-        let id = stored.customer.id();
-        if let Some(email) = stored.customer.email() {
-            self.emails.insert(email.normalized(), id.clone());
+    /// Stores `customer`, whose id no customer has (its tombstone, if any, goes), with its email
+    /// and index entries.
+    fn insert_new(&mut self, customer: Customer) {
+        self.unbury(customer.id());
+        if let Some(email) = customer.email() {
+            self.emails
+                .insert(email.normalized(), customer.id().clone());
         }
-        self.customers.insert(id.clone(), stored);
+        let id = customer.id().clone();
+        let record = Record::new(customer);
+        self.indexes.add(&record);
+        self.customers.insert(id, record);
+    }
+
+    /// Stores `customer`, the version after `previous`, the stored customer with its id: the
+    /// index entries whose keys changed move, the others stay (see [`Record::next`]). The email
+    /// map is the caller's.
+    fn replace(&mut self, previous: &Customer, customer: Customer) {
+        if let Some(record) = self.customers.get_mut(customer.id()) {
+            *record = record.next(previous, customer, &mut self.indexes);
+        }
     }
 
     fn current(
         &self,
         id: &CustomerId,
         expected: Option<Version>,
-    ) -> Result<&Customer, RepositoryError> {
-        let current = &self
+    ) -> Result<Customer, RepositoryError> {
+        let current = self
             .customers
             .get(id)
             .ok_or(RepositoryError::NotFound)?
-            .customer;
+            .stored
+            .customer();
         match expected {
             Some(version) if version != current.version() => {
                 Err(RepositoryError::VersionConflict {
@@ -374,8 +408,8 @@ impl State {
                     SortOrder::Name => &self.indexes.name,
                     SortOrder::UpdatedAt => &self.indexes.updated,
                 };
-                let entries = from(index, after, order.descending())
-                    .map(|(key, stored)| (key, Some(&stored.customer)));
+                let entries =
+                    from(index, after, order.descending()).map(|(key, stored)| (key, Some(stored)));
                 walk(entries, limit.get())
             }
             Listing::Name(prefix) => {
@@ -388,13 +422,13 @@ impl State {
                 .map(|(key, stored)| {
                     // Found under both keys, a customer belongs at the smaller: pass over the other.
                     let here = stored.keys.found_by(prefix.folded()) == Some(key.as_str());
-                    (key, here.then_some(&stored.customer))
+                    (key, here.then_some(stored))
                 });
                 walk(entries, limit.get())
             }
         };
         Page {
-            items: walked.items.into_iter().cloned().collect(),
+            items: walked.items.into_iter().map(|s| s.customer()).collect(),
             next_cursor: walked.next.map(|key| listing.cursor(seal, key)),
         }
     }
@@ -412,7 +446,7 @@ impl State {
             .indexes
             .updated
             .range::<str, _>((start, Bound::Unbounded))
-            .map(|(key, stored)| (key, Some(ChangeRef::Customer(&stored.customer))));
+            .map(|(key, stored)| (key, Some(ChangeRef::Customer(stored))));
         let deleted =
             self.deleted
                 .range::<str, _>((start, Bound::Unbounded))
@@ -427,6 +461,22 @@ impl State {
             next_cursor: walked.next.map(|key| ChangeFeed::cursor(seal, key)),
         }
     }
+}
+
+/// `f` of `email` normalized as [`Email::normalized`] does (lower-cased ASCII), made on the stack:
+/// a lookup by email allocates nothing.
+fn normalized<R>(email: &Email, f: impl FnOnce(&str) -> R) -> R {
+    let text = email.as_str();
+    let mut buffer = [0; Email::MAX_LEN];
+    if let Some(lowered) = buffer.get_mut(..text.len()) {
+        lowered.copy_from_slice(text.as_bytes());
+        lowered.make_ascii_lowercase();
+        // Lower-casing ASCII bytes keeps UTF-8 valid: this always succeeds.
+        if let Ok(lowered) = std::str::from_utf8(lowered) {
+            return f(lowered);
+        }
+    }
+    f(&email.normalized())
 }
 
 impl InMemoryCustomerRepository {
@@ -494,16 +544,18 @@ impl CustomerRepository for InMemoryCustomerRepository {
     }
 
     async fn get(&self, id: &CustomerId) -> Result<Option<Customer>, RepositoryError> {
-        Ok(self.read().customers.get(id).map(|s| s.customer.clone()))
+        Ok(self
+            .read()
+            .customers
+            .get(id)
+            .map(|record| record.stored.customer()))
     }
 
     async fn find_by_email(&self, email: &Email) -> Result<Option<Customer>, RepositoryError> {
         let state = self.read();
-        Ok(state
-            .emails
-            .get(&email.normalized())
+        Ok(normalized(email, |email| state.emails.get(email))
             .and_then(|id| state.customers.get(id))
-            .map(|s| s.customer.clone()))
+            .map(|record| record.stored.customer()))
     }
 
     async fn update(
@@ -573,7 +625,7 @@ impl CustomerRepository for InMemoryCustomerRepository {
             });
             match rejection {
                 None => {
-                    state.insert(customer.clone());
+                    state.insert_new(customer.clone());
                     state
                         .subscribers
                         .publish(|| CustomerEvent::created(customer));

@@ -147,21 +147,34 @@ fn expected(customers: &[Customer], listing: &Listing) -> Vec<Customer> {
 /// re-creation, none missing, no entry still showing a customer as it was before a patch.
 fn assert_in_step(repo: &InMemoryCustomerRepository, after: &str) {
     let state = repo.read();
-    let customers: Vec<&Customer> = state.customers.values().map(|s| &s.customer).collect();
+    let customers: Vec<Customer> = state
+        .customers
+        .values()
+        .map(|record| record.stored.customer())
+        .collect();
+    for record in state.customers.values() {
+        let customer = record.stored.customer();
+        assert_eq!(
+            record.updated.as_str(),
+            updated_key(customer.updated_at(), customer.id()),
+            "the updatedAt key of {}, after {after}",
+            customer.id()
+        );
+    }
     let index = |key: fn(&Customer) -> String| -> BTreeMap<String, CustomerId> {
         customers.iter().map(|c| (key(c), c.id().clone())).collect()
     };
     let held = |index: &Index| -> BTreeMap<String, CustomerId> {
         for (key, stored) in index {
-            let current = state.customers.get(stored.customer.id());
+            let current = state.customers.get(stored.customer().id());
             assert!(
-                current.is_some_and(|c| Arc::ptr_eq(c, stored)),
+                current.is_some_and(|record| Arc::ptr_eq(&record.stored, stored)),
                 "{key:?} holds a customer as it is not stored, after {after}"
             );
         }
         index
             .iter()
-            .map(|(key, stored)| (key.clone(), stored.customer.id().clone()))
+            .map(|(key, stored)| (key.as_str().to_owned(), stored.customer().id().clone()))
             .collect()
     };
     assert_eq!(
@@ -187,15 +200,15 @@ fn assert_in_step(repo: &InMemoryCustomerRepository, after: &str) {
     for (key, buried) in &state.deleted {
         let id = &buried.tombstone.id;
         assert_eq!(
-            key,
-            &updated_key(buried.tombstone.deleted_at, id),
+            key.as_str(),
+            updated_key(buried.tombstone.deleted_at, id),
             "after {after}"
         );
         assert_eq!(state.tombstones.get(id), Some(key), "after {after}");
         assert!(
             state
                 .tombstone_expiry
-                .contains(&(buried.expires_at, id.clone())),
+                .contains(&(buried.expires_at, key.clone())),
             "{id}'s expiry, after {after}"
         );
         assert!(
@@ -766,4 +779,140 @@ async fn a_cursor_opens_only_in_the_store_that_issued_it() {
         other.list(&listing, limit(1), Some(&cursor)).await,
         Err(RepositoryError::InvalidCursor)
     ));
+}
+
+#[test]
+fn keys_compare_as_their_texts() {
+    use crate::index::Key;
+    // Around the 32 bytes held inline: prefixes of each other, a difference just before, at and
+    // after the 32nd byte, the separator before a name key's id, multi-byte characters, time keys
+    // of the same millisecond.
+    let base = "abcdefghijklmnopqrstuvwxyz012345";
+    let mut texts: Vec<String> = vec![
+        String::new(),
+        "a".to_owned(),
+        "ab".to_owned(),
+        "b".to_owned(),
+        "mary\u{1}x".to_owned(),
+        "mary ann\u{1}a".to_owned(),
+        "márquez\u{1}z".to_owned(),
+        "marquez\u{1}z".to_owned(),
+        "2026-01-01T00:00:00.000Z#b".to_owned(),
+        "2026-01-01T00:00:00.000Z#a".to_owned(),
+        "2026-01-01T00:00:00.000Z#a-long-id-past-the-head".to_owned(),
+        "2026-01-01T00:00:00.000Z#a-long-id-past-the-heae".to_owned(),
+        "2026-01-01T00:00:00.001Z#a".to_owned(),
+    ];
+    for cut in [30, 31, 32] {
+        texts.push(base[..cut].to_owned());
+    }
+    texts.extend([
+        "a\0".to_owned(),
+        "a\0b".to_owned(),
+        format!("{}\0", &base[..31]),
+    ]);
+    for suffix in ["", "0", "1", "\0", "\u{1}", "é", "00", "01"] {
+        texts.push(format!("{base}{suffix}"));
+        texts.push(format!("{}{suffix}", &base[..31]));
+    }
+    for a in &texts {
+        for b in &texts {
+            let (ka, kb) = (Key::new(a), Key::new(b));
+            assert_eq!(ka.cmp(&kb), a.cmp(b), "{a:?} against {b:?}");
+            assert_eq!(ka == kb, a == b, "{a:?} against {b:?}");
+            // Its own clone shares the text: equal without reading it.
+            assert_eq!(ka.cmp(&ka.clone()), std::cmp::Ordering::Equal, "{a:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn email_changes_keep_the_email_map_in_step() {
+    let repo = InMemoryCustomerRepository::new();
+    let later = at("2026-02-01T00:00:00Z");
+    for (name, email) in [("ada", "Ada@Example.com"), ("grace", "grace@example.com")] {
+        repo.create(&person(name, "Ada", "Lovelace")).await.unwrap();
+        repo.update(&id(name), &set_email(email), None, later)
+            .await
+            .unwrap();
+    }
+    assert_in_step(&repo, "emails set");
+    // Its own address in other letters: kept, still its own.
+    repo.update(&id("ada"), &set_email("ADA@example.COM"), None, later)
+        .await
+        .unwrap();
+    assert_in_step(&repo, "an email in other letters");
+    assert!(matches!(
+        repo.update(&id("grace"), &set_email("ada@EXAMPLE.com"), None, later)
+            .await,
+        Err(RepositoryError::EmailTaken)
+    ));
+    let found = repo
+        .find_by_email(&Email::parse("aDa@example.com").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(found.map(|c| c.id().clone()), Some(id("ada")));
+    let clear = CustomerPatch {
+        email: Patch::Clear,
+        ..CustomerPatch::default()
+    };
+    repo.update(&id("ada"), &clear, None, later).await.unwrap();
+    assert_in_step(&repo, "an email cleared");
+    repo.update(&id("grace"), &set_email("ada@example.com"), None, later)
+        .await
+        .unwrap();
+    assert_in_step(&repo, "a freed email taken by another customer");
+    assert!(
+        repo.find_by_email(&Email::parse("grace@example.com").unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "the former address is free"
+    );
+}
+
+#[tokio::test]
+async fn a_patch_at_the_time_of_the_last_change_keeps_every_entry_where_it_is() {
+    let repo = InMemoryCustomerRepository::new();
+    let created = at("2026-01-01T00:00:00Z");
+    repo.create(&person_at("ada", "Ada", "Lovelace", created))
+        .await
+        .unwrap();
+    // Same `updatedAt` (a clock that did not move): every key is kept, the new version is put
+    // in place, where every entry already points.
+    let patched = repo
+        .update(&id("ada"), &set_phone(), None, created)
+        .await
+        .unwrap();
+    assert_eq!(patched.version(), Version::FIRST.next());
+    assert_in_step(&repo, "a patch that keeps every key");
+    let page = repo
+        .list(&Listing::All(SortOrder::UpdatedAt), limit(10), None)
+        .await
+        .unwrap();
+    assert_eq!(page.items, vec![patched]);
+}
+
+#[tokio::test]
+async fn a_rename_at_the_time_of_the_last_change_points_the_kept_updated_entry_at_the_new_version()
+{
+    let repo = InMemoryCustomerRepository::new();
+    let created = at("2026-01-01T00:00:00Z");
+    repo.create(&person_at("ada", "Ada", "Lovelace", created))
+        .await
+        .unwrap();
+    // The names change (so the customer is stored anew) but `updatedAt` does not: its entry in
+    // that order stays where it is and must point at the new version.
+    let renamed = repo
+        .update(&id("ada"), &rename(None, Some("Byron")), None, created)
+        .await
+        .unwrap();
+    assert_in_step(&repo, "a rename that keeps the updatedAt key");
+    for order in SortOrder::ALL {
+        let page = repo
+            .list(&Listing::All(order), limit(10), None)
+            .await
+            .unwrap();
+        assert_eq!(page.items, vec![renamed.clone()], "{order:?}");
+    }
 }
