@@ -59,7 +59,7 @@ for size in "${sizes[@]}"; do
         "$binary" --callgrind "$size" --rounds "$ROUNDS" --ops "$OPS" --wait-for "$out/go.$size" \
         >"$out/stdout.$size" 2>"$out/stderr.$size" &
     run=$!
-    until grep -q "built" "$out/stderr.$size" 2>/dev/null; do
+    until grep -q "^memory-flat: built" "$out/stderr.$size" 2>/dev/null; do
         kill -0 "$run" 2>/dev/null || { cat "$out/stderr.$size" >&2; exit 1; }
         sleep 1
     done

@@ -113,8 +113,18 @@ struct Filled {
 struct Batch {
     ids: Vec<CustomerId>,
     emails: Vec<Email>,
-    /// The customers themselves, for the operations that create (shared with the store's).
+    /// The customers themselves, for the operations that create: copies of their own, so that
+    /// nothing the store holds is touched before the batch (a `Customer` is shared by reference
+    /// count, and a clone of the store's would bring its memory into the caches).
     customers: Vec<Customer>,
+}
+
+/// `customer` in memory of its own: the pool keeps such copies, and a batch creates from new
+/// copies of them, so no customer the store holds shares its memory with the pool.
+fn deep_copy(customer: &Customer) -> Customer {
+    serde_json::to_value(customer)
+        .and_then(serde_json::from_value)
+        .unwrap_or_else(|error| panic!("a customer reads back as itself: {error}"))
 }
 
 impl Filled {
@@ -127,7 +137,7 @@ impl Filled {
         keyed.sort_unstable();
         let pool: Vec<Customer> = keyed
             .into_iter()
-            .map(|(_, i)| customers[i].clone())
+            .map(|(_, i)| deep_copy(&customers[i]))
             .collect();
         let ids = pool.iter().map(|c| c.id().clone()).collect();
         let emails = pool
@@ -149,6 +159,18 @@ impl Filled {
         }
     }
 
+    /// Refuses a batch larger than the pool: it would take a customer twice.
+    fn check_ops(&self, ops: usize) -> anyhow::Result<()> {
+        if ops > self.pool.len() {
+            bail!(
+                "--ops {ops} is more than the {} customers a batch can take at {} customers",
+                self.pool.len(),
+                self.size
+            );
+        }
+        Ok(())
+    }
+
     /// The next `ops` customers of the pool. Nothing here reads the store: what a batch finds in
     /// the processor's caches is what the operations before it left there.
     fn take(&mut self, op: Op, ops: usize) -> Batch {
@@ -165,7 +187,7 @@ impl Filled {
                 Vec::new()
             },
             customers: if creates {
-                window.iter().map(|&k| self.pool[k].clone()).collect()
+                window.iter().map(|&k| deep_copy(&self.pool[k])).collect()
             } else {
                 Vec::new()
             },
@@ -377,6 +399,7 @@ fn measured(args: &Args, filled: &mut Filled, patcher: &mut Patcher) {
 
 fn callgrind(args: &Args, size: usize, patcher: &mut Patcher) -> anyhow::Result<()> {
     let mut filled = Filled::new(size);
+    filled.check_ops(args.ops)?;
     eprintln!("memory-flat: built {size} customers");
     if let Some(path) = &args.wait_for {
         while !path.exists() {
@@ -412,6 +435,9 @@ fn run() -> anyhow::Result<()> {
     }
     let started = Instant::now();
     let mut stores = args.sizes.map(Filled::new);
+    for store in &stores {
+        store.check_ops(args.ops)?;
+    }
     eprintln!(
         "memory-flat: built {} and {} customers in {:.1?}",
         stores[0].size,
