@@ -45,7 +45,7 @@ where
     ) -> fmt::Result {
         let meta = event.metadata();
         writer.write_str("{\"timestamp\":\"")?;
-        writer.write_str(&timestamp(std::time::SystemTime::now()).text())?;
+        writer.write_str(timestamp(std::time::SystemTime::now()).text())?;
         writer.write_str("\",\"level\":\"")?;
         writer.write_str(meta.level().as_str())?;
         writer.write_char('"')?;
@@ -234,24 +234,36 @@ struct Digits {
 }
 
 impl Digits {
-    fn new(mut value: u64) -> Self {
+    fn new(value: u64) -> Self {
         let mut buffer = [b'0'; 20];
-        let mut start = buffer.len();
-        loop {
-            start -= 1;
-            buffer[start] = b'0' + u8::try_from(value % 10).unwrap_or_default();
-            value /= 10;
-            if value == 0 {
-                break;
-            }
-        }
+        let start = buffer.len() - write_digits(&mut buffer, value);
         Self { buffer, start }
     }
 
     fn text(&self) -> &str {
-        // Only ASCII digits were written.
-        std::str::from_utf8(&self.buffer[self.start..]).unwrap_or_default()
+        ascii(&self.buffer[self.start..])
     }
+}
+
+/// Writes the decimal digits of `value` into the end of `out`, the lowest last, as many as `out`
+/// holds, and stops once no digit is left (what precedes them keeps what it holds: zeros, for a
+/// number of fixed width); returns how many it wrote, at least one.
+fn write_digits(out: &mut [u8], mut value: u64) -> usize {
+    let mut written = 0;
+    for slot in out.iter_mut().rev() {
+        *slot = b'0' + u8::try_from(value % 10).unwrap_or_default();
+        written += 1;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    written
+}
+
+/// Bytes this module wrote as ASCII, as text.
+fn ascii(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 /// A log line's timestamp, `2026-12-02T11:32:33.327995Z` (UTC, microseconds), as
@@ -259,8 +271,8 @@ impl Digits {
 struct LineTime([u8; 27]);
 
 impl LineTime {
-    fn text(&self) -> std::borrow::Cow<'_, str> {
-        String::from_utf8_lossy(&self.0)
+    fn text(&self) -> &str {
+        ascii(&self.0)
     }
 }
 
@@ -287,11 +299,8 @@ fn timestamp(time: std::time::SystemTime) -> LineTime {
     };
     let year = year_of_era + era * 400 + u64::from(month <= 2);
     let mut out = *b"0000-00-00T00:00:00.000000Z";
-    let mut put = |at: usize, width: usize, mut value: u64| {
-        for slot in out[at..at + width].iter_mut().rev() {
-            *slot = b'0' + u8::try_from(value % 10).unwrap_or_default();
-            value /= 10;
-        }
+    let mut put = |at: usize, width: usize, value: u64| {
+        write_digits(&mut out[at..at + width], value);
     };
     put(0, 4, year);
     put(5, 2, month);
@@ -446,7 +455,7 @@ mod tests {
         let at = |millis: u64, micros: u64| {
             timestamp(UNIX_EPOCH + Duration::from_millis(millis) + Duration::from_micros(micros))
                 .text()
-                .into_owned()
+                .to_owned()
         };
         assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
         assert_eq!(at(1_764_675_153_327, 995), "2025-12-02T11:32:33.327995Z");
