@@ -29,8 +29,9 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
-    // The logs, and the span export when an OTLP endpoint is configured (feature `otel`).
-    telemetry::init_with(&config)?;
+    // The logs, many lines to a write under load, and the span export when an OTLP endpoint is
+    // configured (feature `otel`). Dropped last, at the end of `run`: the buffered lines go out.
+    let _logs = telemetry::init_batched(&config)?;
     let (repository, store) = store::connect(&config).await;
     let state = AppState::new(CustomerService::new(repository), &config);
     // `CRM_METRICS=prometheus` (which the configuration refuses in a build without the feature).

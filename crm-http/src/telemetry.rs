@@ -34,8 +34,10 @@ use tracing_subscriber::layer::SubscriberExt as _;
 
 use crate::Config;
 
+mod batched;
 mod json_lines;
 
+pub use batched::{Batched, BatchedLine, Flush};
 use json_lines::{JsonLine, JsonMembers};
 
 /// The targets (crates; a target matches when it starts with one of these) that never log below
@@ -154,6 +156,9 @@ pub enum InitError {
     /// A global subscriber is already installed.
     #[error(transparent)]
     Subscriber(#[from] SetGlobalDefaultError),
+    /// The thread that writes batched lines could not be started.
+    #[error("cannot start the log writer: {0}")]
+    Writer(#[source] std::io::Error),
     /// The span export could not be set up.
     #[cfg(feature = "otel")]
     #[error(transparent)]
@@ -163,23 +168,46 @@ pub enum InitError {
 /// Installs the logs on stdout as [`init`] does, with `config`'s log filter; and, with the feature
 /// `otel` and an OTLP endpoint in `config` ([`Config::traces`]), the span export beside them
 /// (the `otel` module). Without an endpoint this is [`init`]: no OpenTelemetry layer, processor or
-/// thread exists. What every binary calls at start.
+/// thread exists. What the Lambda bootstraps call at start: each line is written before the
+/// handler returns, so none waits in a buffer when Lambda freezes the process.
 ///
 /// # Errors
 /// When a global subscriber is already installed, or the exporter cannot be built.
 pub fn init_with(config: &Config) -> Result<(), InitError> {
+    install(config, std::io::stdout)
+}
+
+/// [`init_with`] for a long-running server: the same lines, written to stdout many to a system call
+/// by a thread of their own ([`Batched`]), which under load takes the writes off the workers that
+/// serve requests. Keep the returned [`Flush`] until the server has stopped: dropping it writes
+/// out what is buffered. `crm-server` calls it at start. Not for Lambda (see [`Batched`]).
+///
+/// # Errors
+/// When the writing thread cannot be started, a global subscriber is already installed, or the
+/// exporter cannot be built.
+pub fn init_batched(config: &Config) -> Result<Flush<std::io::Stdout>, InitError> {
+    let (writer, flush) = Batched::stdout().map_err(InitError::Writer)?;
+    install(config, writer)?;
+    Ok(flush)
+}
+
+/// The subscriber of `config` on `writer`, installed as the process-wide default.
+fn install<W>(config: &Config, writer: W) -> Result<(), InitError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     #[cfg(feature = "otel")]
     if let Some(traces) = config.traces() {
         let provider = crate::otel::provider(traces, config)?;
         tracing::subscriber::set_global_default(exporting_subscriber(
             config.log_filter(),
-            std::io::stdout,
+            writer,
             &provider,
         ))?;
         crate::otel::install(provider);
         return Ok(());
     }
-    init(config.log_filter())?;
+    tracing::subscriber::set_global_default(subscriber(config.log_filter(), writer))?;
     Ok(())
 }
 

@@ -137,3 +137,58 @@ fn the_server_starts_answers_and_stops_on_sigterm_whatever_else_the_environment_
     };
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn every_request_line_and_the_last_line_reach_stdout_when_the_server_stops() {
+    const REQUESTS: usize = 200;
+    let mut server = Running(
+        server()
+            .env("RUST_LOG", "info")
+            .env("CRM_BIND", "127.0.0.1:0")
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut server.0;
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first_line = String::new();
+    stdout.read_line(&mut first_line).unwrap();
+    let address = first_line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {first_line:?}"))
+        .to_owned();
+    for _ in 0..REQUESTS {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+    // At once: the last lines are still in the log writer's buffer.
+    let terminated = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    // The pipe closes when the process has exited.
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    let lines: Vec<serde_json::Value> = rest
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let requests = lines
+        .iter()
+        .filter(|line| line["message"] == "request" && line["route"] == "/health")
+        .count();
+    assert_eq!(requests, REQUESTS, "request lines lost");
+    assert_eq!(
+        lines.last().map(|line| line["message"].clone()),
+        Some("stopped".into()),
+        "the last line is not the last one written"
+    );
+}

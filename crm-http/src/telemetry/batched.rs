@@ -1,0 +1,418 @@
+//! Log lines written many to a system call: the writer of the local server's logs.
+//!
+//! Writing each line to stdout as it is made costs one `write` system call per line, made by the
+//! worker that serves the request, and under load the workers queue for the file behind stdout.
+//! Here a line is copied into a shared buffer instead, and one thread of its own writes the buffer
+//! out: woken by a line, it lets others come for [`LINGER`] (2 ms, or until 64 KiB are in) and
+//! writes them all at once. An idle server writes a line about 2 ms after it is made; a busy one
+//! makes one write per 2 ms, however many requests it serves, and wakes the thread as often.
+//!
+//! What it keeps:
+//!
+//! - **No line is lost.** A full buffer ([`Batched::with_limit`], 1 MiB by default) makes the next
+//!   writer wait for room, as a slow stdout made it wait before; nothing is dropped. [`Flush`],
+//!   dropped as the server stops, writes out what is buffered before it returns, and a line made
+//!   after that is written at once.
+//! - **Order.** Lines leave in the order they entered the buffer: whoever takes the buffer (the
+//!   thread, or after [`Flush`] a writer itself) takes it whole and holds the output until it is
+//!   written.
+//! - **Whole lines.** `tracing-subscriber` hands each line to one `write_all`, which enters the
+//!   buffer whole, under one lock.
+//!
+//! It is not for Lambda. Lambda may freeze the process as soon as an answer is posted, with lines
+//! still in a buffer; the bootstraps write each line to stdout before the handler returns
+//! ([`super::init_with`]).
+
+use std::io::{self, Write};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tracing_subscriber::fmt::MakeWriter;
+
+/// The buffer's size at which a new line waits for the writing thread.
+const DEFAULT_LIMIT: usize = 1 << 20;
+
+/// How long the thread, woken by a line, lets others come before it writes. Waking it for every
+/// line would cost a futex wake-up and a context switch a line, more than the write it saves.
+const LINGER: Duration = Duration::from_millis(2);
+
+/// The buffered bytes at which the thread writes without lingering longer.
+const EARLY: usize = 64 << 10;
+
+/// The [`MakeWriter`] of batched lines: clone it freely; every clone fills the same buffer.
+pub struct Batched<W: Write + Send + 'static> {
+    shared: Arc<Shared<W>>,
+}
+
+impl<W: Write + Send + 'static> Clone for Batched<W> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// Writes out what is buffered and stops the writing thread when dropped; lines made after that
+/// are written as they come.
+#[must_use = "dropping it at once stops the batching at once"]
+pub struct Flush<W: Write + Send + 'static> {
+    shared: Arc<Shared<W>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared<W> {
+    state: Mutex<State>,
+    /// Held from the moment a batch is taken until it is written: the order of batches.
+    output: Mutex<W>,
+    /// The writing thread waits here for lines.
+    lines_came: Condvar,
+    /// Writers wait here for room in a full buffer.
+    room: Condvar,
+    limit: usize,
+}
+
+struct State {
+    lines: Vec<u8>,
+    /// The writing thread waits on `lines_came` for a first line (which must wake it).
+    idle: bool,
+    /// The writing thread lets lines come for [`LINGER`] (a full [`EARLY`] must wake it).
+    lingering: bool,
+    /// Writers waiting on `room`.
+    waiting: usize,
+    /// [`Flush`] was dropped: nothing waits for the thread any more.
+    closed: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while a lock is held leaves bytes, not broken invariants: go on.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Batched<io::Stdout> {
+    /// Batched lines on stdout, with a buffer of 1 MiB.
+    ///
+    /// # Errors
+    /// When the writing thread cannot be started.
+    pub fn stdout() -> io::Result<(Self, Flush<io::Stdout>)> {
+        Self::with_limit(io::stdout(), DEFAULT_LIMIT)
+    }
+}
+
+impl<W: Write + Send + 'static> Batched<W> {
+    /// Batched lines on `output`; a line waits while `limit` bytes or more are buffered.
+    ///
+    /// # Errors
+    /// When the writing thread cannot be started.
+    pub fn with_limit(output: W, limit: usize) -> io::Result<(Self, Flush<W>)> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                lines: Vec::with_capacity(limit.min(DEFAULT_LIMIT)),
+                idle: false,
+                lingering: false,
+                waiting: 0,
+                closed: false,
+            }),
+            output: Mutex::new(output),
+            lines_came: Condvar::new(),
+            room: Condvar::new(),
+            limit,
+        });
+        let writing = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("crm-log-writer".to_owned())
+            .spawn(move || writing.write_until_closed())?;
+        Ok((
+            Self {
+                shared: Arc::clone(&shared),
+            },
+            Flush {
+                shared,
+                thread: Some(thread),
+            },
+        ))
+    }
+}
+
+impl<W: Write + Send + 'static> Shared<W> {
+    /// The writing thread: waits for a line, lets more come for [`LINGER`] (or until
+    /// [`EARLY`] bytes are in), takes the whole buffer and writes it; until [`Flush`] is dropped
+    /// and nothing is left.
+    fn write_until_closed(&self) {
+        let mut spare = Vec::with_capacity(self.limit.min(DEFAULT_LIMIT));
+        let mut state = lock(&self.state);
+        loop {
+            if state.lines.is_empty() {
+                if state.closed {
+                    return;
+                }
+                state.idle = true;
+                state = self
+                    .lines_came
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            if !state.closed && state.lines.len() < self.early() {
+                state.lingering = true;
+                state = self
+                    .lines_came
+                    .wait_timeout(state, LINGER)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                state.lingering = false;
+            }
+            std::mem::swap(&mut state.lines, &mut spare);
+            if state.waiting > 0 {
+                self.room.notify_all();
+            }
+            let mut output = lock(&self.output);
+            drop(state);
+            // Nowhere to report a failed write of the log itself (stdout closed, say).
+            let _ = output.write_all(&spare).and_then(|()| output.flush());
+            drop(output);
+            spare.clear();
+            state = lock(&self.state);
+        }
+    }
+
+    /// The buffered bytes at which the thread stops lingering.
+    fn early(&self) -> usize {
+        EARLY.min(self.limit)
+    }
+
+    fn put(&self, line: &[u8]) -> io::Result<()> {
+        let mut state = lock(&self.state);
+        while state.lines.len() >= self.limit && !state.closed {
+            state.waiting += 1;
+            state = self
+                .room
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            state.waiting -= 1;
+        }
+        state.lines.extend_from_slice(line);
+        if state.closed {
+            // No thread writes any more: write out the buffer (this line last) ourselves.
+            let lines = std::mem::take(&mut state.lines);
+            let mut output = lock(&self.output);
+            drop(state);
+            return output.write_all(&lines).and_then(|()| output.flush());
+        }
+        if state.idle {
+            state.idle = false;
+            self.lines_came.notify_one();
+        } else if state.lingering && state.lines.len() >= self.early() {
+            state.lingering = false;
+            self.lines_came.notify_one();
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write + Send + 'static> Drop for Flush<W> {
+    fn drop(&mut self) {
+        let mut state = lock(&self.shared.state);
+        state.closed = true;
+        self.shared.lines_came.notify_one();
+        self.shared.room.notify_all();
+        drop(state);
+        if let Some(thread) = self.thread.take() {
+            // The thread only ends by returning; a panic in it left the lines to `put`.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One handle of a [`Batched`] writer, as `tracing-subscriber` asks for one per line.
+pub struct BatchedLine<'a, W: Write + Send + 'static>(&'a Shared<W>);
+
+impl<W: Write + Send + 'static> Write for BatchedLine<'_, W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.put(bytes)?;
+        Ok(bytes.len())
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.0.put(bytes)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a, W: Write + Send + 'static> MakeWriter<'a> for Batched<W> {
+    type Writer = BatchedLine<'a, W>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        BatchedLine(&self.shared)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// An output that keeps every write apart, and whose first write can be held.
+    #[derive(Clone, Default)]
+    struct Writes {
+        writes: Arc<Mutex<Vec<Vec<u8>>>>,
+        /// When set, the next write first waits for a message.
+        gate: Arc<Mutex<Option<mpsc::Receiver<()>>>>,
+    }
+
+    impl Write for Writes {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            let gate = lock(&self.gate).take();
+            if let Some(gate) = gate {
+                let _ = gate.recv();
+            }
+            lock(&self.writes).push(bytes.to_vec());
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Writes {
+        fn text(&self) -> String {
+            String::from_utf8(lock(&self.writes).concat()).unwrap()
+        }
+        fn count(&self) -> usize {
+            lock(&self.writes).len()
+        }
+    }
+
+    fn line(writer: &Batched<Writes>, text: &str) {
+        writer.make_writer().write_all(text.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn every_line_of_every_thread_is_written_whole_and_in_its_threads_order() {
+        let out = Writes::default();
+        let (writer, flush) = Batched::with_limit(out.clone(), 4096).unwrap();
+        std::thread::scope(|scope| {
+            for thread in 0..4 {
+                let writer = writer.clone();
+                scope.spawn(move || {
+                    for n in 0..2000 {
+                        line(&writer, &format!("{thread} {n} {}\n", "x".repeat(n % 50)));
+                    }
+                });
+            }
+        });
+        drop(flush);
+        let text = out.text();
+        let mut next = [0; 4];
+        for written in text.lines() {
+            let mut words = written.split(' ');
+            let thread: usize = words.next().unwrap().parse().unwrap();
+            let n: usize = words.next().unwrap().parse().unwrap();
+            assert_eq!(n, next[thread], "thread {thread} out of order");
+            assert_eq!(words.next().unwrap().len(), n % 50, "a line cut");
+            next[thread] += 1;
+        }
+        assert_eq!(next, [2000; 4], "lines lost");
+    }
+
+    #[test]
+    fn lines_that_come_during_a_write_go_out_together_in_the_next() {
+        let out = Writes::default();
+        let (open, gate) = mpsc::channel();
+        *lock(&out.gate) = Some(gate);
+        let (writer, flush) = Batched::with_limit(out.clone(), 1 << 20).unwrap();
+        line(&writer, "first\n");
+        // The thread has taken "first" (the buffer is empty again) and is held in its write.
+        while !lock(&writer.shared.state).lines.is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for n in 0..100 {
+            line(&writer, &format!("line {n}\n"));
+        }
+        open.send(()).unwrap();
+        drop(flush);
+        assert_eq!(
+            out.count(),
+            2,
+            "one write for the first, one for the hundred"
+        );
+        assert_eq!(out.text().lines().count(), 101);
+    }
+
+    #[test]
+    fn a_full_buffer_makes_the_next_line_wait_and_loses_none() {
+        let out = Writes::default();
+        let (open, gate) = mpsc::channel();
+        *lock(&out.gate) = Some(gate);
+        let (writer, flush) = Batched::with_limit(out.clone(), 64).unwrap();
+        let (done, finished) = mpsc::channel();
+        let producer = {
+            let writer = writer.clone();
+            std::thread::spawn(move || {
+                for n in 0..200 {
+                    line(&writer, &format!("line {n:03} of the producer\n"));
+                }
+                done.send(()).unwrap();
+            })
+        };
+        // The first write is held: the producer fills the buffer and waits for room.
+        for _ in 0..10_000 {
+            if lock(&writer.shared.state).waiting > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            lock(&writer.shared.state).waiting > 0,
+            "nobody waits for room"
+        );
+        assert!(finished.try_recv().is_err(), "the producer did not wait");
+        open.send(()).unwrap();
+        producer.join().unwrap();
+        drop(flush);
+        let text = out.text();
+        let expected: Vec<String> = (0..200)
+            .map(|n| format!("line {n:03} of the producer\n"))
+            .collect();
+        let expected = expected.concat();
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn flush_writes_what_is_buffered_and_later_lines_still_go_out_in_order() {
+        let out = Writes::default();
+        let (writer, flush) = Batched::with_limit(out.clone(), 1 << 20).unwrap();
+        for n in 0..50 {
+            line(&writer, &format!("before {n}\n"));
+        }
+        drop(flush);
+        let before: Vec<String> = (0..50).map(|n| format!("before {n}\n")).collect();
+        let before = before.concat();
+        assert_eq!(out.text(), before, "the flush returned with lines buffered");
+        line(&writer, "after\n");
+        assert_eq!(out.text(), format!("{before}after\n"));
+    }
+
+    #[test]
+    fn a_subscriber_on_a_batched_writer_writes_its_json_lines() {
+        let out = Writes::default();
+        let (writer, flush) = Batched::with_limit(out.clone(), 1 << 20).unwrap();
+        tracing::subscriber::with_default(super::super::subscriber("info", writer), || {
+            tracing::info!(status = 200, "request");
+            tracing::debug!("hidden");
+        });
+        drop(flush);
+        let lines: Vec<serde_json::Value> = out
+            .text()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["message"], "request");
+        assert_eq!(lines[0]["status"], 200);
+    }
+}
