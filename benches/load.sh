@@ -24,9 +24,9 @@
 #   LOAD_CRM_BASELINE []  another crm-server binary (an earlier build, say) whose GET by id is run
 #                 too at each level, right after this build's: a before/after in one run
 #   LOAD_AB_ROUNDS [0]  with a baseline: that many more rounds of GET by id at the first level,
-#                 this build then the baseline, each on a fresh seeded server; the report gives
-#                 the medians of both and the median of the rounds' ratios, which the machine's
-#                 drift moves far less than one pair of runs
+#                 each on a fresh seeded server, this build first in odd rounds and the baseline
+#                 first in even ones (so a steady drift of the machine favours neither); the
+#                 report gives the medians of both and the median of the rounds' ratios
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,6 +45,7 @@ HELLO_PORT=${LOAD_HELLO_PORT:-3101}
 PIN=${LOAD_PIN:-0}
 BASELINE=${LOAD_CRM_BASELINE:-}
 AB_ROUNDS=${LOAD_AB_ROUNDS:-0}
+read -r AB_LEVEL _ <<<"$LOG_LEVELS"
 HOST=127.0.0.1
 SERVER_ENV=()
 SERVER_PIN=()
@@ -62,7 +63,9 @@ if [[ -n $BASELINE ]]; then
     [[ -f $BASELINE && -x $BASELINE ]] || { echo "load.sh: LOAD_CRM_BASELINE is not an executable file: $BASELINE" >&2; exit 2; }
     BASELINE=$(realpath "$BASELINE")
 fi
-[[ $AB_ROUNDS =~ ^[0-9]+$ && $AB_ROUNDS -le 50 ]] || { echo "load.sh: LOAD_AB_ROUNDS must be an integer from 0 to 50" >&2; exit 2; }
+[[ $AB_ROUNDS =~ ^[0-9]+$ ]] || { echo "load.sh: LOAD_AB_ROUNDS must be an integer from 0 to 50" >&2; exit 2; }
+AB_ROUNDS=$((10#$AB_ROUNDS))
+((AB_ROUNDS <= 50)) || { echo "load.sh: LOAD_AB_ROUNDS must be an integer from 0 to 50" >&2; exit 2; }
 ((AB_ROUNDS == 0)) || [[ -n $BASELINE ]] || { echo "load.sh: LOAD_AB_ROUNDS needs LOAD_CRM_BASELINE" >&2; exit 2; }
 for n in THREADS CONNECTIONS DURATION CUSTOMERS CRM_PORT HELLO_PORT; do
     [[ ${!n} =~ ^[0-9]+$ && ${!n} -gt 0 ]] || { echo "load.sh: $n must be a positive integer" >&2; exit 2; }
@@ -211,10 +214,14 @@ for level in $LOG_LEVELS; do
     fi
 done
 
-AB_LEVEL=${LOG_LEVELS%% *}
 for ((round = 1; round <= AB_ROUNDS; round++)); do
-    crm_run "$AB_LEVEL" "$BIN/crm-server" ", A/B $round" get.lua
-    crm_run "$AB_LEVEL" "$BASELINE" ", baseline, A/B $round" get.lua
+    if ((round % 2)); then
+        crm_run "$AB_LEVEL" "$BIN/crm-server" ", A/B $round" get.lua
+        crm_run "$AB_LEVEL" "$BASELINE" ", baseline, A/B $round" get.lua
+    else
+        crm_run "$AB_LEVEL" "$BASELINE" ", baseline, A/B $round" get.lua
+        crm_run "$AB_LEVEL" "$BIN/crm-server" ", A/B $round" get.lua
+    fi
 done
 
 scenario "hello GET (again)" hello-server "$HELLO_PID" "$HELLO_PORT" get.lua
@@ -245,15 +252,15 @@ hello=$(((hello_first + hello_again) / 2))
         echo "- Baseline: $BASELINE (LOAD_CRM_BASELINE), GET by id only, run right after the build under test at each level."
     fi
     if ((AB_ROUNDS > 0)); then
-        median() { sort -g | awk '{ v[NR] = $1 } END { printf "%.6g", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+        median() { LC_ALL=C sort -g | awk '{ v[NR] = $1 } END { printf "%.6g", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
         rps_a=() rps_b=() cpu_a=() cpu_b=() ratios=()
         for ((round = 1; round <= AB_ROUNDS; round++)); do
             a="crm GET (RUST_LOG=$AB_LEVEL, A/B $round)"
             b="crm GET (RUST_LOG=$AB_LEVEL, baseline, A/B $round)"
             rps_a+=("${RPS[$a]}") rps_b+=("${RPS[$b]}") cpu_a+=("${CPU[$a]}") cpu_b+=("${CPU[$b]}")
-            ratios+=("$(awk -v a="${RPS[$a]}" -v b="${RPS[$b]}" 'BEGIN { printf "%.4f", a / b }')")
+            ratios+=("$(awk -v a="${RPS[$a]}" -v b="${RPS[$b]}" 'BEGIN { if (b > 0) printf "%.4f", a / b; else print "nan" }')")
         done
-        echo "- A/B, GET by id at RUST_LOG=$AB_LEVEL, $AB_ROUNDS rounds (this build, then the baseline):" \
+        echo "- A/B, GET by id at RUST_LOG=$AB_LEVEL, $AB_ROUNDS rounds (this build first in odd rounds, the baseline in even ones):" \
             "this build $(printf '%s\n' "${rps_a[@]}" | median) req/s and $(printf '%s\n' "${cpu_a[@]}" | median) µs/req (medians)," \
             "the baseline $(printf '%s\n' "${rps_b[@]}" | median) req/s and $(printf '%s\n' "${cpu_b[@]}" | median) µs/req;" \
             "median of the rounds' req/s ratios $(printf '%s\n' "${ratios[@]}" | median) (rounds: ${ratios[*]})."

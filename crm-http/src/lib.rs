@@ -71,7 +71,7 @@
 //! - `otel` (off by default): OpenTelemetry spans over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT`
 //!   (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set: a server span per request, named by its
 //!   route template, continuing the caller's trace, and a client span per DynamoDB call under it
-//!   (the `otel` module). [`telemetry::init_with`] installs it next to the logs; without an endpoint
+//!   (the `otel` module). [`telemetry::init_with`] (and [`telemetry::init_batched`]) installs it next to the logs; without an endpoint
 //!   nothing of it is installed. A build without the feature refuses the variables at start.
 
 pub mod config;

@@ -31,7 +31,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
     // The logs, many lines to a write under load, and the span export when an OTLP endpoint is
     // configured (feature `otel`). Dropped last, at the end of `run`: the buffered lines go out.
-    let _logs = telemetry::init_batched(&config)?;
+    // Inside Lambda (behind a web adapter, say) each line is written at once: the sandbox can be
+    // frozen as soon as an answer is out.
+    let _logs = if config.in_lambda() {
+        telemetry::init_with(&config)?;
+        None
+    } else {
+        Some(telemetry::init_batched(&config)?)
+    };
     let (repository, store) = store::connect(&config).await;
     let state = AppState::new(CustomerService::new(repository), &config);
     // `CRM_METRICS=prometheus` (which the configuration refuses in a build without the feature).

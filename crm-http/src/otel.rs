@@ -103,7 +103,8 @@ const CLIENT_ATTRIBUTES: &[&str] = &["rpc.system", "rpc.service", "rpc.method"];
 pub struct ExportError(String);
 
 /// Whether spans are exported: an endpoint was configured and the export installed
-/// ([`telemetry::init_with`](crate::telemetry::init_with)).
+/// ([`telemetry::init_with`](crate::telemetry::init_with) or
+/// [`telemetry::init_batched`](crate::telemetry::init_batched)).
 #[inline]
 pub fn enabled() -> bool {
     PROVIDER.get().is_some()

@@ -16,8 +16,11 @@
 //! - A panic is logged as one JSON error line naming where it happened ([`install_panic_hook`]);
 //!   its message is never written, since it could quote anything, customer data included.
 //!
+//! A long-running server installs the same lines with [`init_batched`], which writes them many to a
+//! system call ([`Batched`]); a Lambda function with [`init_with`] or [`init`], one write per line.
+//!
 //! With crm-http's feature `otel` and an OTLP endpoint in the [`Config`]
-//! ([`Config::traces`]), [`init_with`] adds the span export of the `otel` module beside the logs: a
+//! ([`Config::traces`]), [`init_with`] (and [`init_batched`]) adds the span export of the `otel` module beside the logs: a
 //! second layer, with a filter of its own that takes the request span and the AWS SDK's span of
 //! each DynamoDB call, and nothing else; the logs keep exactly their filters and lines. Without an
 //! endpoint (or without the feature) [`init_with`] installs [`subscriber`] alone, as [`init`]
@@ -37,7 +40,7 @@ use crate::Config;
 mod batched;
 mod json_lines;
 
-pub use batched::{Batched, BatchedLine, Flush};
+pub use batched::{Batched, BatchedWriter, FlushGuard};
 use json_lines::{JsonLine, JsonMembers};
 
 /// The targets (crates; a target matches when it starts with one of these) that never log below
@@ -168,8 +171,9 @@ pub enum InitError {
 /// Installs the logs on stdout as [`init`] does, with `config`'s log filter; and, with the feature
 /// `otel` and an OTLP endpoint in `config` ([`Config::traces`]), the span export beside them
 /// (the `otel` module). Without an endpoint this is [`init`]: no OpenTelemetry layer, processor or
-/// thread exists. What the Lambda bootstraps call at start: each line is written before the
-/// handler returns, so none waits in a buffer when Lambda freezes the process.
+/// thread exists. What the Lambda bootstraps of the API and the envelope call at start: each line
+/// is written before the handler returns, so none waits in a buffer when Lambda freezes the
+/// process.
 ///
 /// # Errors
 /// When a global subscriber is already installed, or the exporter cannot be built.
@@ -179,13 +183,14 @@ pub fn init_with(config: &Config) -> Result<(), InitError> {
 
 /// [`init_with`] for a long-running server: the same lines, written to stdout many to a system call
 /// by a thread of their own ([`Batched`]), which under load takes the writes off the workers that
-/// serve requests. Keep the returned [`Flush`] until the server has stopped: dropping it writes
-/// out what is buffered. `crm-server` calls it at start. Not for Lambda (see [`Batched`]).
+/// serve requests. Keep the returned [`FlushGuard`] until the server has stopped: dropping it
+/// writes out what is buffered. `crm-server` calls it at start, outside Lambda. Not for Lambda
+/// (see [`Batched`]).
 ///
 /// # Errors
 /// When the writing thread cannot be started, a global subscriber is already installed, or the
 /// exporter cannot be built.
-pub fn init_batched(config: &Config) -> Result<Flush<std::io::Stdout>, InitError> {
+pub fn init_batched(config: &Config) -> Result<FlushGuard<std::io::Stdout>, InitError> {
     let (writer, flush) = Batched::stdout().map_err(InitError::Writer)?;
     install(config, writer)?;
     Ok(flush)

@@ -138,9 +138,12 @@ fn the_server_starts_answers_and_stops_on_sigterm_whatever_else_the_environment_
     assert!(status.success(), "{status:?}");
 }
 
+/// Lines the server writes are batched (2 ms at most in a buffer): stopping it right after a burst
+/// of requests must still write every request line, and the last line last.
 #[test]
 fn every_request_line_and_the_last_line_reach_stdout_when_the_server_stops() {
-    const REQUESTS: usize = 200;
+    const THREADS: usize = 8;
+    const PER_THREAD: usize = 50;
     let mut server = Running(
         server()
             .env("RUST_LOG", "info")
@@ -158,25 +161,47 @@ fn every_request_line_and_the_last_line_reach_stdout_when_the_server_stops() {
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no address in {first_line:?}"))
         .to_owned();
-    for _ in 0..REQUESTS {
-        let mut stream = std::net::TcpStream::connect(&address).unwrap();
-        stream
-            .write_all(b"GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
-            .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    }
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(|| {
+                for _ in 0..PER_THREAD {
+                    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+                    stream
+                        .write_all(
+                            b"GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+                        )
+                        .unwrap();
+                    let mut response = String::new();
+                    stream.read_to_string(&mut response).unwrap();
+                    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+                }
+            });
+        }
+    });
     // At once: the last lines are still in the log writer's buffer.
     let terminated = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(terminated.success());
-    // The pipe closes when the process has exited.
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
-    assert!(child.wait().unwrap().success());
+    // The rest of stdout, read beside: the pipe closes when the process has exited.
+    let reader = std::thread::spawn(move || {
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).map(|_| rest)
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the server did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    let rest = reader.join().unwrap().unwrap();
     let lines: Vec<serde_json::Value> = rest
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
@@ -185,7 +210,7 @@ fn every_request_line_and_the_last_line_reach_stdout_when_the_server_stops() {
         .iter()
         .filter(|line| line["message"] == "request" && line["route"] == "/health")
         .count();
-    assert_eq!(requests, REQUESTS, "request lines lost");
+    assert_eq!(requests, THREADS * PER_THREAD, "request lines lost");
     assert_eq!(
         lines.last().map(|line| line["message"].clone()),
         Some("stopped".into()),

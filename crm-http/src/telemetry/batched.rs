@@ -1,27 +1,5 @@
-//! Log lines written many to a system call: the writer of the local server's logs.
-//!
-//! Writing each line to stdout as it is made costs one `write` system call per line, made by the
-//! worker that serves the request, and under load the workers queue for the file behind stdout.
-//! Here a line is copied into a shared buffer instead, and one thread of its own writes the buffer
-//! out: woken by a line, it lets others come for [`LINGER`] (2 ms, or until 64 KiB are in) and
-//! writes them all at once. An idle server writes a line about 2 ms after it is made; a busy one
-//! makes one write per 2 ms, however many requests it serves, and wakes the thread as often.
-//!
-//! What it keeps:
-//!
-//! - **No line is lost.** A full buffer ([`Batched::with_limit`], 1 MiB by default) makes the next
-//!   writer wait for room, as a slow stdout made it wait before; nothing is dropped. [`Flush`],
-//!   dropped as the server stops, writes out what is buffered before it returns, and a line made
-//!   after that is written at once.
-//! - **Order.** Lines leave in the order they entered the buffer: whoever takes the buffer (the
-//!   thread, or after [`Flush`] a writer itself) takes it whole and holds the output until it is
-//!   written.
-//! - **Whole lines.** `tracing-subscriber` hands each line to one `write_all`, which enters the
-//!   buffer whole, under one lock.
-//!
-//! It is not for Lambda. Lambda may freeze the process as soon as an answer is posted, with lines
-//! still in a buffer; the bootstraps write each line to stdout before the handler returns
-//! ([`super::init_with`]).
+//! Log lines written many to a system call: the writer of the local server's logs ([`Batched`],
+//! which says what it keeps and where it must not be used).
 
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -40,12 +18,44 @@ const LINGER: Duration = Duration::from_millis(2);
 /// The buffered bytes at which the thread writes without lingering longer.
 const EARLY: usize = 64 << 10;
 
-/// The [`MakeWriter`] of batched lines: clone it freely; every clone fills the same buffer.
-pub struct Batched<W: Write + Send + 'static> {
+/// The [`MakeWriter`] of batched log lines: many lines to one `write` system call, for a
+/// long-running server. Clone it freely; every clone fills the same buffer.
+///
+/// Writing each line to stdout as it is made costs one `write` system call per line, made by the
+/// worker that serves the request, and under load the workers queue for the file behind stdout.
+/// Here a line is copied into a shared buffer instead, and one thread of its own writes the buffer
+/// out: woken by a line, it lets others come for 2 ms (or until 64 KiB are in) and writes them all
+/// at once. An idle server writes a line about 2 ms after it is made; a busy one makes one write
+/// per 2 ms, however many requests it serves, and wakes the thread as often.
+///
+/// What it keeps:
+///
+/// - **No line is lost, as long as the [`FlushGuard`] is dropped.** A full buffer (1 MiB for
+///   [`stdout`](Self::stdout), `limit` for [`new`](Self::new)) makes the next writer wait for
+///   room, as a slow stdout made it wait before; nothing is dropped. The guard, dropped as the
+///   server stops, writes out what is buffered before it returns, and a line made after that is
+///   written at once. What is still buffered when the process ends without dropping it
+///   (`std::process::exit`, `panic = "abort"`, SIGKILL, the guard forgotten) is lost: at most the
+///   last 2 ms of lines. If the writing thread dies (a panic in the output's `write`), writers
+///   write their lines themselves from then on.
+/// - **Order.** Lines leave in the order they entered the buffer: whoever takes the buffer (the
+///   thread, or after the guard is dropped a writer itself) takes it whole and holds the output
+///   until it is written.
+/// - **Whole lines.** `tracing-subscriber` hands each line to one `write_all`, which enters the
+///   buffer whole, under one lock. A [`BatchedWriter`] used by hand buffers each `write` call as
+///   it comes: `write!` with several pieces can interleave with other threads' lines.
+///
+/// A failed write of the output (stdout closed, say) drops that batch: there is nowhere to report
+/// it, as there was not for one line before.
+///
+/// **Not for Lambda.** Lambda may freeze the process as soon as an answer is posted, with lines
+/// still in the buffer; the bootstraps write each line to stdout before the handler returns
+/// ([`init_with`](super::init_with)).
+pub struct Batched<W> {
     shared: Arc<Shared<W>>,
 }
 
-impl<W: Write + Send + 'static> Clone for Batched<W> {
+impl<W> Clone for Batched<W> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
@@ -53,12 +63,27 @@ impl<W: Write + Send + 'static> Clone for Batched<W> {
     }
 }
 
-/// Writes out what is buffered and stops the writing thread when dropped; lines made after that
-/// are written as they come.
+impl<W> std::fmt::Debug for Batched<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batched")
+            .field("limit", &self.shared.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Writes out what is buffered and stops the writing thread of a [`Batched`] writer when dropped;
+/// lines made after that are written as they come. Keep it until the last line that matters has
+/// been made (in `crm-server`: until the server has stopped).
 #[must_use = "dropping it at once stops the batching at once"]
-pub struct Flush<W: Write + Send + 'static> {
+pub struct FlushGuard<W> {
     shared: Arc<Shared<W>>,
     thread: Option<JoinHandle<()>>,
+}
+
+impl<W> std::fmt::Debug for FlushGuard<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlushGuard").finish_non_exhaustive()
+    }
 }
 
 struct Shared<W> {
@@ -80,7 +105,7 @@ struct State {
     lingering: bool,
     /// Writers waiting on `room`.
     waiting: usize,
-    /// [`Flush`] was dropped: nothing waits for the thread any more.
+    /// The [`FlushGuard`] was dropped, or the writing thread died: writers write themselves.
     closed: bool,
 }
 
@@ -94,17 +119,19 @@ impl Batched<io::Stdout> {
     ///
     /// # Errors
     /// When the writing thread cannot be started.
-    pub fn stdout() -> io::Result<(Self, Flush<io::Stdout>)> {
-        Self::with_limit(io::stdout(), DEFAULT_LIMIT)
+    pub fn stdout() -> io::Result<(Self, FlushGuard<io::Stdout>)> {
+        Self::new(io::stdout(), DEFAULT_LIMIT)
     }
 }
 
 impl<W: Write + Send + 'static> Batched<W> {
-    /// Batched lines on `output`; a line waits while `limit` bytes or more are buffered.
+    /// Batched lines on `output`; a line waits while `limit` bytes or more are buffered (a
+    /// `limit` of 0 counts as 1: one batch at a time).
     ///
     /// # Errors
     /// When the writing thread cannot be started.
-    pub fn with_limit(output: W, limit: usize) -> io::Result<(Self, Flush<W>)> {
+    pub fn new(output: W, limit: usize) -> io::Result<(Self, FlushGuard<W>)> {
+        let limit = limit.max(1);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 lines: Vec::with_capacity(limit.min(DEFAULT_LIMIT)),
@@ -126,7 +153,7 @@ impl<W: Write + Send + 'static> Batched<W> {
             Self {
                 shared: Arc::clone(&shared),
             },
-            Flush {
+            FlushGuard {
                 shared,
                 thread: Some(thread),
             },
@@ -136,9 +163,21 @@ impl<W: Write + Send + 'static> Batched<W> {
 
 impl<W: Write + Send + 'static> Shared<W> {
     /// The writing thread: waits for a line, lets more come for [`LINGER`] (or until
-    /// [`EARLY`] bytes are in), takes the whole buffer and writes it; until [`Flush`] is dropped
+    /// [`EARLY`] bytes are in), takes the whole buffer and writes it; until the [`FlushGuard`] is dropped
     /// and nothing is left.
     fn write_until_closed(&self) {
+        /// Closes the buffer if the thread unwinds (a panic in the output's `write`): writers then
+        /// write themselves instead of waiting for room that would never come.
+        struct Closing<'a, W>(&'a Shared<W>);
+        impl<W> Drop for Closing<'_, W> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    lock(&self.0.state).closed = true;
+                    self.0.room.notify_all();
+                }
+            }
+        }
+        let _closing = Closing(self);
         let mut spare = Vec::with_capacity(self.limit.min(DEFAULT_LIMIT));
         let mut state = lock(&self.state);
         loop {
@@ -210,7 +249,7 @@ impl<W: Write + Send + 'static> Shared<W> {
     }
 }
 
-impl<W: Write + Send + 'static> Drop for Flush<W> {
+impl<W> Drop for FlushGuard<W> {
     fn drop(&mut self) {
         let mut state = lock(&self.shared.state);
         state.closed = true;
@@ -218,16 +257,23 @@ impl<W: Write + Send + 'static> Drop for Flush<W> {
         self.shared.room.notify_all();
         drop(state);
         if let Some(thread) = self.thread.take() {
-            // The thread only ends by returning; a panic in it left the lines to `put`.
+            // A thread that panicked has closed the buffer already: the writers write themselves.
             let _ = thread.join();
         }
     }
 }
 
-/// One handle of a [`Batched`] writer, as `tracing-subscriber` asks for one per line.
-pub struct BatchedLine<'a, W: Write + Send + 'static>(&'a Shared<W>);
+/// One handle of a [`Batched`] writer, as `tracing-subscriber` asks for one per line. Each
+/// `write` enters the buffer whole; `flush` does nothing (the [`FlushGuard`] flushes).
+pub struct BatchedWriter<'a, W>(&'a Shared<W>);
 
-impl<W: Write + Send + 'static> Write for BatchedLine<'_, W> {
+impl<W> std::fmt::Debug for BatchedWriter<'_, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchedWriter").finish_non_exhaustive()
+    }
+}
+
+impl<W: Write + Send + 'static> Write for BatchedWriter<'_, W> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         self.0.put(bytes)?;
         Ok(bytes.len())
@@ -243,10 +289,10 @@ impl<W: Write + Send + 'static> Write for BatchedLine<'_, W> {
 }
 
 impl<'a, W: Write + Send + 'static> MakeWriter<'a> for Batched<W> {
-    type Writer = BatchedLine<'a, W>;
+    type Writer = BatchedWriter<'a, W>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        BatchedLine(&self.shared)
+        BatchedWriter(&self.shared)
     }
 }
 
@@ -287,14 +333,67 @@ mod tests {
         }
     }
 
-    fn line(writer: &Batched<Writes>, text: &str) {
+    fn line<W: Write + Send + 'static>(writer: &Batched<W>, text: &str) {
         writer.make_writer().write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Waits until `condition` holds; fails after 10 s.
+    fn wait_until(condition: impl Fn() -> bool) {
+        let started = std::time::Instant::now();
+        while !condition() {
+            assert!(started.elapsed() < Duration::from_secs(10), "waited 10 s");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_limit_of_zero_still_writes_every_line() {
+        let out = Writes::default();
+        let (writer, flush) = Batched::new(out.clone(), 0).unwrap();
+        for n in 0..100 {
+            line(&writer, &format!("line {n}\n"));
+        }
+        drop(flush);
+        assert_eq!(out.text().lines().count(), 100);
+    }
+
+    /// An output whose first write panics.
+    #[derive(Clone, Default)]
+    struct PanicsOnce {
+        writes: Writes,
+        panicked: Arc<Mutex<bool>>,
+    }
+
+    impl Write for PanicsOnce {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            let first = !std::mem::replace(&mut *lock(&self.panicked), true);
+            assert!(!first, "the output failed");
+            self.writes.write(bytes)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn when_the_writing_thread_dies_writers_write_themselves_instead_of_waiting() {
+        let out = PanicsOnce::default();
+        let (writer, flush) = Batched::new(out.clone(), 64).unwrap();
+        line(&writer, "lost with the thread\n");
+        wait_until(|| lock(&writer.shared.state).closed);
+        // Far more than the limit: with the thread gone, none of these may wait for room.
+        for n in 0..100 {
+            line(&writer, &format!("line {n:03}\n"));
+        }
+        drop(flush);
+        let expected: Vec<String> = (0..100).map(|n| format!("line {n:03}\n")).collect();
+        assert_eq!(out.writes.text(), expected.concat());
     }
 
     #[test]
     fn every_line_of_every_thread_is_written_whole_and_in_its_threads_order() {
         let out = Writes::default();
-        let (writer, flush) = Batched::with_limit(out.clone(), 4096).unwrap();
+        let (writer, flush) = Batched::new(out.clone(), 4096).unwrap();
         std::thread::scope(|scope| {
             for thread in 0..4 {
                 let writer = writer.clone();
@@ -324,12 +423,10 @@ mod tests {
         let out = Writes::default();
         let (open, gate) = mpsc::channel();
         *lock(&out.gate) = Some(gate);
-        let (writer, flush) = Batched::with_limit(out.clone(), 1 << 20).unwrap();
+        let (writer, flush) = Batched::new(out.clone(), 1 << 20).unwrap();
         line(&writer, "first\n");
         // The thread has taken "first" (the buffer is empty again) and is held in its write.
-        while !lock(&writer.shared.state).lines.is_empty() {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until(|| lock(&writer.shared.state).lines.is_empty());
         for n in 0..100 {
             line(&writer, &format!("line {n}\n"));
         }
@@ -348,7 +445,7 @@ mod tests {
         let out = Writes::default();
         let (open, gate) = mpsc::channel();
         *lock(&out.gate) = Some(gate);
-        let (writer, flush) = Batched::with_limit(out.clone(), 64).unwrap();
+        let (writer, flush) = Batched::new(out.clone(), 64).unwrap();
         let (done, finished) = mpsc::channel();
         let producer = {
             let writer = writer.clone();
@@ -360,16 +457,7 @@ mod tests {
             })
         };
         // The first write is held: the producer fills the buffer and waits for room.
-        for _ in 0..10_000 {
-            if lock(&writer.shared.state).waiting > 0 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        assert!(
-            lock(&writer.shared.state).waiting > 0,
-            "nobody waits for room"
-        );
+        wait_until(|| lock(&writer.shared.state).waiting > 0);
         assert!(finished.try_recv().is_err(), "the producer did not wait");
         open.send(()).unwrap();
         producer.join().unwrap();
@@ -385,7 +473,7 @@ mod tests {
     #[test]
     fn flush_writes_what_is_buffered_and_later_lines_still_go_out_in_order() {
         let out = Writes::default();
-        let (writer, flush) = Batched::with_limit(out.clone(), 1 << 20).unwrap();
+        let (writer, flush) = Batched::new(out.clone(), 1 << 20).unwrap();
         for n in 0..50 {
             line(&writer, &format!("before {n}\n"));
         }
@@ -400,8 +488,8 @@ mod tests {
     #[test]
     fn a_subscriber_on_a_batched_writer_writes_its_json_lines() {
         let out = Writes::default();
-        let (writer, flush) = Batched::with_limit(out.clone(), 1 << 20).unwrap();
-        tracing::subscriber::with_default(super::super::subscriber("info", writer), || {
+        let (writer, flush) = Batched::new(out.clone(), 1 << 20).unwrap();
+        tracing::subscriber::with_default(crate::telemetry::subscriber("info", writer), || {
             tracing::info!(status = 200, "request");
             tracing::debug!("hidden");
         });
