@@ -69,7 +69,7 @@ for size in "${sizes[@]}"; do
     wait "$run" || { cat "$out/stderr.$size" >&2; exit 1; }
     run=
     ops=$((ROUNDS * OPS))
-    callgrind_annotate --inclusive=yes --threshold=100 "$out/callgrind.$size" \
+    rows=$(callgrind_annotate --inclusive=yes --threshold=100 "$out/callgrind.$size" \
         | awk -v size="$size" -v ops="$ops" '
             /^Events shown:/ { for (i = 3; i <= NF; i++) column[$i] = i - 2 }
             /memory_flat::batch_/ {
@@ -84,5 +84,9 @@ for size in "${sizes[@]}"; do
                 d1 = f[column["D1mr"]] + f[column["D1mw"]]
                 ll = f[column["DLmr"]] + f[column["DLmw"]]
                 printf "| %s | %s | %.0f | %.1f | %.1f |\n", size, name, ir / ops, d1 / ops, ll / ops
-            }'
+            }')
+    # No row means the dump holds none of the measured functions (renamed, say, or inlined away):
+    # a failure, not an empty table.
+    [[ -n $rows ]] || { echo "memory-flat-callgrind.sh: no memory_flat::batch_* function in the dump of $size customers" >&2; exit 1; }
+    echo "$rows"
 done

@@ -410,6 +410,12 @@ fn callgrind(args: &Args, size: usize, patcher: &mut Patcher) -> anyhow::Result<
         measure(op, &mut filled, args.ops, patcher);
     }
     measured(args, &mut filled, patcher);
+    anyhow::ensure!(
+        filled.repo.len() == filled.len,
+        "the store holds {} customers after the measured batches, not {}",
+        filled.repo.len(),
+        filled.len
+    );
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
