@@ -19,9 +19,9 @@
 //! A long-running server installs the same lines with [`init_batched`], which writes them many to a
 //! system call ([`Batched`]); a Lambda function with [`init_with`] or [`init`], one write per line.
 //!
-//! With crm-http's feature `otel` and an OTLP endpoint in the [`Config`]
-//! ([`Config::traces`]), [`init_with`] (and [`init_batched`]) adds the span export of the `otel` module beside the logs: a
-//! second layer, with a filter of its own that takes the request span and the AWS SDK's span of
+//! With crm-http's feature `otel` and an OTLP endpoint in the [`Config`] ([`Config::traces`]),
+//! [`init_with`] (and [`init_batched`]) adds the span export of the `otel` module beside the logs:
+//! a second layer, with a filter of its own that takes the request span and the AWS SDK's span of
 //! each DynamoDB call, and nothing else; the logs keep exactly their filters and lines. Without an
 //! endpoint (or without the feature) [`init_with`] installs [`subscriber`] alone, as [`init`]
 //! does: nothing of OpenTelemetry is in the process.

@@ -162,9 +162,9 @@ impl<W: Write + Send + 'static> Batched<W> {
 }
 
 impl<W: Write + Send + 'static> Shared<W> {
-    /// The writing thread: waits for a line, lets more come for [`LINGER`] (or until
-    /// [`EARLY`] bytes are in), takes the whole buffer and writes it; until the [`FlushGuard`] is dropped
-    /// and nothing is left.
+    /// The writing thread: waits for a line, lets more come for [`LINGER`] (or until [`EARLY`]
+    /// bytes are in), takes the whole buffer and writes it; until the [`FlushGuard`] is dropped and
+    /// nothing is left.
     fn write_until_closed(&self) {
         /// Closes the buffer if the thread unwinds (a panic in the output's `write`): writers then
         /// write themselves instead of waiting for room that would never come.
