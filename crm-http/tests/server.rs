@@ -32,6 +32,48 @@ impl Drop for Running {
     }
 }
 
+/// The address in the server's first line ("crm-server listening on http://127.0.0.1:PORT …").
+fn address_in(first_line: &str) -> String {
+    first_line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {first_line:?}"))
+        .to_owned()
+}
+
+/// `GET /health` on a connection of its own, which must answer 200.
+fn get_health(address: &str) {
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+/// Sends SIGTERM to `child`, which must exit successfully within 10 s.
+fn terminate(child: &mut std::process::Child) {
+    let terminated = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the server did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
 fn not_utf8() -> OsString {
     OsString::from_vec(b"127.0.0.1:\xff".to_vec())
 }
@@ -100,42 +142,13 @@ fn the_server_starts_answers_and_stops_on_sigterm_whatever_else_the_environment_
         .read_line(&mut first_line)
         .unwrap();
     // "crm-server listening on http://127.0.0.1:PORT with DynamoDB table crm-server-test; ..."
-    let address = first_line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {first_line:?}"))
-        .to_owned();
+    let address = address_in(&first_line);
     assert!(
         first_line.contains("DynamoDB table crm-server-test"),
         "{first_line}"
     );
-
-    let mut stream = std::net::TcpStream::connect(&address).unwrap();
-    stream
-        .write_all(b"GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-
-    let terminated = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(terminated.success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the server did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "{status:?}");
+    get_health(&address);
+    terminate(child);
 }
 
 /// Lines the server writes are batched (2 ms at most in a buffer): stopping it right after a burst
@@ -155,52 +168,23 @@ fn every_request_line_and_the_last_line_reach_stdout_when_the_server_stops() {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first_line = String::new();
     stdout.read_line(&mut first_line).unwrap();
-    let address = first_line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {first_line:?}"))
-        .to_owned();
+    let address = address_in(&first_line);
     std::thread::scope(|scope| {
         for _ in 0..THREADS {
             scope.spawn(|| {
                 for _ in 0..PER_THREAD {
-                    let mut stream = std::net::TcpStream::connect(&address).unwrap();
-                    stream
-                        .write_all(
-                            b"GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
-                        )
-                        .unwrap();
-                    let mut response = String::new();
-                    stream.read_to_string(&mut response).unwrap();
-                    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+                    get_health(&address);
                 }
             });
         }
     });
-    // At once: the last lines are still in the log writer's buffer.
-    let terminated = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(terminated.success());
     // The rest of stdout, read beside: the pipe closes when the process has exited.
     let reader = std::thread::spawn(move || {
         let mut rest = String::new();
         stdout.read_to_string(&mut rest).map(|_| rest)
     });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the server did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "{status:?}");
+    // At once: the last lines are still in the log writer's buffer.
+    terminate(child);
     let rest = reader.join().unwrap().unwrap();
     let lines: Vec<serde_json::Value> = rest
         .lines()

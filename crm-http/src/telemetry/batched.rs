@@ -205,14 +205,19 @@ impl<W: Write + Send + 'static> Shared<W> {
             if state.waiting > 0 {
                 self.room.notify_all();
             }
-            let mut output = lock(&self.output);
-            drop(state);
             // Nowhere to report a failed write of the log itself (stdout closed, say).
-            let _ = output.write_all(&spare).and_then(|()| output.flush());
-            drop(output);
+            let _ = self.write_out(state, &spare);
             spare.clear();
             state = lock(&self.state);
         }
+    }
+
+    /// Writes `batch`, just taken from the buffer under `state`: the output is locked before
+    /// `state` is released, so that batches leave in the order they were taken.
+    fn write_out(&self, state: MutexGuard<'_, State>, batch: &[u8]) -> io::Result<()> {
+        let mut output = lock(&self.output);
+        drop(state);
+        output.write_all(batch).and_then(|()| output.flush())
     }
 
     /// The buffered bytes at which the thread stops lingering.
@@ -234,9 +239,7 @@ impl<W: Write + Send + 'static> Shared<W> {
         if state.closed {
             // No thread writes any more: write out the buffer (this line last) ourselves.
             let lines = std::mem::take(&mut state.lines);
-            let mut output = lock(&self.output);
-            drop(state);
-            return output.write_all(&lines).and_then(|()| output.flush());
+            return self.write_out(state, &lines);
         }
         if state.idle {
             state.idle = false;
