@@ -45,8 +45,9 @@ const EARLY: usize = 64 << 10;
 ///   buffer whole, under one lock. A [`BatchedWriter`] used by hand buffers each `write` call as
 ///   it comes: `write!` with several pieces can interleave with other threads' lines.
 ///
-/// A failed write of the output (stdout closed, say) drops that batch: there is nowhere to report
-/// it, as there was not for one line before.
+/// An output that would block (a non-blocking stdout whose reader is slow) is waited for, as a
+/// blocking one is. A failed write of the output (stdout closed, say) drops that batch: there is
+/// nowhere to report it, as there was not for one line before.
 ///
 /// **Not for Lambda.** Lambda may freeze the process as soon as an answer is posted, with lines
 /// still in the buffer; the bootstraps write each line to stdout before the handler returns
@@ -107,6 +108,42 @@ struct State {
     waiting: usize,
     /// The [`FlushGuard`] was dropped, or the writing thread died: writers write themselves.
     closed: bool,
+}
+
+/// The longest pause between two tries of an output that would block.
+const MAX_PAUSE: Duration = Duration::from_millis(50);
+
+/// Writes all of `batch` to `output` and flushes it, waiting out an output that would block.
+///
+/// `std`'s `write_all` gives up on `WouldBlock`, and stdout is non-blocking when whoever reads it
+/// made the pipe so (a terminal multiplexer, a Node.js parent): that would drop the batch. Here
+/// the write is tried again after a pause that grows to [`MAX_PAUSE`], as long as it takes, as a
+/// blocking stdout would have waited; the buffer meanwhile fills, and writers then wait for room.
+fn write_patiently(output: &mut impl Write, mut batch: &[u8]) -> io::Result<()> {
+    let mut pause = Duration::from_millis(1);
+    let wait = |pause: &mut Duration| {
+        std::thread::sleep(*pause);
+        *pause = (*pause * 2).min(MAX_PAUSE);
+    };
+    while !batch.is_empty() {
+        match output.write(batch) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => {
+                batch = &batch[written..];
+                pause = Duration::from_millis(1);
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => wait(&mut pause),
+            Err(error) => return Err(error),
+        }
+    }
+    loop {
+        match output.flush() {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => wait(&mut pause),
+            result => return result,
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -217,7 +254,7 @@ impl<W: Write + Send + 'static> Shared<W> {
     fn write_out(&self, state: MutexGuard<'_, State>, batch: &[u8]) -> io::Result<()> {
         let mut output = lock(&self.output);
         drop(state);
-        output.write_all(batch).and_then(|()| output.flush())
+        write_patiently(&mut *output, batch)
     }
 
     /// The buffered bytes at which the thread stops lingering.
@@ -358,6 +395,55 @@ mod tests {
         }
         drop(flush);
         assert_eq!(out.text().lines().count(), 100);
+    }
+
+    /// A non-blocking output with a slow reader: every other call would block (flushes too), one
+    /// is interrupted, and a write takes at most 7 bytes.
+    #[derive(Clone, Default)]
+    struct Reluctant {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        calls: Arc<Mutex<usize>>,
+    }
+
+    impl Reluctant {
+        fn refuses(&self) -> Option<io::Error> {
+            let mut calls = lock(&self.calls);
+            *calls += 1;
+            match *calls {
+                3 => Some(io::ErrorKind::Interrupted.into()),
+                n if n % 2 == 0 => Some(io::ErrorKind::WouldBlock.into()),
+                _ => None,
+            }
+        }
+    }
+
+    impl Write for Reluctant {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            if let Some(refusal) = self.refuses() {
+                return Err(refusal);
+            }
+            let taken = bytes.len().min(7);
+            lock(&self.bytes).extend_from_slice(&bytes[..taken]);
+            Ok(taken)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.refuses().map_or(Ok(()), Err)
+        }
+    }
+
+    #[test]
+    fn an_output_that_would_block_or_is_interrupted_is_waited_for_and_loses_nothing() {
+        let out = Reluctant::default();
+        let (writer, flush) = Batched::new(out.clone(), 64).unwrap();
+        let lines: Vec<String> = (0..50).map(|n| format!("line {n}\n")).collect();
+        for text in &lines {
+            line(&writer, text);
+        }
+        let expected = lines.concat();
+        drop(flush);
+        line(&writer, "after the guard\n");
+        let written = String::from_utf8(lock(&out.bytes).clone()).unwrap();
+        assert_eq!(written, format!("{expected}after the guard\n"));
     }
 
     /// An output whose first write panics.
