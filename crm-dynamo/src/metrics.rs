@@ -7,7 +7,8 @@
 //! | [`ERRORS`] `dynamodb_errors` | counter | count | `operation` | calls that failed for any reason but a condition of the store's own (see below) |
 //! | [`RETRIES`] `dynamodb_retries` | counter | count | `operation` | attempts after the first, whatever their cause |
 //! | [`THROTTLES`] `dynamodb_throttles` | counter | count | `operation` | attempts DynamoDB throttled |
-//! | [`CALL_DURATION`] `dynamodb_call_duration_ms` | histogram | milliseconds | `operation` | one call, retries and back-off included |
+//! | [`CANCELLED`] `dynamodb_cancelled` | counter | count | `operation` | calls dropped before their end: a deadline (the repository's, a request's) cut them |
+//! | [`CALL_DURATION`] `dynamodb_call_duration_ms` | histogram | milliseconds | `operation` | one call, retries and back-off included; a cancelled call until it was dropped |
 //!
 //! `operation` is the API name (`GetItem`, `TransactWriteItems`, …; `other` for a name not in
 //! [`OPERATIONS`]), never a table name, key or value. A throttle is an attempt answered
@@ -17,11 +18,16 @@
 //! condition failures only, is not an error: that is how the store learns that an id or email is
 //! taken, or a version changed.
 //!
+//! A call cut short is recorded when the SDK's future is dropped (the call's state goes with it):
+//! it counts in [`CANCELLED`] and its time so far in [`CALL_DURATION`], so that the slowest calls,
+//! those a deadline cut, stay in the latency figures; it is in none of the other counters.
+//!
 //! Nothing is recorded until a binary installs a recorder (`metrics::set_global_recorder`); until
 //! then each call costs the interceptor a few branches and an `Instant`. The error body is read
 //! (it is already in memory) only when the status is 400 or more, and only its error codes are
 //! kept, never its message or items.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use aws_sdk_dynamodb::config::interceptors::{
@@ -42,6 +48,8 @@ pub const ERRORS: &str = "dynamodb_errors";
 pub const RETRIES: &str = "dynamodb_retries";
 /// Counter: attempts DynamoDB throttled.
 pub const THROTTLES: &str = "dynamodb_throttles";
+/// Counter: calls dropped before their end.
+pub const CANCELLED: &str = "dynamodb_cancelled";
 /// Histogram, milliseconds: the duration of one call, retries included.
 pub const CALL_DURATION: &str = "dynamodb_call_duration_ms";
 /// The one label of every DynamoDB metric: the operation.
@@ -82,6 +90,11 @@ pub fn describe() {
     );
     metrics::describe_counter!(RETRIES, Unit::Count, "DynamoDB attempts after the first");
     metrics::describe_counter!(THROTTLES, Unit::Count, "DynamoDB attempts throttled");
+    metrics::describe_counter!(
+        CANCELLED,
+        Unit::Count,
+        "DynamoDB calls dropped before their end (cut by a deadline)"
+    );
     metrics::describe_histogram!(
         CALL_DURATION,
         Unit::Milliseconds,
@@ -93,12 +106,33 @@ pub fn describe() {
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct CallMetrics;
 
-/// When the call started, kept in the call's config bag.
-#[derive(Debug, Clone, Copy)]
-struct CallStart(Instant);
+/// One call under way, kept in the call's config bag, which the SDK drops with the call: when the
+/// call ran to its end, after [`CallMetrics::read_after_execution`] has marked it; when the call's
+/// future was dropped before, with nothing marked, and the drop records the cancellation.
+#[derive(Debug)]
+struct CallUnderWay {
+    started: Instant,
+    operation: &'static str,
+    ended: AtomicBool,
+}
 
-impl Storable for CallStart {
+impl Storable for CallUnderWay {
     type Storer = StoreReplace<Self>;
+}
+
+impl Drop for CallUnderWay {
+    fn drop(&mut self) {
+        if !*self.ended.get_mut() {
+            metrics::counter!(CANCELLED, OPERATION => self.operation).increment(1);
+            record_duration(self.operation, self.started);
+        }
+    }
+}
+
+/// Records the duration of a call of `operation` that started at `started`.
+fn record_duration(operation: &'static str, started: Instant) {
+    metrics::histogram!(CALL_DURATION, OPERATION => operation)
+        .record(started.elapsed().as_secs_f64() * 1000.0);
 }
 
 impl Intercept for CallMetrics {
@@ -106,12 +140,20 @@ impl Intercept for CallMetrics {
         "crm: DynamoDB call metrics"
     }
 
-    fn read_before_execution(
+    // Not `read_before_execution`: a client's interceptors see that before the operation's
+    // configuration, its name included, is in the bag.
+    fn read_before_serialization(
         &self,
         _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        cfg.interceptor_state().store_put(CallStart(Instant::now()));
+        let call = CallUnderWay {
+            started: Instant::now(),
+            operation: operation(cfg),
+            ended: AtomicBool::new(false),
+        };
+        cfg.interceptor_state().store_put(call);
         Ok(())
     }
 
@@ -146,9 +188,9 @@ impl Intercept for CallMetrics {
         if failed {
             metrics::counter!(ERRORS, OPERATION => operation).increment(1);
         }
-        if let Some(CallStart(started)) = cfg.load::<CallStart>() {
-            metrics::histogram!(CALL_DURATION, OPERATION => operation)
-                .record(started.elapsed().as_secs_f64() * 1000.0);
+        if let Some(call) = cfg.load::<CallUnderWay>() {
+            call.ended.store(true, Ordering::Relaxed);
+            record_duration(operation, call.started);
         }
         Ok(())
     }

@@ -3237,13 +3237,14 @@ const EMF_ALARMS: [EmfAlarm; 3] = [
 ];
 
 /// The metrics the dashboard promises to show, under these dimension sets.
-const EMF_WIDGETS: [(&str, &[&str]); 11] = [
+const EMF_WIDGETS: [(&str, &[&str]); 12] = [
     ("http_requests", &["function", "status_class"]),
     ("http_request_duration_ms", &["function", "route"]),
     ("dynamodb_calls", &["function", "operation"]),
     ("dynamodb_call_duration_ms", &["function", "operation"]),
     ("dynamodb_retries", &["function", "operation"]),
     ("dynamodb_throttles", &["function", "operation"]),
+    ("dynamodb_cancelled", &["function", "operation"]),
     ("cold_starts", &["function"]),
     ("events_published", &["function"]),
     ("events_failed_entries", &["function"]),

@@ -339,12 +339,17 @@ impl Seen {
     }
 
     fn durations(&self, series: &str) -> usize {
+        self.values(series).len()
+    }
+
+    /// The values recorded in a histogram.
+    fn values(&self, series: &str) -> Vec<f64> {
         let histograms = self
             .histograms
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        histograms.get(series).map_or(0, |v| {
-            v.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+        histograms.get(series).map_or_else(Vec::new, |v| {
+            v.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
         })
     }
 }
@@ -414,6 +419,52 @@ fn call_metrics_count_throttles_retries_and_errors_per_operation() {
                     ("dynamodb_errors{operation=GetItem}", 1),
                 ])
             );
+        });
+    });
+}
+
+/// An endpoint that takes requests and never answers them: every call waits until it is cut.
+async fn silent() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    url
+}
+
+/// A call that a deadline cuts is dropped by the SDK's caller before the SDK's own end of it: it
+/// counts as cancelled, with its time until then among the durations, and in no other counter.
+#[test]
+fn a_call_cut_by_the_deadline_counts_as_cancelled_with_its_duration() {
+    let seen = Seen::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&seen, || {
+        runtime.block_on(async {
+            let endpoint = Scripted {
+                url: silent().await,
+                targets: Arc::default(),
+            };
+            let deadline = Duration::from_millis(100);
+            let repo = repository(&endpoint, deadline).await;
+            let result = repo.get(&CustomerId::parse("a").unwrap()).await;
+            assert!(
+                matches!(result, Err(RepositoryError::Unavailable { .. })),
+                "{result:?}"
+            );
+            assert_eq!(
+                seen.take(),
+                [("dynamodb_cancelled{operation=GetItem}".to_owned(), 1)]
+            );
+            let durations = seen.values("dynamodb_call_duration_ms{operation=GetItem}");
+            assert_eq!(durations.len(), 1, "{durations:?}");
+            assert!(durations[0] >= 100.0, "{durations:?}");
         });
     });
 }
