@@ -14,7 +14,7 @@
 //! | --- | --- | --- | --- |
 //! | [`HTTP_REQUESTS`] `http_requests` | counter | count | `route`, `method`, `status_class` |
 //! | [`HTTP_REQUEST_DURATION`] `http_request_duration_ms` | histogram | milliseconds | `route`, `method`, `status_class` |
-//! | `dynamodb_calls`, `dynamodb_errors`, `dynamodb_retries`, `dynamodb_throttles` | counter | count | `operation` (`crm_dynamo::metrics`) |
+//! | `dynamodb_calls`, `dynamodb_errors`, `dynamodb_retries`, `dynamodb_throttles`, `dynamodb_cancelled` | counter | count | `operation` (`crm_dynamo::metrics`) |
 //! | `dynamodb_call_duration_ms` | histogram | milliseconds | `operation` |
 //! | `cold_starts` | counter | count | none (`crm-lambda`, once per sandbox, at its first invocation) |
 //!
@@ -23,11 +23,11 @@
 //! method's text). `status_class` is `1xx` to `5xx`. No label holds a customer value: every label
 //! value comes from a fixed list or from this router's templates.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::Method;
-use metrics::{Label, SharedString, Unit};
+use metrics::{Key, Label, SharedString, Unit};
 
 /// Counter: HTTP requests answered, whatever their outcome.
 pub const HTTP_REQUESTS: &str = "http_requests";
@@ -59,20 +59,73 @@ pub fn describe() {
 
 /// Records one answered request.
 pub(crate) fn record_request(route: &str, method: &Method, status: u16, elapsed: Duration) {
-    // Every value static for this router's own routes; the counter and the histogram share the
-    // labels.
+    let milliseconds = elapsed.as_secs_f64() * 1000.0;
+    let method = method_label(method);
+    let class = status_class(status);
+    if let Some(keys) = RequestKeys::of(route, method, class) {
+        metrics::with_recorder(|recorder| {
+            recorder
+                .register_counter(&keys.requests, &METADATA)
+                .increment(1);
+            recorder
+                .register_histogram(&keys.duration, &METADATA)
+                .record(milliseconds);
+        });
+        return;
+    }
+    // A route of no API operation (the docs page's, `/metrics`): its label is a copy of its own.
     let labels = [
-        Label::new(ROUTE, route_label(route)),
-        Label::from_static_parts(METHOD, method_label(method)),
-        Label::from_static_parts(STATUS_CLASS, status_class(status)),
+        Label::new(ROUTE, SharedString::from_shared(Arc::<str>::from(route))),
+        Label::from_static_parts(METHOD, method),
+        Label::from_static_parts(STATUS_CLASS, class),
     ];
     metrics::counter!(HTTP_REQUESTS, labels.iter()).increment(1);
-    metrics::histogram!(HTTP_REQUEST_DURATION, labels.iter())
-        .record(elapsed.as_secs_f64() * 1000.0);
+    metrics::histogram!(HTTP_REQUEST_DURATION, labels.iter()).record(milliseconds);
 }
 
-/// The route templates of the API's operations, whose label needs no copy of its own.
-const API_ROUTES: [&str; 8] = [
+/// What the `metrics` macros give a metric recorded in this module.
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// The keys of the two request metrics for one route, method and status class of the API.
+struct RequestKeys {
+    requests: Key,
+    duration: Key,
+}
+
+/// How many route, method and status class triples there are.
+const TRIPLES: usize = ROUTE_LABELS.len() * METHOD_LABELS.len() * STATUS_CLASSES.len();
+
+/// The keys of every triple of [`ROUTE_LABELS`], [`METHOD_LABELS`] and [`STATUS_CLASSES`], each
+/// made at its first request: a key (name, labels and the hash of both) made for every request
+/// would cost two label lists a request, recorder or not.
+static REQUEST_KEYS: [OnceLock<RequestKeys>; TRIPLES] = [const { OnceLock::new() }; TRIPLES];
+
+impl RequestKeys {
+    /// The keys of `route`, `method` and `class`; `None` for a route outside [`ROUTE_LABELS`].
+    fn of(route: &str, method: &str, class: &str) -> Option<&'static Self> {
+        let position = |labels: &[&str], value: &str| labels.iter().position(|l| *l == value);
+        let route = position(&ROUTE_LABELS, route)?;
+        let method = position(&METHOD_LABELS, method)?;
+        let class = position(&STATUS_CLASSES, class)?;
+        let index = (route * METHOD_LABELS.len() + method) * STATUS_CLASSES.len() + class;
+        let keys = REQUEST_KEYS.get(index)?.get_or_init(|| {
+            let labels = [
+                Label::from_static_parts(ROUTE, ROUTE_LABELS[route]),
+                Label::from_static_parts(METHOD, METHOD_LABELS[method]),
+                Label::from_static_parts(STATUS_CLASS, STATUS_CLASSES[class]),
+            ];
+            Self {
+                requests: Key::from_parts(HTTP_REQUESTS, labels.to_vec()),
+                duration: Key::from_parts(HTTP_REQUEST_DURATION, labels.to_vec()),
+            }
+        });
+        Some(keys)
+    }
+}
+
+/// The `route` labels of the API's operations, and [`UNMATCHED_ROUTE`].
+const ROUTE_LABELS: [&str; 9] = [
     "/customers",
     "/customers/search",
     "/customers/batch",
@@ -81,20 +134,16 @@ const API_ROUTES: [&str; 8] = [
     "/openapi.json",
     "/Customers",
     "/DynamoDBManager",
+    UNMATCHED_ROUTE,
 ];
 
-/// `route` as a label value: a static string for the API's routes and `unmatched`, a shared copy
-/// for any other (the docs page's, `/metrics`).
-fn route_label(route: &str) -> SharedString {
-    API_ROUTES
-        .iter()
-        .chain(&[UNMATCHED_ROUTE])
-        .find(|known| **known == route)
-        .map_or_else(
-            || SharedString::from_shared(Arc::<str>::from(route)),
-            |known| SharedString::const_str(known),
-        )
-}
+/// The `method` labels: [`method_label`]'s values.
+const METHOD_LABELS: [&str; 8] = [
+    "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "other",
+];
+
+/// The `status_class` labels: [`status_class`]'s values.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// The standard methods as themselves, any other as `other`: a method is text the client chooses.
 fn method_label(method: &Method) -> &'static str {
@@ -194,14 +243,38 @@ mod tests {
     }
 
     #[test]
-    fn every_documented_route_has_a_static_label() {
+    fn every_documented_route_method_and_class_has_its_keys_made_once() {
         let mut documented = crate::openapi::paths();
+        documented.push(UNMATCHED_ROUTE.to_owned());
         documented.sort();
-        let mut known = API_ROUTES.map(str::to_owned).to_vec();
+        let mut known = ROUTE_LABELS.map(str::to_owned).to_vec();
         known.sort();
         assert_eq!(known, documented);
-        for route in ["/customers/{id}", UNMATCHED_ROUTE, "/docs/{file}"] {
-            assert_eq!(&*route_label(route), route);
+        let methods = [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::from_bytes(b"PURGE").unwrap(),
+        ];
+        for route in ROUTE_LABELS {
+            for method in &methods {
+                for status in [101, 200, 302, 404, 503] {
+                    let (method, class) = (method_label(method), status_class(status));
+                    let keys = RequestKeys::of(route, method, class).unwrap();
+                    let labels: Vec<_> = keys.requests.labels().map(Label::value).collect();
+                    assert_eq!(labels, [route, method, class]);
+                    assert_eq!(keys.requests.name(), HTTP_REQUESTS);
+                    assert_eq!(keys.duration.name(), HTTP_REQUEST_DURATION);
+                    assert_eq!(keys.duration.labels().count(), 3);
+                    let again = RequestKeys::of(route, method, class).unwrap();
+                    assert!(std::ptr::eq(keys, again), "made twice");
+                }
+            }
         }
+        assert!(RequestKeys::of("/docs/{file}", "GET", "2xx").is_none());
     }
 }

@@ -41,6 +41,15 @@ pub(crate) const TARGET: &str = "crm_http::middleware";
 /// The response header that carries the request id.
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The request id header of API Gateway and of proxies in front of it.
+const AMZN_REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
+
+/// The X-Ray trace header (API Gateway's REST API and ALB set it).
+const AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+
+/// The W3C trace context header.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
 /// What precedes the routed path in the URL the client used (`/prod`, a custom domain's base path,
 /// or nothing), for `Location` headers.
 #[derive(Clone, Debug, Default)]
@@ -303,9 +312,11 @@ fn request_id(request: &Request) -> String {
     {
         return id.to_owned();
     }
-    ["x-amzn-requestid", "x-request-id"]
+    // Looked up by `HeaderName`, not by `&str`, which `http` would parse and check again on
+    // every request.
+    [AMZN_REQUEST_ID, REQUEST_ID]
         .iter()
-        .filter_map(|name| request.headers().get(*name)?.to_str().ok())
+        .filter_map(|name| request.headers().get(name)?.to_str().ok())
         .find(|id| {
             (1..=128).contains(&id.len())
                 && id
@@ -367,11 +378,11 @@ fn trace_id(request: &Request) -> Option<String> {
         .extensions()
         .get::<PlatformContext>()
         .and_then(|context| context.trace_header.as_deref());
-    let header = |name: &str| request.headers().get(name)?.to_str().ok();
+    let header = |name: &HeaderName| request.headers().get(name)?.to_str().ok();
     platform
         .and_then(xray_root)
-        .or_else(|| header("x-amzn-trace-id").and_then(xray_root))
-        .or_else(|| header("traceparent").and_then(w3c_trace_id))
+        .or_else(|| header(&AMZN_TRACE_ID).and_then(xray_root))
+        .or_else(|| header(&TRACEPARENT).and_then(w3c_trace_id))
         .map(str::to_owned)
 }
 
@@ -384,11 +395,11 @@ fn remote_parent(request: &Request) -> Option<crate::otel::RemoteParent> {
         .extensions()
         .get::<PlatformContext>()
         .and_then(|context| context.trace_header.as_deref());
-    let header = |name: &str| request.headers().get(name)?.to_str().ok();
+    let header = |name: &HeaderName| request.headers().get(name)?.to_str().ok();
     platform
         .and_then(xray_parent)
-        .or_else(|| header("x-amzn-trace-id").and_then(xray_parent))
-        .or_else(|| header("traceparent").and_then(w3c_parent))
+        .or_else(|| header(&AMZN_TRACE_ID).and_then(xray_parent))
+        .or_else(|| header(&TRACEPARENT).and_then(w3c_parent))
 }
 
 /// The parent of an X-Ray trace header: its `Root` (well-formed, as [`xray_root`] takes it; the
