@@ -7,7 +7,7 @@
 //! | [`ERRORS`] `dynamodb_errors` | counter | count | `operation` | calls that failed for any reason but a condition of the store's own (see below) |
 //! | [`RETRIES`] `dynamodb_retries` | counter | count | `operation` | attempts after the first, whatever their cause |
 //! | [`THROTTLES`] `dynamodb_throttles` | counter | count | `operation` | attempts DynamoDB throttled |
-//! | [`CANCELLED`] `dynamodb_cancelled` | counter | count | `operation` | calls dropped before their end: a deadline (the repository's, a request's) cut them |
+//! | [`CANCELLED`] `dynamodb_cancelled` | counter | count | `operation` | calls dropped before their end (see below) |
 //! | [`CALL_DURATION`] `dynamodb_call_duration_ms` | histogram | milliseconds | `operation` | one call, retries and back-off included; a cancelled call until it was dropped |
 //!
 //! `operation` is the API name (`GetItem`, `TransactWriteItems`, …; `other` for a name not in
@@ -18,9 +18,16 @@
 //! condition failures only, is not an error: that is how the store learns that an id or email is
 //! taken, or a version changed.
 //!
-//! A call cut short is recorded when the SDK's future is dropped (the call's state goes with it):
-//! it counts in [`CANCELLED`] and its time so far in [`CALL_DURATION`], so that the slowest calls,
-//! those a deadline cut, stay in the latency figures; it is in none of the other counters.
+//! A call dropped before its end is recorded as its state, kept with the SDK's future, is dropped:
+//! it counts in [`CANCELLED`] and its time so far in [`CALL_DURATION`], so that the slowest calls
+//! stay in the latency figures. What drops a call: the repository's deadline when it comes first,
+//! a request's deadline, the failure of a sibling call run beside it (`describe`, the merged
+//! queries of a listing), a request the server stopped serving. It is not in [`CALLS`],
+//! [`ERRORS`] or [`RETRIES`]; a throttled attempt before the drop is in [`THROTTLES`]. A call
+//! that the SDK's own operation timeout ends runs to its end as an error: it counts in [`CALLS`]
+//! and [`ERRORS`], with its duration. [`connect`](crate::DynamoCustomerRepository::connect) sets
+//! that timeout to the repository's deadline, and on an operation's first call it usually fires
+//! first.
 //!
 //! Nothing is recorded until a binary installs a recorder (`metrics::set_global_recorder`); until
 //! then each call costs the interceptor a few branches and an `Instant`. The error body is read
@@ -93,7 +100,7 @@ pub fn describe() {
     metrics::describe_counter!(
         CANCELLED,
         Unit::Count,
-        "DynamoDB calls dropped before their end (cut by a deadline)"
+        "DynamoDB calls dropped before their end (a deadline, a failed sibling call, a dropped request)"
     );
     metrics::describe_histogram!(
         CALL_DURATION,

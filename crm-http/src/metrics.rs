@@ -269,7 +269,8 @@ mod tests {
                     assert_eq!(labels, [route, method, class]);
                     assert_eq!(keys.requests.name(), HTTP_REQUESTS);
                     assert_eq!(keys.duration.name(), HTTP_REQUEST_DURATION);
-                    assert_eq!(keys.duration.labels().count(), 3);
+                    let labels: Vec<_> = keys.duration.labels().map(Label::value).collect();
+                    assert_eq!(labels, [route, method, class]);
                     let again = RequestKeys::of(route, method, class).unwrap();
                     assert!(std::ptr::eq(keys, again), "made twice");
                 }

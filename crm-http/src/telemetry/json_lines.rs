@@ -84,7 +84,9 @@ impl<'writer> FormatFields<'writer> for JsonMembers {
         let mut staged = Staged::new();
         let mut members = Members::new(&mut staged, true);
         fields.record(&mut members);
-        if members.result.is_ok() {
+        // `full`, not only the result: a `Debug` that ignores a failed write would otherwise
+        // leave a hole in its value.
+        if members.result.is_ok() && !staged.full {
             return writer.write_str(staged.text());
         }
         let mut members = Members::new(&mut writer, true);
@@ -111,10 +113,12 @@ impl<'writer> FormatFields<'writer> for JsonMembers {
     }
 }
 
-/// Up to [`Staged::CAPACITY`] bytes of text on the stack; a write that would not fit fails.
+/// Up to [`Staged::CAPACITY`] bytes of text on the stack; once a write did not fit, it is full:
+/// that write and every later one fail.
 struct Staged {
     bytes: [u8; Staged::CAPACITY],
     len: usize,
+    full: bool,
 }
 
 impl Staged {
@@ -124,6 +128,7 @@ impl Staged {
         Self {
             bytes: [0; Self::CAPACITY],
             len: 0,
+            full: false,
         }
     }
 
@@ -136,7 +141,13 @@ impl Staged {
 impl fmt::Write for Staged {
     fn write_str(&mut self, text: &str) -> fmt::Result {
         let end = self.len + text.len();
-        let slot = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
+        let slot = self
+            .bytes
+            .get_mut(self.len..end)
+            .filter(|_| !self.full)
+            .ok_or(fmt::Error);
+        self.full = slot.is_err();
+        let slot = slot?;
         slot.copy_from_slice(text.as_bytes());
         self.len = end;
         Ok(())
@@ -480,6 +491,26 @@ mod tests {
             lines[0]["span"],
             json!({"request_id": "r-4", "long": long, "name": "request"})
         );
+    }
+
+    #[test]
+    fn a_value_that_ignores_a_failed_write_still_reaches_the_span_whole() {
+        struct Careless(String);
+        impl fmt::Display for Careless {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // Both results ignored: after a write too long for the stack, a short one that
+                // fitted would leave a hole in the value.
+                let _ = f.write_str(&self.0);
+                let _ = f.write_str("-end");
+                Ok(())
+            }
+        }
+        let long = "x".repeat(Staged::CAPACITY);
+        let lines = lines(|| {
+            let span = tracing::info_span!("request", value = %Careless(long.clone()));
+            span.in_scope(|| tracing::info!("inside"));
+        });
+        assert_eq!(lines[0]["span"]["value"], format!("{long}-end"));
     }
 
     #[test]
