@@ -60,8 +60,7 @@ pub fn describe() {
 /// Records one answered request.
 pub(crate) fn record_request(route: &str, method: &Method, status: u16, elapsed: Duration) {
     let milliseconds = elapsed.as_secs_f64() * 1000.0;
-    let method = method_label(method);
-    let class = status_class(status);
+    let (method, class) = (method_index(method), class_index(status));
     if let Some(keys) = RequestKeys::of(route, method, class) {
         metrics::with_recorder(|recorder| {
             recorder
@@ -76,8 +75,8 @@ pub(crate) fn record_request(route: &str, method: &Method, status: u16, elapsed:
     // A route of no API operation (the docs page's, `/metrics`): its label is a copy of its own.
     let labels = [
         Label::new(ROUTE, SharedString::from_shared(Arc::<str>::from(route))),
-        Label::from_static_parts(METHOD, method),
-        Label::from_static_parts(STATUS_CLASS, class),
+        Label::from_static_parts(METHOD, METHOD_LABELS[method]),
+        Label::from_static_parts(STATUS_CLASS, STATUS_CLASSES[class]),
     ];
     metrics::counter!(HTTP_REQUESTS, labels.iter()).increment(1);
     metrics::histogram!(HTTP_REQUEST_DURATION, labels.iter()).record(milliseconds);
@@ -102,18 +101,17 @@ const TRIPLES: usize = ROUTE_LABELS.len() * METHOD_LABELS.len() * STATUS_CLASSES
 static REQUEST_KEYS: [OnceLock<RequestKeys>; TRIPLES] = [const { OnceLock::new() }; TRIPLES];
 
 impl RequestKeys {
-    /// The keys of `route`, `method` and `class`; `None` for a route outside [`ROUTE_LABELS`].
-    fn of(route: &str, method: &str, class: &str) -> Option<&'static Self> {
-        let position = |labels: &[&str], value: &str| labels.iter().position(|l| *l == value);
-        let route = position(&ROUTE_LABELS, route)?;
-        let method = position(&METHOD_LABELS, method)?;
-        let class = position(&STATUS_CLASSES, class)?;
+    /// The keys of `route`, the method of [`method_index`] and the class of [`class_index`];
+    /// `None` for a route outside [`ROUTE_LABELS`].
+    fn of(route: &str, method: usize, class: usize) -> Option<&'static Self> {
+        let route = ROUTE_LABELS.iter().position(|known| *known == route)?;
         let index = (route * METHOD_LABELS.len() + method) * STATUS_CLASSES.len() + class;
+        let (method, class) = (METHOD_LABELS.get(method)?, STATUS_CLASSES.get(class)?);
         let keys = REQUEST_KEYS.get(index)?.get_or_init(|| {
             let labels = [
                 Label::from_static_parts(ROUTE, ROUTE_LABELS[route]),
-                Label::from_static_parts(METHOD, METHOD_LABELS[method]),
-                Label::from_static_parts(STATUS_CLASS, STATUS_CLASSES[class]),
+                Label::from_static_parts(METHOD, method),
+                Label::from_static_parts(STATUS_CLASS, class),
             ];
             Self {
                 requests: Key::from_parts(HTTP_REQUESTS, labels.to_vec()),
@@ -137,35 +135,37 @@ const ROUTE_LABELS: [&str; 9] = [
     UNMATCHED_ROUTE,
 ];
 
-/// The `method` labels: [`method_label`]'s values.
+/// The `method` labels: the standard methods as themselves, any other as `other` (a method is
+/// text the client chooses); [`method_index`] picks one.
 const METHOD_LABELS: [&str; 8] = [
     "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "other",
 ];
 
-/// The `status_class` labels: [`status_class`]'s values.
+/// The `status_class` labels; [`class_index`] picks one.
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// The standard methods as themselves, any other as `other`: a method is text the client chooses.
-fn method_label(method: &Method) -> &'static str {
+/// The position of `method`'s label in [`METHOD_LABELS`].
+fn method_index(method: &Method) -> usize {
     match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::PUT => 2,
+        Method::PATCH => 3,
+        Method::DELETE => 4,
+        Method::HEAD => 5,
+        Method::OPTIONS => 6,
+        _ => 7,
     }
 }
 
-fn status_class(status: u16) -> &'static str {
+/// The position of `status`'s class in [`STATUS_CLASSES`].
+fn class_index(status: u16) -> usize {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     }
 }
 
@@ -230,6 +230,14 @@ pub(crate) mod prometheus {
 mod tests {
     use super::*;
 
+    fn method_label(method: &Method) -> &'static str {
+        METHOD_LABELS[method_index(method)]
+    }
+
+    fn status_class(status: u16) -> &'static str {
+        STATUS_CLASSES[class_index(status)]
+    }
+
     #[test]
     fn status_classes_and_methods_come_from_fixed_lists() {
         assert_eq!(status_class(100), "1xx");
@@ -263,19 +271,20 @@ mod tests {
         for route in ROUTE_LABELS {
             for method in &methods {
                 for status in [101, 200, 302, 404, 503] {
+                    let (at, class_at) = (method_index(method), class_index(status));
+                    let keys = RequestKeys::of(route, at, class_at).unwrap();
                     let (method, class) = (method_label(method), status_class(status));
-                    let keys = RequestKeys::of(route, method, class).unwrap();
                     let labels: Vec<_> = keys.requests.labels().map(Label::value).collect();
                     assert_eq!(labels, [route, method, class]);
                     assert_eq!(keys.requests.name(), HTTP_REQUESTS);
                     assert_eq!(keys.duration.name(), HTTP_REQUEST_DURATION);
                     let labels: Vec<_> = keys.duration.labels().map(Label::value).collect();
                     assert_eq!(labels, [route, method, class]);
-                    let again = RequestKeys::of(route, method, class).unwrap();
+                    let again = RequestKeys::of(route, at, class_at).unwrap();
                     assert!(std::ptr::eq(keys, again), "made twice");
                 }
             }
         }
-        assert!(RequestKeys::of("/docs/{file}", "GET", "2xx").is_none());
+        assert!(RequestKeys::of("/docs/{file}", 0, 1).is_none());
     }
 }

@@ -141,13 +141,13 @@ impl Staged {
 impl fmt::Write for Staged {
     fn write_str(&mut self, text: &str) -> fmt::Result {
         let end = self.len + text.len();
-        let slot = self
-            .bytes
-            .get_mut(self.len..end)
-            .filter(|_| !self.full)
-            .ok_or(fmt::Error);
-        self.full = slot.is_err();
-        let slot = slot?;
+        let slot = match self.bytes.get_mut(self.len..end) {
+            Some(slot) if !self.full => slot,
+            _ => {
+                self.full = true;
+                return Err(fmt::Error);
+            }
+        };
         slot.copy_from_slice(text.as_bytes());
         self.len = end;
         Ok(())
