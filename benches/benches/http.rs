@@ -1,21 +1,20 @@
 //! One full request through the HTTP application, in process (no socket), over the memory store
-//! holding 10,000 customers: what the router, validation, the service and the store cost together;
+//! holding 10,000 customers (`crm_http::api`, as the local server serves it): what the routes, validation, the service and the store cost together;
 //! for a GET, also with the request log on (into a sink), for what making its line costs.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use criterion::{Criterion, criterion_group, criterion_main};
 use crm_benches::full_customer;
 use crm_domain::{Customer, CustomerRepository, CustomerService};
-use crm_http::{AppState, Config};
+use crm_http::{Api, AppState, Config};
 use crm_memory::InMemoryCustomerRepository;
 use http::Request;
 use tower::ServiceExt as _;
 
-fn router(runtime: &tokio::runtime::Runtime) -> (Router, Vec<Customer>) {
+fn api(runtime: &tokio::runtime::Runtime) -> (Api, Vec<Customer>) {
     let repository = Arc::new(InMemoryCustomerRepository::new());
     let customers: Vec<Customer> = (0..10_000).map(full_customer).collect();
     runtime.block_on(async {
@@ -25,13 +24,13 @@ fn router(runtime: &tokio::runtime::Runtime) -> (Router, Vec<Customer>) {
     let config =
         Config::from_vars(std::iter::empty::<(String, String)>()).unwrap_or_else(|e| panic!("{e}"));
     (
-        crm_http::router(AppState::new(CustomerService::new(repository), &config)),
+        crm_http::api(AppState::new(CustomerService::new(repository), &config)),
         customers,
     )
 }
 
-async fn send(router: &Router, request: Request<Body>) -> u16 {
-    match router.clone().oneshot(request).await {
+async fn send(api: &Api, request: Request<Body>) -> u16 {
+    match api.clone().oneshot(request).await {
         Ok(response) => {
             let status = response.status().as_u16();
             // Read the body, as a client would.
@@ -47,7 +46,7 @@ fn requests(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let (router, customers) = router(&runtime);
+    let (api, customers) = api(&runtime);
     let id = customers[5_000].id().to_string();
     // A bench of the wrong answer would measure nothing: check each request once first.
     runtime.block_on(async {
@@ -57,17 +56,14 @@ fn requests(c: &mut Criterion) {
         let list = Request::get("/customers?limit=25")
             .body(Body::empty())
             .unwrap_or_default();
-        assert_eq!(
-            (send(&router, get).await, send(&router, list).await),
-            (200, 200)
-        );
+        assert_eq!((send(&api, get).await, send(&api, list).await), (200, 200));
     });
     let mut group = c.benchmark_group("http request in process");
 
     let get = |b: &mut criterion::Bencher<'_>| {
         b.to_async(&runtime).iter(|| {
             send(
-                &router,
+                &api,
                 Request::get(format!("/customers/{id}"))
                     .body(Body::empty())
                     .unwrap_or_default(),
@@ -85,7 +81,7 @@ fn requests(c: &mut Criterion) {
                 .header("content-type", "application/json")
                 .body(Body::from(create.clone()))
                 .unwrap_or_default();
-            send(&router, black_box(request))
+            send(&api, black_box(request))
         });
     });
     let patch = r#"{"firstName": "Augusta", "address": {"city": null}}"#;
@@ -94,12 +90,12 @@ fn requests(c: &mut Criterion) {
             .header("content-type", "application/merge-patch+json")
             .body(Body::from(patch))
             .unwrap_or_default();
-        assert_eq!(send(&router, request).await, 200);
+        assert_eq!(send(&api, request).await, 200);
         let request = Request::post("/customers")
             .header("content-type", "application/json")
             .body(Body::from(create.clone()))
             .unwrap_or_default();
-        assert_eq!(send(&router, request).await, 201);
+        assert_eq!(send(&api, request).await, 201);
     });
     group.bench_function("PATCH /customers/{id}", |b| {
         b.to_async(&runtime).iter(|| {
@@ -107,13 +103,13 @@ fn requests(c: &mut Criterion) {
                 .header("content-type", "application/merge-patch+json")
                 .body(Body::from(patch))
                 .unwrap_or_default();
-            send(&router, request)
+            send(&api, request)
         });
     });
     group.bench_function("GET /customers?limit=25", |b| {
         b.to_async(&runtime).iter(|| {
             send(
-                &router,
+                &api,
                 Request::get("/customers?limit=25")
                     .body(Body::empty())
                     .unwrap_or_default(),

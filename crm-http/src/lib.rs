@@ -12,7 +12,8 @@
 //!   compatibility routes (`/Customers`, `POST /DynamoDBManager`), `GET /health` and
 //!   `GET /openapi.json` (and, with the `docs-viewer` feature, the API docs page at `GET /docs`),
 //!   behind the layers every request goes through (request log line, CORS, panic catcher,
-//!   deadline, stage prefix).
+//!   deadline, stage prefix). [`api`] is the same API as a plain tower service, without the
+//!   `Router` around it, for a host that serves nothing else (`crm-server`, `crm-lambda`).
 //! - [`ApiError`] is the one error type of the edge, and one match in it decides the status, code,
 //!   title and detail of every error; every error leaves as `application/problem+json` (RFC 9457).
 //! - [`envelope`] is the `DynamoDBManager` operation envelope, shared by the HTTP route and direct
@@ -92,6 +93,7 @@ mod customers;
 mod docs;
 mod extract;
 mod find;
+mod json;
 mod middleware;
 mod state;
 
@@ -101,8 +103,16 @@ pub use middleware::{BATCH_BODY_LIMIT, BODY_LIMIT, DEADLINE_MARGIN, PlatformCont
 pub use server::serve;
 pub use state::AppState;
 
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
 use axum::Router;
+use axum::extract::Request;
+use axum::response::Response;
 use axum::routing::{get, post};
+use tower::ServiceExt as _;
+use tower::util::{BoxCloneSyncService, Oneshot};
 
 /// The first path segments of every route. A request whose path is `/<prefix>/<one of these>/…` is
 /// served as `/<one of these>/…`; see [`router`].
@@ -142,6 +152,29 @@ pub(crate) const DOCS_ROOT: &str = "docs";
 /// (Swagger UI over `GET /openapi.json`) and `/docs/…` its files; otherwise they are 404 like any
 /// unknown path.
 pub fn router(state: AppState) -> Router {
+    Router::new().fallback_service(layered(state))
+}
+
+/// The customers API as one tower [`Service`](tower::Service): the routes and layers of
+/// [`router`], without the `Router` around them.
+///
+/// A host that serves the API and nothing else serves this: `crm-server` ([`serve`]) and
+/// `crm-lambda` do. Its answers are [`router`]'s; what it saves on every request is the outer
+/// router's own work, a second match of the path (against its fallback's wildcard) and the
+/// parameters it records: about 2,000 instructions a request in the local server's profile
+/// (BENCHMARKS.md). To nest the API in an application of your own, use [`router`].
+pub fn api(state: AppState) -> Api {
+    Api(Arc::new(BoxCloneSyncService::new(layered(state))))
+}
+
+/// The routes inside their layers: what [`router`] and [`api`] serve.
+fn layered(
+    state: AppState,
+) -> impl tower::Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
++ Clone
++ Send
++ Sync
++ 'static {
     let routes = Router::new()
         .route("/customers", get(customers::list).post(customers::create))
         // `search` is a valid customer id too: the route that takes its path keeps the customer's
@@ -200,4 +233,32 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(middleware::RecordRouteLayer);
     middleware::wrap(routes, state)
+}
+
+/// The customers API as a tower [`Service`](tower::Service) of its own (see [`api`]): a pointer
+/// to what [`api`] built, cheap to clone and shareable across threads; never failing (every error
+/// is a response). Each request is served by a copy of the layers of its own, as a `Router`
+/// serves each by a copy of its route.
+#[derive(Clone)]
+pub struct Api(Arc<BoxCloneSyncService<Request, Response, Infallible>>);
+
+impl tower::Service<Request> for Api {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Oneshot<BoxCloneSyncService<Request, Response, Infallible>, Request>;
+
+    /// Always ready: the copy that serves a request is made ready on its way.
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        BoxCloneSyncService::clone(&self.0).oneshot(request)
+    }
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Api")
+    }
 }

@@ -5,10 +5,12 @@
 //! routes themselves) fills with the route template; even a request that panics or runs out of time
 //! is logged with its template.
 
+use std::convert::Infallible;
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::extract::{OriginalUri, Request};
+use axum::response::Response;
 use http::Method;
 use http::header::{self, HeaderName};
 use http::uri::{PathAndQuery, Uri};
@@ -56,9 +58,16 @@ const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub(crate) struct StagePrefix(pub(crate) String);
 
 /// Gives `routes` their state and puts the layers around them; see [`crate::router`] for their
-/// order and purpose. The layers are one service (`services`), which the returned router boxes
-/// once.
-pub(crate) fn wrap(routes: Router<AppState>, state: AppState) -> Router {
+/// order and purpose. The layers are one service (`services`), which [`crate::router`] and
+/// [`crate::api`] each box once.
+pub(crate) fn wrap(
+    routes: Router<AppState>,
+    state: AppState,
+) -> impl tower::Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
++ Clone
++ Send
++ Sync
++ 'static {
     let strip = state.stage_prefixes();
     let docs = state.docs();
     let cors = cors_layer(state.cors_origins());
@@ -68,12 +77,11 @@ pub(crate) fn wrap(routes: Router<AppState>, state: AppState) -> Router {
     let routes = routes.with_state(state);
     let staged =
         tower::util::MapRequest::new(routes, move |request| strip_stage(request, strip, docs));
-    let layers = ServiceBuilder::new()
+    ServiceBuilder::new()
         .layer(RequestLogLayer)
         .option_layer(cors)
         .layer(guard)
-        .service(staged);
-    Router::new().fallback_service(layers)
+        .service(staged)
 }
 
 /// The request headers a browser may send across origins: the API's own (`Content-Type`,
@@ -121,7 +129,8 @@ fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
 
 /// What the platform in front of the router knows of a request that the request itself does not
 /// say. A platform adapter (`crm-lambda` for API Gateway, ALB and function URL events) inserts it
-/// as a request extension before the request reaches [`router`](crate::router); without it, the
+/// as a request extension before the request reaches [`api`](crate::api) (or
+/// [`router`](crate::router)); without it, the
 /// request id comes from the headers and the client's path from the URI.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PlatformContext {

@@ -1,18 +1,27 @@
-//! The local server: the router on a TCP listener until Ctrl-C or SIGTERM.
+//! The local server: the API on a TCP listener until Ctrl-C or SIGTERM.
 
+use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 
-use axum::Router;
+use axum::ServiceExt as _;
+use axum::extract::Request;
+use axum::response::Response;
 use tokio::net::TcpListener;
+use tower::Service;
 
-/// Serves `router` on `listener` until Ctrl-C or SIGTERM; requests in flight then finish before
-/// this returns.
+/// Serves `api` on `listener` until Ctrl-C or SIGTERM; requests in flight then finish before
+/// this returns. `api` is [`crate::api`]'s service, or any `Router` (an application that nests
+/// [`crate::router`] in its own).
 ///
 /// # Errors
 /// When accepting connections fails for good.
-pub async fn serve(listener: TcpListener, router: Router) -> io::Result<()> {
-    axum::serve(listener, router)
+pub async fn serve<S>(listener: TcpListener, api: S) -> io::Result<()>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    axum::serve(listener, api.into_make_service())
         .with_graceful_shutdown(shutdown_signal())
         .await
 }

@@ -1,7 +1,7 @@
 //! The AWS Lambda entry points of `crm`, over `crm-http`: nothing here but what only Lambda needs.
 //!
 //! - [`run_http`] serves API Gateway (REST and HTTP APIs), ALB and function URL events with
-//!   [`crm_http::router`] through `lambda_http`, after [`platform_context`] has told the router
+//!   [`crm_http::api`] through `lambda_http`, after [`platform_context`] has told the API
 //!   what the event knows and the HTTP request does not (Lambda's request id, the path the client
 //!   sent). [`answer_http`] is its answer to one event.
 //! - [`invoke_direct`] answers a direct (non-HTTP) invocation of the `DynamoDBManager` envelope with
@@ -35,13 +35,13 @@
 //!
 //! ```no_run
 //! use crm_domain::CustomerService;
-//! use crm_http::{AppState, Config, router, store};
+//! use crm_http::{AppState, Config, api, store};
 //!
 //! # #[tokio::main] async fn main() -> Result<(), lambda_http::Error> {
 //! let config = Config::from_env()?;
 //! let (repository, _) = store::connect(&config).await;
 //! let state = AppState::new(CustomerService::new(repository), &config);
-//! crm_lambda::run_http(router(state)).await?;
+//! crm_lambda::run_http(api(state)).await?;
 //! # Ok(()) }
 //! ```
 
@@ -49,12 +49,12 @@ pub mod events;
 mod http_event;
 pub mod metrics;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
-use axum::Router;
 use crm_http::{ApiError, AppState, PlatformContext, envelope};
 use lambda_http::request::RequestContext;
 use lambda_http::{Adapter, Request, RequestExt as _};
@@ -89,27 +89,32 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     builder.enable_all().build()
 }
 
-/// Serves `router` to the Lambda Runtime API until the runtime stops, answering each event with
-/// [`answer_http`], as many at once as Lambda asks (see [`serve`]).
+/// Serves `api` ([`crm_http::api`], or a `Router` that holds [`crm_http::router`]) to the Lambda
+/// Runtime API until the runtime stops, answering each event with [`answer_http`], as many at
+/// once as Lambda asks (see [`serve`]).
 ///
 /// # Errors
 /// When the runtime cannot be reached or stops.
-pub async fn run_http(router: Router) -> Result<(), lambda_http::Error> {
-    serve(router, |router, event| async move {
-        answer_http(&router, event).await
-    })
+pub async fn run_http<S>(api: S) -> Result<(), lambda_http::Error>
+where
+    S: HttpService,
+{
+    serve(
+        api,
+        |api, event| async move { answer_http(&api, event).await },
+    )
     .await
 }
 
 /// Serves `handler` to the Lambda Runtime API until the runtime stops, giving it each event with
-/// its own clone of `shared` (the router, the state, the publisher: each a few pointers to what
+/// its own clone of `shared` (the API, the state, the publisher: each a few pointers to what
 /// the cold start built).
 ///
 /// Where Lambda sets `AWS_LAMBDA_MAX_CONCURRENCY` above 1 (Lambda Managed Instances), one sandbox
 /// serves that many invocations at once: `lambda_runtime`'s `run_concurrent` polls for events in
 /// that many tasks, each answering its invocation while the others poll or answer theirs.
 /// Elsewhere the one poller takes the invocations one by one, as on Lambda's classic sandboxes.
-/// Nothing the handlers share needs more: the repository, the SDK clients and the router are
+/// Nothing the handlers share needs more: the repository, the SDK clients and the API are
 /// built for concurrent requests, as the local server serves them.
 ///
 /// Each invocation starts by counting a cold start if it is the sandbox's first, and ends, before
@@ -176,10 +181,10 @@ impl Drop for FlushSpansOnDrop {
     }
 }
 
-/// Answers one API Gateway, ALB or function URL event with `router`, as [`run_http`] does: the
+/// Answers one API Gateway, ALB or function URL event with `api`, as [`run_http`] does: the
 /// response document for the Lambda service, in the shape of the event's source.
 ///
-/// The event goes through `lambda_http`'s conversion, [`platform_context`] and the router, unless
+/// The event goes through `lambda_http`'s conversion, [`platform_context`] and the API, unless
 /// it cannot become an HTTP request: then it is answered `400` with a `bad-request` problem naming
 /// the part at fault (never its value) and logged as one `request refused` line. A panic anywhere
 /// on the way is a `500` `internal-error` problem.
@@ -188,10 +193,13 @@ impl Drop for FlushSpansOnDrop {
 /// A [`Diagnostic`] of type `unsupported-event` when the event is no API Gateway, ALB or function
 /// URL event (a direct invocation, say); `internal-error` when the response cannot be serialized
 /// (logged).
-pub async fn answer_http(
-    router: &Router,
+pub async fn answer_http<S>(
+    api: &S,
     event: LambdaEvent<Box<RawValue>>,
-) -> Result<Box<RawValue>, Diagnostic> {
+) -> Result<Box<RawValue>, Diagnostic>
+where
+    S: HttpService,
+{
     let LambdaEvent { payload, context } = event;
     let request_id = context.request_id.clone();
     let Some((request, fault)) = http_event::read(payload.get()) else {
@@ -216,8 +224,8 @@ pub async fn answer_http(
         let problem = ApiError::BadRequest(part.detail().to_owned()).problem();
         http_event::problem_response(&origin, &problem, &request_id)
     } else {
-        let router = router.clone();
-        let service = tower::service_fn(move |request| read_response(router.clone(), request));
+        let api = api.clone();
+        let service = tower::service_fn(move |request| read_response(api.clone(), request));
         let event = LambdaEvent::new(request, context);
         // A body that failed to read is a 500, as a panic is.
         if let Some(Ok(response)) = catch_panic(Adapter::from(service).oneshot(event)).await {
@@ -233,19 +241,49 @@ pub async fn answer_http(
     })
 }
 
-/// The body of a router response failed to read: `answer_http` answers it as it answers a panic.
+/// What [`run_http`] and [`answer_http`] serve: [`crm_http::api`]'s service, or a `Router`
+/// (an application that nests [`crm_http::router`] with routes or layers of its own). Implemented
+/// for every tower service of that shape; not to be implemented by hand.
+pub trait HttpService:
+    tower::Service<
+        axum::extract::Request,
+        Response = axum::response::Response,
+        Error = Infallible,
+        Future: Send,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> HttpService for S where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = Infallible,
+            Future: Send,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// The body of the API's response failed to read: `answer_http` answers it as it answers a panic.
 struct BodyUnread;
 
-/// `router`'s response to `request` (with its [`platform_context`]), its body read into memory.
+/// `api`'s response to `request` (with its [`platform_context`]), its body read into memory.
 ///
 /// `lambda_http` reads the whole body into the response document anyway; reading it here, into a
 /// body that is `Sync` (axum's is not), is what lets the answer's future move between the threads
 /// of a runtime that serves several invocations at once ([`serve`]).
-async fn read_response(
-    router: Router,
+async fn read_response<S: HttpService>(
+    api: S,
     request: Request,
 ) -> Result<lambda_http::http::Response<lambda_http::Body>, BodyUnread> {
-    let Ok(response) = router.oneshot(platform_context(request)).await;
+    let request = platform_context(request).map(axum::body::Body::new);
+    let Ok(response) = api.oneshot(request).await;
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX)
         .await

@@ -1,6 +1,6 @@
 //! The metrics as the Lambda functions write them: `CloudWatch` Embedded Metric Format lines, read
 //! here as `CloudWatch` Logs reads them (`support/emf.rs`), with every metric, its unit and its
-//! dimensions, and no customer value anywhere. HTTP events go through `answer_http` and the router
+//! dimensions, and no customer value anywhere. HTTP events go through `answer_http` and the API
 //! over a table on DynamoDB Local (`scripts/dynamodb-local.sh start`); a scripted endpoint on
 //! loopback throttles one DynamoDB call, which DynamoDB Local never does.
 //!
@@ -20,10 +20,9 @@ mod emf;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use axum::Router;
 use crm_domain::{CustomerId, CustomerRepository as _, CustomerService};
 use crm_dynamo::{DynamoCustomerRepository, DynamoSettings};
-use crm_http::{AppState, Config};
+use crm_http::{Api, AppState, Config};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -53,7 +52,7 @@ fn settings(table: &str, endpoint: &str) -> DynamoSettings {
 
 /// An API Gateway HTTP API (payload 2.0) event, answered as the HTTP function answers it; its
 /// status.
-async fn answer(router: &Router, method: &str, path: &str, body: Option<&Value>) -> u64 {
+async fn answer(api: &Api, method: &str, path: &str, body: Option<&Value>) -> u64 {
     let event = json!({
         "version": "2.0",
         "routeKey": "$default",
@@ -71,7 +70,7 @@ async fn answer(router: &Router, method: &str, path: &str, body: Option<&Value>)
         "isBase64Encoded": false
     });
     let event = RawValue::from_string(event.to_string()).unwrap();
-    let response = crm_lambda::answer_http(router, LambdaEvent::new(event, Context::default()))
+    let response = crm_lambda::answer_http(api, LambdaEvent::new(event, Context::default()))
         .await
         .unwrap();
     let response: Value = serde_json::from_str(response.get()).unwrap();
@@ -292,25 +291,25 @@ async fn every_metric_is_an_emf_line_that_cloudwatch_reads_without_customer_data
         CustomerService::new(Arc::new(repository)),
         &Config::default(),
     );
-    let router = crm_http::router(state);
+    let api = crm_http::api(state);
     let ada = json!({"id": "planted-id-77", "firstName": "Zephyrine", "lastName": "Quillfeather",
         "email": "zq.planted@example.org"});
-    assert_eq!(answer(&router, "POST", "/customers", Some(&ada)).await, 201);
+    assert_eq!(answer(&api, "POST", "/customers", Some(&ada)).await, 201);
     assert_eq!(
-        answer(&router, "GET", "/customers/planted-id-77", None).await,
+        answer(&api, "GET", "/customers/planted-id-77", None).await,
         200
     );
     // The same id again: the store's condition says it is taken, which is no DynamoDB error.
-    assert_eq!(answer(&router, "POST", "/customers", Some(&ada)).await, 409);
+    assert_eq!(answer(&api, "POST", "/customers", Some(&ada)).await, 409);
     assert_eq!(
-        answer(&router, "GET", "/customers/zq.planted@example.org", None).await,
+        answer(&api, "GET", "/customers/zq.planted@example.org", None).await,
         404
     );
     assert_eq!(
-        answer(&router, "GET", "/Zephyrine/Quillfeather", None).await,
+        answer(&api, "GET", "/Zephyrine/Quillfeather", None).await,
         404
     );
-    assert_eq!(answer(&router, "DELETE", "/health", None).await, 405);
+    assert_eq!(answer(&api, "DELETE", "/health", None).await, 405);
 
     // A table that does not exist: an error. A throttled attempt, retried.
     let missing =
@@ -351,7 +350,7 @@ async fn every_metric_is_an_emf_line_that_cloudwatch_reads_without_customer_data
     crm_lambda::metrics::flush_into(&mut again);
     assert!(again.is_empty(), "{}", String::from_utf8_lossy(&again));
     // And the next flush holds only what came after.
-    assert_eq!(answer(&router, "GET", "/health", None).await, 200);
+    assert_eq!(answer(&api, "GET", "/health", None).await, 200);
     let mut next = Vec::new();
     crm_lambda::metrics::flush_into(&mut next);
     let next = emf::points(&String::from_utf8(next).unwrap());

@@ -25,6 +25,8 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::json::{Digits, Escaped, ascii, string, write_digits};
+
 /// The event format: one JSON object per line.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct JsonLine;
@@ -173,17 +175,42 @@ impl<'a, W: fmt::Write> Members<'a, W> {
 
     /// Writes `"name":` and then the value with `value`, unless an earlier write failed.
     fn member(&mut self, field: &Field, value: impl FnOnce(&mut W) -> fmt::Result) {
+        self.member_then(field, "\":", value);
+    }
+
+    /// Writes `"name":"`, the value escaped with `value`, and the closing quote: a string member
+    /// in five writes (three of them fixed text) where [`member`](Self::member) and [`string`]
+    /// would take eight.
+    fn string_member(
+        &mut self,
+        field: &Field,
+        value: impl FnOnce(&mut Escaped<'_, W>) -> fmt::Result,
+    ) {
+        self.member_then(field, "\":\"", |out| {
+            value(&mut Escaped(&mut *out))?;
+            out.write_str("\"")
+        });
+    }
+
+    /// Writes the member's opening (`"name` after a comma unless it is the first), `after_name`
+    /// and then the value with `value`, unless an earlier write failed. Each piece of fixed text is
+    /// one write: a write to the line's buffer goes through a `dyn fmt::Write`.
+    fn member_then(
+        &mut self,
+        field: &Field,
+        after_name: &str,
+        value: impl FnOnce(&mut W) -> fmt::Result,
+    ) {
         if self.result.is_err() {
             return;
         }
         self.result = (|| {
-            if !std::mem::take(&mut self.first) {
-                self.out.write_char(',')?;
-            }
+            let first = std::mem::take(&mut self.first);
+            self.out.write_str(if first { "\"" } else { ",\"" })?;
             // A raw identifier (`r#type`) is the field `type`.
             let name = field.name();
-            string(self.out, name.strip_prefix("r#").unwrap_or(name))?;
-            self.out.write_char(':')?;
+            Escaped(&mut *self.out).write_str(name.strip_prefix("r#").unwrap_or(name))?;
+            self.out.write_str(after_name)?;
             value(self.out)
         })();
     }
@@ -191,15 +218,11 @@ impl<'a, W: fmt::Write> Members<'a, W> {
 
 impl<W: fmt::Write> Visit for Members<'_, W> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.member(field, |out| string(out, value));
+        self.string_member(field, |out| out.write_str(value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.member(field, |out| {
-            out.write_char('"')?;
-            write!(Escaped(out), "{value:?}")?;
-            out.write_char('"')
-        });
+        self.string_member(field, |out| write!(out, "{value:?}"));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
@@ -230,93 +253,6 @@ impl<W: fmt::Write> Visit for Members<'_, W> {
             }
         });
     }
-}
-
-/// `text` as a JSON string.
-fn string(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
-    out.write_char('"')?;
-    Escaped(&mut *out).write_str(text)?;
-    out.write_char('"')
-}
-
-/// Writes what it is given with JSON's string escapes: `"`, `\` and the control characters
-/// U+0000–U+001F, as `serde_json` escapes them.
-struct Escaped<'a, W: ?Sized>(&'a mut W);
-
-impl<W: fmt::Write + ?Sized> fmt::Write for Escaped<'_, W> {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
-        // Nearly every value has nothing to escape: one pass without an early exit (which the
-        // compiler turns into wide compares) tells, and the text is then written whole.
-        let needs_escape = text.bytes().fold(0_u8, |any, b| {
-            any | u8::from(b < 0x20) | u8::from(b == b'"') | u8::from(b == b'\\')
-        }) != 0;
-        if !needs_escape {
-            return self.0.write_str(text);
-        }
-        let mut clean = 0;
-        for (at, byte) in text.bytes().enumerate() {
-            let escape = match byte {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0x08 => "\\b",
-                0x0c => "\\f",
-                0x00..=0x1f => "",
-                _ => continue,
-            };
-            // Every byte escaped is ASCII, so `at` is a character boundary.
-            self.0.write_str(&text[clean..at])?;
-            if escape.is_empty() {
-                write!(self.0, "\\u{byte:04x}")?;
-            } else {
-                self.0.write_str(escape)?;
-            }
-            clean = at + 1;
-        }
-        self.0.write_str(&text[clean..])
-    }
-}
-
-/// The decimal digits of an integer, written into a buffer of their own (`core::fmt`'s integer
-/// formatting goes through its padding logic for every value).
-struct Digits {
-    buffer: [u8; 20],
-    start: usize,
-}
-
-impl Digits {
-    fn new(value: u64) -> Self {
-        let mut buffer = [b'0'; 20];
-        let start = buffer.len() - write_digits(&mut buffer, value);
-        Self { buffer, start }
-    }
-
-    fn text(&self) -> &str {
-        ascii(&self.buffer[self.start..])
-    }
-}
-
-/// Writes the decimal digits of `value` into the end of `out`, the lowest last, as many as `out`
-/// holds, and stops once no digit is left (what precedes them keeps what it holds: zeros, for a
-/// number of fixed width); returns how many it wrote, at least one.
-fn write_digits(out: &mut [u8], mut value: u64) -> usize {
-    let mut written = 0;
-    for slot in out.iter_mut().rev() {
-        *slot = b'0' + u8::try_from(value % 10).unwrap_or_default();
-        written += 1;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    written
-}
-
-/// Bytes this module wrote as ASCII, as text.
-fn ascii(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 /// A log line's timestamp, `2026-12-02T11:32:33.327995Z` (UTC, microseconds), as
@@ -447,6 +383,33 @@ mod tests {
         assert!(
             timestamp.len() == "2026-12-02T11:32:33.327995Z".len() && timestamp.ends_with('Z'),
             "{timestamp}"
+        );
+    }
+
+    #[test]
+    fn a_line_is_written_byte_for_byte_as_the_format_writes_it() {
+        let text = text(|| {
+            let span = tracing::info_span!("request", request_id = "r-3", r#type = "q\"t");
+            span.in_scope(|| {
+                tracing::info!(
+                    r#type = "raw",
+                    text = "a\"b\\c\n",
+                    shown = ?"d",
+                    count = 3_u64,
+                    below = -2_i64,
+                    ok = false,
+                    "done"
+                );
+            });
+        });
+        // Everything after the timestamp, which changes from run to run.
+        let (_, rest) = text.split_once("Z\",").unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(
+            rest,
+            "\"level\":\"INFO\",\"message\":\"done\",\"type\":\"raw\",\"text\":\"a\\\"b\\\\c\\n\",\
+             \"shown\":\"\\\"d\\\"\",\"count\":3,\"below\":-2,\"ok\":false,\
+             \"target\":\"crm_http::telemetry::json_lines::tests\",\
+             \"span\":{\"request_id\":\"r-3\",\"type\":\"q\\\"t\",\"name\":\"request\"}}\n"
         );
     }
 

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::Router;
 use axum::body::{Body, Bytes};
 use crm_domain::idempotency::{KeyLease, KeyState, KeyedWrite, Written};
 use crm_domain::{
@@ -18,7 +17,7 @@ use crm_domain::{
     CustomerService, Email, Idempotency, Listing, Page, PageLimit, RepositoryError, Timestamp,
     Version,
 };
-use crm_http::{AppState, Config, router};
+use crm_http::{Api, AppState, Config, api};
 use crm_memory::InMemoryCustomerRepository;
 
 use crate::log_buffer::LogBuffer;
@@ -29,7 +28,9 @@ use tower::ServiceExt as _;
 
 #[derive(Clone)]
 pub(crate) struct TestApp {
-    pub(crate) router: Router,
+    /// The API as `crm-server` and `crm-lambda` serve it (`crm_http::router` is this inside a
+    /// `Router`, which the embedding tests drive).
+    pub(crate) api: Api,
     pub(crate) state: AppState,
 }
 
@@ -52,7 +53,7 @@ pub(crate) fn spawn_service(vars: &[(&str, &str)], service: CustomerService) -> 
     let config = Config::from_vars(vars.iter().copied()).expect("valid test configuration");
     let state = AppState::new(service, &config);
     TestApp {
-        router: router(state.clone()),
+        api: api(state.clone()),
         state,
     }
 }
@@ -143,7 +144,7 @@ impl TestApp {
             && request
                 .headers()
                 .contains_key("access-control-request-method");
-        let response = self.router.clone().oneshot(request).await.unwrap();
+        let response = self.api.clone().oneshot(request).await.unwrap();
         let (parts, body) = response.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
         let response = TestResponse {

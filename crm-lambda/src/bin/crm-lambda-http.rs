@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use crm_domain::CustomerService;
-use crm_http::{AppState, Config, router, store, telemetry};
+use crm_http::{AppState, Config, api, store, telemetry};
 
 fn main() -> ExitCode {
     // First, so that no panic message (which could quote customer data) ever reaches stderr.
@@ -37,7 +37,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     crm_lambda::metrics::install(&config)?;
     let (repository, _) = store::connect(&config).await;
     let state = AppState::new(CustomerService::new(repository), &config);
-    crm_lambda::run_http(router(state))
+    crm_lambda::run_http(api(state))
         .await
         .map_err(|e| format!("the Lambda runtime stopped: {e}").into())
 }

@@ -25,7 +25,7 @@ pub(crate) async fn answer(app: &TestApp, event: &str, request_id: &str) -> Valu
     let mut context = Context::default();
     request_id.clone_into(&mut context.request_id);
     let event = RawValue::from_string(event.to_owned()).expect("JSON");
-    let reply = crm_lambda::answer_http(&app.router, LambdaEvent::new(event, context))
+    let reply = crm_lambda::answer_http(&app.api, LambdaEvent::new(event, context))
         .await
         .unwrap();
     serde_json::from_str(reply.get()).unwrap()

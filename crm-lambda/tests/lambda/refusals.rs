@@ -12,6 +12,7 @@ use axum::routing::post;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use tower::util::BoxCloneSyncService;
 
 use crate::events::{LambdaReply, answer, invoke};
 use crate::support::{TestApp, spawn_app};
@@ -224,10 +225,9 @@ async fn alb_events_that_cannot_become_requests_are_400_problems() {
 async fn an_event_from_no_http_source_is_a_function_error() {
     let app = spawn_app();
     let event = RawValue::from_string(r#"{"operation": "ping"}"#.to_owned()).unwrap();
-    let diagnostic =
-        crm_lambda::answer_http(&app.router, LambdaEvent::new(event, Context::default()))
-            .await
-            .unwrap_err();
+    let diagnostic = crm_lambda::answer_http(&app.api, LambdaEvent::new(event, Context::default()))
+        .await
+        .unwrap_err();
     assert_eq!(diagnostic.error_type, "unsupported-event");
 }
 
@@ -238,7 +238,7 @@ async fn a_panic_outside_the_router_s_catcher_is_a_500_problem_in_the_event_s_sh
     }
     // A router without crm-http's layers, so without its panic catcher.
     let bare = TestApp {
-        router: Router::new().route("/prod/customers", post(panics)),
+        api: BoxCloneSyncService::new(Router::new().route("/prod/customers", post(panics))),
         state: spawn_app().state,
     };
     let app = spawn_app();

@@ -1,20 +1,23 @@
-//! The harness: the router over a fresh in-memory store, as `crm-lambda` serves it, with the few
-//! helpers the tests need to look at the store through the same router.
+//! The harness: the API over a fresh in-memory store, as `crm-lambda` serves it (`crm_http::api`),
+//! with the few helpers the tests need to look at the store through the same API.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use crm_domain::{CustomerRepository, CustomerService};
-use crm_http::{AppState, Config, router};
+use crm_http::{AppState, Config, api};
 use crm_memory::InMemoryCustomerRepository;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt as _;
 use serde_json::Value;
 use tower::ServiceExt as _;
+use tower::util::BoxCloneSyncService;
 
 pub(crate) struct TestApp {
-    pub(crate) router: Router,
+    /// What `answer_http` serves: `crm_http::api`, or a service of a test's own.
+    pub(crate) api:
+        BoxCloneSyncService<axum::extract::Request, axum::response::Response, Infallible>,
     pub(crate) state: AppState,
 }
 
@@ -28,12 +31,12 @@ pub(crate) fn spawn_app_over(repository: Arc<dyn CustomerRepository>) -> TestApp
     let service = CustomerService::new(repository);
     let state = AppState::new(service, &Config::default());
     TestApp {
-        router: router(state.clone()),
+        api: BoxCloneSyncService::new(api(state.clone())),
         state,
     }
 }
 
-/// A response as a client of the router sees it.
+/// A response as a client of the API sees it.
 pub(crate) struct TestResponse {
     pub(crate) status: StatusCode,
     pub(crate) content_type: Option<String>,
@@ -65,7 +68,7 @@ impl TestApp {
         }
         let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
         let response = self
-            .router
+            .api
             .clone()
             .oneshot(request.body(body).unwrap())
             .await
