@@ -1,7 +1,7 @@
-//! The HTTP adapter of `crm` as a library: one [`axum::Router`] that serves the customers API,
+//! The HTTP adapter of `crm` as a library: the customers API as one tower service ([`api`]),
 //! whether behind API Gateway (REST and HTTP APIs), ALB or Lambda function URLs (through
-//! `crm-lambda`), on its own local server (the `crm-server` binary), or nested in any axum
-//! application.
+//! `crm-lambda`) or on its own local server (the `crm-server` binary), and as one
+//! [`axum::Router`] ([`router`]) to nest in any axum application.
 //!
 //! This crate is the outer ring of the hexagon. It turns HTTP requests into calls of
 //! [`crm_domain::CustomerService`] and their results into responses, and nothing else: validation

@@ -24,7 +24,7 @@
 //! # Panics and events that are not HTTP
 //!
 //! The bootstraps unwind on panic (the `lambda` profile of the workspace's `Cargo.toml`), so that a
-//! panic ends one request, not the sandbox: inside the router it is a 500 problem (`crm-http`'s
+//! panic ends one request, not the sandbox: inside the API's layers it is a 500 problem (`crm-http`'s
 //! panic catcher); anywhere else in [`answer_http`] or [`invoke_direct`] the same 500 problem, or
 //! the `internal-error` function error. In each case the panic hook
 //! ([`install_panic_hook`](crm_http::telemetry::install_panic_hook)) writes the one log line,
@@ -298,7 +298,7 @@ async fn read_response<S: HttpService>(
 }
 
 /// Adds what the event knows to `request`, as a [`PlatformContext`]: Lambda's request id (which
-/// the router's log line and `x-request-id` then carry) and the invocation's deadline (which
+/// the request log line and `x-request-id` then carry) and the invocation's deadline (which
 /// bounds the request's own), and for API Gateway the path the client sent, which `lambda_http`
 /// does not keep in the URI for REST APIs (it puts the stage there, even for clients of a custom
 /// domain, who never sent one).
@@ -361,7 +361,7 @@ fn invocation(context: &Context) -> PlatformContext {
 }
 
 /// `future`'s output, or `None` when it panics (the panic hook has logged it). Unwind-safe by
-/// assertion, as `crm-http`'s panic catcher is: what a request shares with the next (the router,
+/// assertion, as `crm-http`'s panic catcher is: what a request shares with the next (the API,
 /// the store) is what that catcher keeps serving after a panic.
 async fn catch_panic<F: Future>(future: F) -> Option<F::Output> {
     let mut future = std::pin::pin!(future);

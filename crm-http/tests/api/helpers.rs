@@ -1,9 +1,10 @@
-//! The harness: the router over a fresh in-memory store, driven without a socket, and typed helpers.
+//! The harness: the API (`crm_http::api`) over a fresh in-memory store, driven without a socket,
+//! and typed helpers.
 //!
 //! Every response goes through [`TestApp::send`], which also checks it against `openapi.json`: its
 //! status must be one the document lists for the operation, its required headers present, its
 //! documented headers and its body must match their schemas (JSON Schema 2020-12, checked by the
-//! `jsonschema` crate). So every router test is also a test of the document.
+//! `jsonschema` crate). So every API test is also a test of the document.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -136,7 +137,7 @@ impl TestResponse {
 }
 
 impl TestApp {
-    /// Sends `request` through the router and checks the response against the OpenAPI document.
+    /// Sends `request` through the API and checks the response against the OpenAPI document.
     pub(crate) async fn send(&self, request: Request<Body>) -> TestResponse {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crm_domain::CustomerService;
-use crm_http::{AppState, Config, router, store, telemetry};
+use crm_http::{AppState, Config, api, store, telemetry};
 
 #[path = "panicking.rs"]
 mod panicking;
@@ -32,7 +32,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (repository, _) = store::connect(&config).await;
     let repository = Arc::new(panicking::PanicOn(repository));
     let state = AppState::new(CustomerService::new(repository), &config);
-    crm_lambda::run_http(router(state))
+    crm_lambda::run_http(api(state))
         .await
         .map_err(|e| format!("the Lambda runtime stopped: {e}").into())
 }
