@@ -77,16 +77,15 @@ pub(crate) async fn search(
 async fn found(state: &AppState, find: Find) -> Result<Response, ApiError> {
     let service = state.service();
     Ok(match find {
-        Find::Email(email) => Json(Page {
+        Find::Email(email) => page_json(&Page {
             items: service.find_by_email(&email).await?.into_iter().collect(),
             next_cursor: None,
-        })
-        .into_response(),
+        }),
         Find::Listing {
             listing,
             limit,
             cursor,
-        } => Json(service.list(&listing, limit, cursor.as_ref()).await?).into_response(),
+        } => page_json(&service.list(&listing, limit, cursor.as_ref()).await?),
         Find::Changes {
             since,
             limit,
@@ -290,6 +289,18 @@ const CUSTOMER_JSON_CAPACITY: usize = 512;
 fn customer_json(customer: &Customer) -> Response {
     let mut body = String::with_capacity(CUSTOMER_JSON_CAPACITY);
     crate::json::customer(&mut body, customer);
+    json_body(body)
+}
+
+/// A page of customers as an `application/json` body, written as [`customer_json`] writes one.
+fn page_json(page: &Page<Customer>) -> Response {
+    let mut body = String::with_capacity(64 + page.items.len() * CUSTOMER_JSON_CAPACITY);
+    crate::json::customer_page(&mut body, page);
+    json_body(body)
+}
+
+/// `body`, JSON text, as an `application/json` response body.
+fn json_body(body: String) -> Response {
     (
         [(
             header::CONTENT_TYPE,
