@@ -44,7 +44,7 @@ impl DynamoCustomerRepository {
         customer: &Customer,
         lease: Option<&KeyLease>,
     ) -> Result<(), RepositoryError> {
-        let token = &WriteToken::new();
+        let token = &WriteToken::of(lease);
         if customer.email().is_none() && lease.is_none() {
             self.create_without_email(customer, token).await
         } else {

@@ -54,7 +54,7 @@ impl DynamoCustomerRepository {
         expected: Option<Version>,
         lease: Option<&KeyLease>,
     ) -> Result<(), RepositoryError> {
-        let token = &WriteToken::new();
+        let token = &WriteToken::of(lease);
         let foreign = &ForeignClaim::default();
         let keyed = &Keyed { token, lease };
         retry_races("delete", move || async move {

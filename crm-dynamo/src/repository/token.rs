@@ -21,6 +21,16 @@
 //! Deletes leave a tombstone (see [`delete`](super::delete)) rather than no item, because "no
 //! item" cannot tell whose delete it was.
 //!
+//! A write under an `Idempotency-Key` is one operation however many times its client sends it:
+//! its token is derived from the key and the request's fingerprint, so every send shares it. A
+//! send that takes over a key whose earlier holder ran out of time then recognizes that holder's
+//! write as its own, and answers it (the created customer, the patch, the delete) instead of the
+//! conflict it meets or a second application. That happens when the holder's write landed and
+//! the key's record was not completed beside it (seen with DynamoDB Local killed in the middle of
+//! a transaction) or its answer was lost with the holder's request. A client that reuses a key
+//! after its record expired (24 hours) for the same request is, by the same rule, answered as
+//! that request.
+//!
 //! What a token cannot cover: another writer changing the same customer between the lost reply
 //! and its retry (a few hundred milliseconds at most) replaces the token, and the retry then
 //! answers as the other writer left the customer: the conflict it made (a 409 or 412), or, for a
@@ -29,6 +39,8 @@
 //! before every patch; one token per item closes the case that faults actually produce.
 
 use aws_sdk_dynamodb::types::AttributeValue;
+
+use crm_domain::idempotency::{Idempotency, KeyLease};
 
 use crate::item::{Item, WRITE_TOKEN};
 
@@ -40,6 +52,32 @@ impl WriteToken {
     /// A token for a new operation.
     pub(super) fn new() -> Self {
         Self(uuid::Uuid::now_v7().simple().to_string())
+    }
+
+    /// The token of the operation that holds `lease`: one of its key's (see the
+    /// [module docs](self)), or a new one for an operation without a key.
+    pub(super) fn of(lease: Option<&KeyLease>) -> Self {
+        lease.map_or_else(Self::new, |lease| Self::of_key(&lease.idempotency))
+    }
+
+    /// The token every send of the keyed request `idempotency` shares: a digest of its key and
+    /// fingerprint (no client text on the customer's item), marked apart from the UUIDs of
+    /// operations without a key.
+    fn of_key(idempotency: &Idempotency) -> Self {
+        use sha2::{Digest as _, Sha256};
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut digest = Sha256::new();
+        digest.update(idempotency.key.as_str().as_bytes());
+        // A separator no key holds (keys are visible ASCII), so that no two (key, fingerprint)
+        // pairs hash the same text.
+        digest.update([0]);
+        digest.update(idempotency.fingerprint.as_str().as_bytes());
+        let mut token = String::from("key-");
+        for byte in digest.finalize().iter().take(16) {
+            token.push(char::from(HEX[usize::from(byte >> 4)]));
+            token.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+        Self(token)
     }
 
     /// The token as an attribute value.
@@ -73,5 +111,21 @@ mod tests {
         assert!(!mine.is_on(&Item::new()));
         // Each attempt of one operation shares the token; a clone is the same operation.
         assert!(mine.clone().is_on(&item));
+    }
+
+    #[test]
+    fn every_send_of_a_keyed_request_shares_a_token_and_nothing_else_does() {
+        let idempotency = |key: &str, body: &str| Idempotency {
+            key: crm_domain::IdempotencyKey::parse(key).unwrap(),
+            fingerprint: crm_domain::RequestFingerprint::new(body),
+        };
+        let first = WriteToken::of_key(&idempotency("k-1", "f-1"));
+        let item = first.stamp(Item::new());
+        assert!(WriteToken::of_key(&idempotency("k-1", "f-1")).is_on(&item));
+        assert!(!WriteToken::of_key(&idempotency("k-1", "f-2")).is_on(&item));
+        assert!(!WriteToken::of_key(&idempotency("k-2", "f-1")).is_on(&item));
+        assert!(!WriteToken::of_key(&idempotency("k-1f", "-1")).is_on(&item));
+        assert!(!WriteToken::of(None).is_on(&item));
+        assert!(!WriteToken::of(None).is_on(&WriteToken::of(None).stamp(Item::new())));
     }
 }

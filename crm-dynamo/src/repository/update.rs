@@ -61,7 +61,7 @@ impl DynamoCustomerRepository {
         now: Timestamp,
         lease: Option<&KeyLease>,
     ) -> Result<Customer, RepositoryError> {
-        let token = &WriteToken::new();
+        let token = &WriteToken::of(lease);
         if !patch.email.is_keep() || lease.is_some() {
             return self
                 .update_in_transaction(id, patch, expected, now, token, lease)

@@ -119,7 +119,7 @@ async fn a_crash_of_dynamodb_loses_nothing_acknowledged() {
     let table = fresh_table(&dynamo.endpoint()).await;
     let router = app(&dynamo.endpoint(), &table).await;
 
-    // A third of the way in, the store crashes; it comes back a second later.
+    // A third of the way in, the store crashes; it comes back two seconds later.
     let crash = Crash {
         dynamo: Arc::clone(&dynamo),
         after: operations / 3,
@@ -281,8 +281,11 @@ async fn run_clients(router: &Router, operations: usize, seed: u64, crash: Optio
     run
 }
 
-/// Kills the store once `crash.after` operations are done, restarts it a second later, and waits
-/// until the service answers a read again.
+/// Kills the store once `crash.after` operations are done, restarts it two seconds later, and
+/// waits until the service answers a read again. Two seconds and the restart's own time are longer
+/// than a DynamoDB operation may take (`CRM_DYNAMODB_TIMEOUT_MS`, 2 s), so the requests that meet
+/// the store down run out of time and answer 503 (with one second, requests sent just after the
+/// kill could outlast the outage and none did).
 async fn crash_and_restart(
     crash: Crash,
     done: &AtomicUsize,
@@ -297,7 +300,7 @@ async fn crash_and_restart(
     let dynamo = Arc::clone(&crash.dynamo);
     tokio::task::spawn_blocking(move || {
         dynamo.kill()?;
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_secs(2));
         dynamo.restart()
     })
     .await
@@ -537,7 +540,8 @@ impl Client {
             self.resolve(&operation, expect).await;
         } else if let Err(problem) = self.accept(&expect, &answer) {
             self.model.misreport(format!(
-                "{operation:?}: expected {expect:?}, answered {status} {}: {problem}",
+                "{operation:?}{}: expected {expect:?}, answered {status} {}: {problem}",
+                if sent.key.is_some() { " (keyed)" } else { "" },
                 answer.body
             ));
             self.resync(&expect).await;
