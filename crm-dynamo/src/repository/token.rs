@@ -9,7 +9,7 @@
 //! be applied twice and skip a version.
 //!
 //! So every write of a customer item stamps it with a token of its own operation (`writeToken`, a
-//! fresh UUID per operation, shared by all its attempts), every patch is conditioned on the item
+//! fresh UUID per operation, shared by all its attempts; for a keyed request, see below), every patch is conditioned on the item
 //! not already carrying its token, and every condition asks DynamoDB to return the item when it
 //! fails (`ReturnValuesOnConditionCheckFailure`, which costs no extra request). When a condition
 //! fails and the item carries this operation's token, an earlier attempt of this very operation
@@ -24,12 +24,15 @@
 //! A write under an `Idempotency-Key` is one operation however many times its client sends it:
 //! its token is derived from the key and the request's fingerprint, so every send shares it. A
 //! send that takes over a key whose earlier holder ran out of time then recognizes that holder's
-//! write as its own, and answers it (the created customer, the patch, the delete) instead of the
-//! conflict it meets or a second application. That happens when the holder's write landed and
-//! the key's record was not completed beside it (seen with DynamoDB Local killed in the middle of
-//! a transaction) or its answer was lost with the holder's request. A client that reuses a key
-//! after its record expired (24 hours) for the same request is, by the same rule, answered as
-//! that request.
+//! write as its own and answers success (the create of a given id, the patch, the delete) instead
+//! of the conflict it meets or a second application. On DynamoDB the holder's write and the key's
+//! completion commit together, so a takeover finds no such write; DynamoDB Local killed in the
+//! middle of a transaction (the crash test) has left the write without the completion. Known
+//! limits of that answer: the key's record is not completed by it (a later send of the request
+//! waits out the hold, then is answered the same way again); a recognized create answers the
+//! customer as this send made it (its timestamps are this send's); a create without an id gets a
+//! new id per send, so it is not recognized. A keyed token counts only on an item written less
+//! than a key's life ago, so a request sent again after its key expired is a new operation.
 //!
 //! What a token cannot cover: another writer changing the same customer between the lost reply
 //! and its retry (a few hundred milliseconds at most) replaces the token, and the retry then
@@ -40,7 +43,8 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crm_domain::idempotency::{Idempotency, KeyLease};
+use crm_domain::Timestamp;
+use crm_domain::idempotency::{Idempotency, KEY_RETENTION, KeyLease};
 
 use crate::item::{Item, WRITE_TOKEN};
 
@@ -72,7 +76,7 @@ impl WriteToken {
         // pairs hash the same text.
         digest.update([0]);
         digest.update(idempotency.fingerprint.as_str().as_bytes());
-        let mut token = String::from("key-");
+        let mut token = String::from(KEYED);
         for byte in digest.finalize().iter().take(16) {
             token.push(char::from(HEX[usize::from(byte >> 4)]));
             token.push(char::from(HEX[usize::from(byte & 0xf)]));
@@ -91,10 +95,31 @@ impl WriteToken {
         item
     }
 
-    /// Whether `item` was last written by this operation.
+    /// Whether `item` was last written by this operation. A keyed request's token counts only on
+    /// an item written within a key's life ([`KEY_RETENTION`]) before now: a client that sends the
+    /// same request under the same key after its record expired makes a new operation.
     pub(super) fn is_on(&self, item: &Item) -> bool {
-        matches!(item.get(WRITE_TOKEN), Some(AttributeValue::S(token)) if *token == self.0)
+        let stamped =
+            matches!(item.get(WRITE_TOKEN), Some(AttributeValue::S(token)) if *token == self.0);
+        stamped && (!self.0.starts_with(KEYED) || written_lately(item))
     }
+}
+
+/// The prefix of a keyed request's token (a UUID's simple form has no `-`).
+const KEYED: &str = "key-";
+
+/// Whether `item`'s `updatedAt` is less than [`KEY_RETENTION`] ago.
+fn written_lately(item: &Item) -> bool {
+    let Some(AttributeValue::S(text)) = item.get("updatedAt") else {
+        return false;
+    };
+    let Ok(written) = Timestamp::parse(text) else {
+        return false;
+    };
+    let age = Timestamp::now()
+        .unix_millis()
+        .saturating_sub(written.unix_millis());
+    u128::try_from(age).is_ok_and(|age| age < KEY_RETENTION.as_millis())
 }
 
 #[cfg(test)]
@@ -119,13 +144,25 @@ mod tests {
             key: crm_domain::IdempotencyKey::parse(key).unwrap(),
             fingerprint: crm_domain::RequestFingerprint::new(body),
         };
+        let written_at = |at: Timestamp| {
+            Item::from([("updatedAt".to_owned(), AttributeValue::S(at.to_string()))])
+        };
         let first = WriteToken::of_key(&idempotency("k-1", "f-1"));
-        let item = first.stamp(Item::new());
+        let item = first.stamp(written_at(Timestamp::now()));
         assert!(WriteToken::of_key(&idempotency("k-1", "f-1")).is_on(&item));
         assert!(!WriteToken::of_key(&idempotency("k-1", "f-2")).is_on(&item));
         assert!(!WriteToken::of_key(&idempotency("k-2", "f-1")).is_on(&item));
         assert!(!WriteToken::of_key(&idempotency("k-1f", "-1")).is_on(&item));
         assert!(!WriteToken::of(None).is_on(&item));
         assert!(!WriteToken::of(None).is_on(&WriteToken::of(None).stamp(Item::new())));
+        // Written longer ago than a key lives, or at no known time: a new operation.
+        let day_and_a_bit =
+            Timestamp::from_unix_millis(Timestamp::now().unix_millis() - 25 * 60 * 60 * 1000)
+                .unwrap();
+        assert!(!first.is_on(&first.stamp(written_at(day_and_a_bit))));
+        assert!(!first.is_on(&first.stamp(Item::new())));
+        // A token without a key does not look at the time.
+        let plain = WriteToken::new();
+        assert!(plain.is_on(&plain.stamp(written_at(day_and_a_bit))));
     }
 }
