@@ -127,6 +127,8 @@ pub(crate) struct Injector {
     rng: SplitMix64,
     queue: VecDeque<(String, Fault)>,
     outage: bool,
+    /// Requests forwarded whose reply has not arrived yet.
+    in_flight: u64,
     stats: Stats,
 }
 
@@ -148,27 +150,56 @@ impl Injector {
         self.stats.clone()
     }
 
-    pub(crate) fn count_forwarded(&mut self) {
-        self.stats.forwarded += 1;
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.in_flight
     }
 
     /// The fault for the next request of `operation`, counted; an outage refusal is a `Reset`.
+    /// A request not reset is counted in flight until [`Self::reply_arrived`] or
+    /// [`Self::abandoned`].
     pub(crate) fn decide(&mut self, operation: &str) -> Option<Fault> {
-        let (fault, kind) = if self.outage {
-            (Fault::Reset, "outage")
+        let decision = if self.outage {
+            Some((Fault::Reset, "outage"))
         } else if let Some(fault) = self.take_queued(operation) {
-            (fault, fault.name())
+            Some((fault, fault.name()))
         } else {
-            let fault = self.draw(operation)?;
-            (fault, fault.name())
+            self.draw(operation).map(|fault| (fault, fault.name()))
         };
+        if let Some((_, kind)) = decision {
+            self.count(kind, operation);
+        }
+        let fault = decision.map(|(fault, _)| fault);
+        if fault != Some(Fault::Reset) {
+            self.in_flight += 1;
+        }
+        fault
+    }
+
+    /// The reply of a request in flight arrived: counted as forwarded. Returns `true` when it
+    /// must be lost to an outage that began while the server worked on it (counted as
+    /// `"outage-reply"`).
+    pub(crate) fn reply_arrived(&mut self, operation: &str) -> bool {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.stats.forwarded += 1;
+        if self.outage {
+            self.count("outage-reply", operation);
+        }
+        self.outage
+    }
+
+    /// A request in flight ended without a reply (its client went away, the server was
+    /// unreachable).
+    pub(crate) fn abandoned(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    fn count(&mut self, kind: &str, operation: &str) {
         *self.stats.faults.entry(kind.to_owned()).or_default() += 1;
         *self
             .stats
             .by_operation
             .entry(operation.to_owned())
             .or_default() += 1;
-        Some(fault)
     }
 
     fn take_queued(&mut self, operation: &str) -> Option<Fault> {

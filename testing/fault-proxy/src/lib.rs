@@ -30,9 +30,12 @@
 //! write applied ([`Fault::DropReply`]), it comes too late ([`Fault::DelayReply`], the SDK's
 //! attempt timeout fires first), or the request never reached DynamoDB ([`Fault::Reset`]).
 //! Random faults come from a seeded `SplitMix64`, not from an entropy source, so a failing run
-//! can be replayed with its seed. [`FaultProxy::set_outage`] refuses every request, and
-//! [`dynamodb_local::LocalDynamo`] crashes a real DynamoDB Local (SIGKILL) and restarts it on
-//! the same data, for the phases where the server itself is down.
+//! can be replayed with its seed. [`FaultProxy::set_outage`] refuses every request (and loses the
+//! replies of those already forwarded), and [`dynamodb_local::LocalDynamo`] crashes a real
+//! DynamoDB Local (SIGKILL) and restarts it on the same data, for the phases where the server
+//! itself is down. Together, with [`FaultProxy::idle`] between them, they crash the server at a
+//! quiet moment: DynamoDB Local killed inside a transaction can keep part of it, which DynamoDB
+//! never does, so a test that holds the store to DynamoDB's contract kills it between requests.
 //!
 //! Only `tokio`, `hyper`, `hyper-util` and `http-body-util`, all already in the workspace, are
 //! used: this crate is test support and must not grow the dependency tree.

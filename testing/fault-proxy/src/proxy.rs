@@ -12,7 +12,7 @@ use hyper::header::{self, HeaderMap};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::fault::{Fault, Injector, Policy, Stats};
 
@@ -38,6 +38,8 @@ struct Inner {
 struct Shared {
     upstream: SocketAddr,
     injector: Mutex<Injector>,
+    /// Woken whenever a request in flight ends.
+    settled: Notify,
 }
 
 impl Shared {
@@ -60,6 +62,7 @@ impl FaultProxy {
         let shared = Arc::new(Shared {
             upstream,
             injector: Mutex::new(Injector::default()),
+            settled: Notify::new(),
         });
         tokio::spawn(accept(listener, Arc::clone(&shared), stopped));
         Ok(Self {
@@ -96,9 +99,27 @@ impl FaultProxy {
 
     /// While `down`, every request, on new and open connections alike, is refused as if the
     /// server were down: its connection is closed without forwarding (counted as `"outage"`).
-    /// Queued one-shot faults wait until the outage ends.
+    /// A request forwarded before the outage began still completes on the server, but its reply,
+    /// arriving during the outage, is lost (counted as `"outage-reply"`). Queued one-shot faults
+    /// wait until the outage ends.
     pub fn set_outage(&self, down: bool) {
         self.inner.shared.injector().set_outage(down);
+    }
+
+    /// Resolves once no forwarded request awaits its reply. During an outage no request is
+    /// forwarded, so this is then the quiet moment to crash the server for real: everything
+    /// that reached it has finished there (a transaction whole, as DynamoDB commits it), and its
+    /// client has seen a lost reply, not an answer.
+    pub async fn idle(&self) {
+        let shared = &self.inner.shared;
+        loop {
+            // Created before the check, so a request ending in between still wakes it.
+            let settled = shared.settled.notified();
+            if shared.injector().in_flight() == 0 {
+                return;
+            }
+            settled.await;
+        }
     }
 
     /// Faults injected so far, by kind and by operation, and requests forwarded.
@@ -170,11 +191,16 @@ async fn forward(
     upstream: Upstream,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Closed> {
-    let operation = operation(request.headers());
-    let fault = shared.injector().decide(operation);
+    let operation = operation(request.headers()).to_owned();
+    let fault = shared.injector().decide(&operation);
     if fault == Some(Fault::Reset) {
         return Err(Closed("reset before forwarding"));
     }
+    let in_flight = InFlight {
+        shared: Arc::clone(&shared),
+        operation,
+        ended: false,
+    };
 
     let (mut head, body) = request.into_parts();
     let body = body
@@ -184,6 +210,37 @@ async fn forward(
         .to_bytes();
     remove_hop_by_hop(&mut head.headers);
     let request = Request::from_parts(head, Full::new(body));
+    // The exchange runs on its own, so that a client giving up (its attempt timeout) does not
+    // cut it short: the request stays in flight until the server has answered it.
+    let exchange = tokio::spawn(async move {
+        let reply = exchange(&in_flight.shared, &upstream, request).await?;
+        if in_flight.reply_arrived() {
+            return Err(Closed("reply lost to the outage"));
+        }
+        Ok(reply)
+    });
+    let (mut head, body) = exchange
+        .await
+        .map_err(|_| Closed("exchange task failed"))??;
+
+    match fault {
+        Some(Fault::DropReply) => return Err(Closed("reply dropped")),
+        // The client has usually given up meanwhile: the write then fails and ends the
+        // connection, which nobody needs to hear about.
+        Some(Fault::DelayReply(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::Reset) | None => {}
+    }
+    remove_hop_by_hop(&mut head.headers);
+    Ok(Response::from_parts(head, Full::new(body)))
+}
+
+/// Sends `request` on the client connection's upstream connection (or a new one) and reads the
+/// whole reply.
+async fn exchange(
+    shared: &Shared,
+    upstream: &Upstream,
+    request: Request<Full<Bytes>>,
+) -> Result<(hyper::http::response::Parts, Bytes), Closed> {
     // The connection of the previous request, if it is still open; else a new one.
     let cached = upstream
         .lock()
@@ -211,7 +268,7 @@ async fn forward(
                 .map_err(|_| Closed("upstream request failed"))?
         }
     };
-    let (mut head, body) = reply.into_parts();
+    let (head, body) = reply.into_parts();
     let body = body
         .collect()
         .await
@@ -219,17 +276,33 @@ async fn forward(
         .to_bytes();
     // Only a connection that completed an exchange is reused.
     *upstream.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender);
-    shared.injector().count_forwarded();
+    Ok((head, body))
+}
 
-    match fault {
-        Some(Fault::DropReply) => return Err(Closed("reply dropped")),
-        // The client has usually given up meanwhile: the write then fails and ends the
-        // connection, which nobody needs to hear about.
-        Some(Fault::DelayReply(delay)) => tokio::time::sleep(delay).await,
-        Some(Fault::Reset) | None => {}
+/// A request counted in flight until its reply arrives or it is given up.
+struct InFlight {
+    shared: Arc<Shared>,
+    operation: String,
+    ended: bool,
+}
+
+impl InFlight {
+    /// The reply arrived: `true` when an outage began meanwhile and the reply must be lost.
+    fn reply_arrived(mut self) -> bool {
+        self.ended = true;
+        let lost = self.shared.injector().reply_arrived(&self.operation);
+        self.shared.settled.notify_waiters();
+        lost
     }
-    remove_hop_by_hop(&mut head.headers);
-    Ok(Response::from_parts(head, Full::new(body)))
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.shared.injector().abandoned();
+            self.shared.settled.notify_waiters();
+        }
+    }
 }
 
 /// The operation named by `x-amz-target: DynamoDB_20120810.<Operation>`; `""` without one.
