@@ -152,7 +152,7 @@ pub(crate) const DOCS_ROOT: &str = "docs";
 /// (Swagger UI over `GET /openapi.json`) and `/docs/…` its files; otherwise they are 404 like any
 /// unknown path.
 pub fn router(state: AppState) -> Router {
-    Router::new().fallback_service(layered(state))
+    Router::new().fallback_service(middleware::wrap(routes(&state), state))
 }
 
 /// The customers API as one tower [`Service`](tower::Service): the routes and layers of
@@ -164,17 +164,18 @@ pub fn router(state: AppState) -> Router {
 /// parameters it records: about 2,000 instructions a request in the local server's profile
 /// (BENCHMARKS.md). To nest the API in an application of your own, use [`router`].
 pub fn api(state: AppState) -> Api {
-    Api(Arc::new(BoxCloneSyncService::new(layered(state))))
+    Api(Arc::new(BoxCloneSyncService::new(middleware::wrap(
+        routes(&state),
+        state,
+    ))))
 }
 
-/// The routes inside their layers: what [`router`] and [`api`] serve.
-fn layered(
-    state: AppState,
-) -> impl tower::Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
+/// The routes that [`router`] and [`api`] serve inside the layers of [`middleware::wrap`].
+#[cfg_attr(
+    not(any(feature = "prometheus", feature = "docs-viewer")),
+    expect(unused_variables, reason = "the state chooses only optional routes")
+)]
+fn routes(state: &AppState) -> Router<AppState> {
     let routes = Router::new()
         .route("/customers", get(customers::list).post(customers::create))
         // `search` is a valid customer id too: the route that takes its path keeps the customer's
@@ -228,11 +229,10 @@ fn layered(
     } else {
         routes
     };
-    let routes = routes
+    routes
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
-        .layer(middleware::RecordRouteLayer);
-    middleware::wrap(routes, state)
+        .layer(middleware::RecordRouteLayer)
 }
 
 /// The customers API as a tower [`Service`](tower::Service) of its own (see [`api`]): a pointer
