@@ -162,6 +162,11 @@ async fn a_crash_of_dynamodb_loses_nothing_acknowledged() {
         verdict.duplicates.len(),
     );
     verdict.assert_clean(&run);
+    assert!(
+        stats.faults_of("outage-reply") > 0,
+        "the crash cost no client its reply: {:?}",
+        stats.faults
+    );
     // A keyed write is sent again after a 503 until it is answered: its 503s count too (every
     // operation under way in the outage is now and then a keyed write, which ends in a 2xx).
     assert!(
@@ -200,7 +205,7 @@ struct Crash {
 /// When the store was down, and the answers around it.
 #[derive(Debug, Default)]
 struct Outage {
-    /// From the kill to the end of the restart.
+    /// From the store's going away (the proxy's outage, then the kill) to the end of the restart.
     down: Duration,
     /// From the end of the restart to the first answered read.
     recovery: Duration,
@@ -328,9 +333,16 @@ async fn crash_and_restart(
     while done.load(Ordering::SeqCst) < crash.after {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // At a moment when the store works on a request, so that the crash costs a client its reply.
+    let busy = tokio::time::timeout(Duration::from_secs(30), async {
+        while !crash.proxy.set_outage_while_busy() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    busy.await
+        .expect("the store has a request under way within 30 s");
     let killed = Instant::now();
     window.lock().unwrap().down = Some(killed);
-    crash.proxy.set_outage(true);
     tokio::time::timeout(Duration::from_secs(30), crash.proxy.idle())
         .await
         .expect("the store finishes the requests it has within 30 s");

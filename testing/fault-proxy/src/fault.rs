@@ -101,10 +101,12 @@ impl Default for Policy {
 pub struct Stats {
     /// Requests forwarded to DynamoDB that it answered (faulted or not).
     pub forwarded: u64,
-    /// Faults injected, by kind: [`Fault::name`], or `"outage"` for requests refused during
-    /// [`FaultProxy::set_outage`](crate::FaultProxy::set_outage).
+    /// Faults injected, by kind: [`Fault::name`], `"outage"` for requests refused during
+    /// [`FaultProxy::set_outage`](crate::FaultProxy::set_outage), or `"outage-reply"` for replies
+    /// lost to an outage that began while the server worked on their request.
     pub faults: BTreeMap<String, u64>,
-    /// Faults injected (outage refusals included), by operation (e.g. `"PutItem"`).
+    /// Faults injected (outage refusals and lost replies included), by operation (e.g.
+    /// `"PutItem"`).
     pub by_operation: BTreeMap<String, u64>,
 }
 
@@ -146,6 +148,23 @@ impl Injector {
         self.outage = down;
     }
 
+    /// Starts an outage only while a request is in flight; whether it did.
+    pub(crate) fn set_outage_while_busy(&mut self) -> bool {
+        if self.in_flight > 0 {
+            self.outage = true;
+        }
+        self.outage && self.in_flight > 0
+    }
+
+    /// Whether a reply ready to be answered must be lost to an outage (counted as
+    /// `"outage-reply"`): one held back by [`Fault::DelayReply`] while an outage began.
+    pub(crate) fn lost_to_outage(&mut self, operation: &str) -> bool {
+        if self.outage {
+            self.count("outage-reply", operation);
+        }
+        self.outage
+    }
+
     pub(crate) fn stats(&self) -> Stats {
         self.stats.clone()
     }
@@ -179,17 +198,16 @@ impl Injector {
     /// must be lost to an outage that began while the server worked on it (counted as
     /// `"outage-reply"`).
     pub(crate) fn reply_arrived(&mut self, operation: &str) -> bool {
+        debug_assert!(self.in_flight > 0, "a reply of a request not in flight");
         self.in_flight = self.in_flight.saturating_sub(1);
         self.stats.forwarded += 1;
-        if self.outage {
-            self.count("outage-reply", operation);
-        }
-        self.outage
+        self.lost_to_outage(operation)
     }
 
     /// A request in flight ended without a reply (its client went away, the server was
     /// unreachable).
     pub(crate) fn abandoned(&mut self) {
+        debug_assert!(self.in_flight > 0, "a request abandoned twice");
         self.in_flight = self.in_flight.saturating_sub(1);
     }
 
@@ -392,6 +410,51 @@ mod tests {
         let picked: std::collections::BTreeSet<_> =
             (0..100).filter_map(|_| rng.pick(&items)).collect();
         assert_eq!(picked.len(), 3, "every item comes up");
+    }
+
+    #[test]
+    fn every_request_forwarded_is_in_flight_until_its_reply_or_its_end_and_refusals_never_are() {
+        let delay = Fault::DelayReply(Duration::from_secs(1));
+        let mut injector = with_policy(Policy::writes(1.0, 3).with_kinds(&[Fault::DropReply]));
+        injector.inject_next("PutItem", delay);
+        injector.inject_next("PutItem", Fault::Reset);
+        assert_eq!(injector.decide("PutItem"), Some(delay));
+        assert_eq!(injector.decide("PutItem"), Some(Fault::Reset));
+        assert_eq!(injector.decide("PutItem"), Some(Fault::DropReply));
+        assert_eq!(injector.decide("GetItem"), None);
+        assert_eq!(
+            injector.in_flight(),
+            3,
+            "the delayed, the dropped and the read"
+        );
+
+        assert!(!injector.reply_arrived("PutItem"), "no outage: answered");
+        injector.abandoned();
+        assert_eq!(injector.in_flight(), 1);
+        assert!(injector.set_outage_while_busy());
+        assert_eq!(injector.decide("GetItem"), Some(Fault::Reset));
+        assert_eq!(
+            injector.in_flight(),
+            1,
+            "an outage refusal is never in flight"
+        );
+        assert!(
+            injector.reply_arrived("GetItem"),
+            "its reply is lost to the outage"
+        );
+        assert_eq!(injector.in_flight(), 0);
+        assert!(injector.lost_to_outage("PutItem"), "a delayed reply too");
+
+        injector.set_outage(false);
+        assert!(
+            !injector.set_outage_while_busy(),
+            "nothing in flight: no outage"
+        );
+        assert_eq!(injector.decide("GetItem"), None);
+        let stats = injector.stats();
+        assert_eq!(stats.forwarded, 2);
+        assert_eq!(stats.faults_of("outage-reply"), 2);
+        assert_eq!(stats.faults_of("outage"), 1);
     }
 
     #[test]

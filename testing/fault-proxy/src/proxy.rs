@@ -106,9 +106,17 @@ impl FaultProxy {
         self.inner.shared.injector().set_outage(down);
     }
 
-    /// Resolves once no forwarded request awaits its reply. During an outage no request is
-    /// forwarded, so this is then the quiet moment to crash the server for real: everything
-    /// that reached it has finished there (a transaction whole, as DynamoDB commits it), and its
+    /// Starts an outage as [`set_outage(true)`](Self::set_outage) does, but only at a moment
+    /// when the server is working on a request, whose reply is then lost; whether it did. A crash
+    /// test calls it until it does, so that every crash costs at least one client a reply.
+    pub fn set_outage_while_busy(&self) -> bool {
+        self.inner.shared.injector().set_outage_while_busy()
+    }
+
+    /// Resolves once no forwarded request awaits its reply. During an outage no new request is
+    /// let through (those let through just before it may still be on their way, and are waited
+    /// for), so this is then the quiet moment to crash the server for real: everything that
+    /// reached it has finished there (a transaction whole, as DynamoDB commits it), and its
     /// client has seen a lost reply, not an answer.
     pub async fn idle(&self) {
         let shared = &self.inner.shared;
@@ -198,7 +206,7 @@ async fn forward(
     }
     let in_flight = InFlight {
         shared: Arc::clone(&shared),
-        operation,
+        operation: operation.clone(),
         ended: false,
     };
 
@@ -227,7 +235,12 @@ async fn forward(
         Some(Fault::DropReply) => return Err(Closed("reply dropped")),
         // The client has usually given up meanwhile: the write then fails and ends the
         // connection, which nobody needs to hear about.
-        Some(Fault::DelayReply(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::DelayReply(delay)) => {
+            tokio::time::sleep(delay).await;
+            if shared.injector().lost_to_outage(&operation) {
+                return Err(Closed("reply lost to the outage"));
+            }
+        }
         Some(Fault::Reset) | None => {}
     }
     remove_hop_by_hop(&mut head.headers);

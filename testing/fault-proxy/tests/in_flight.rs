@@ -74,8 +74,9 @@ async fn send(proxy: &FaultProxy) -> Result<Response<Incoming>, hyper::Error> {
     sender.send_request(request).await
 }
 
-/// Whether `idle` resolves within a moment. Used only to assert that it does *not* while the
-/// server holds a request, which no slowness of the machine can turn into a false pass.
+/// Whether `idle` resolves within a moment. A "no" is asserted only while the server holds a
+/// request, where no slowness of the machine can turn it into a false pass; a "yes" only when
+/// nothing was ever sent, where `idle` resolves on its first poll.
 async fn idle_now(proxy: &FaultProxy) -> bool {
     tokio::time::timeout(Duration::from_millis(200), proxy.idle())
         .await
