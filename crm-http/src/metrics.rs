@@ -17,6 +17,7 @@
 //! | `dynamodb_calls`, `dynamodb_errors`, `dynamodb_retries`, `dynamodb_throttles`, `dynamodb_cancelled` | counter | count | `operation` (`crm_dynamo::metrics`) |
 //! | `dynamodb_call_duration_ms` | histogram | milliseconds | `operation` |
 //! | `cold_starts` | counter | count | none (`crm-lambda`, once per sandbox, at its first invocation) |
+//! | [`SPAN_EXPORT_FAILURES`] `span_export_failures` | counter | count | none (feature `otel`: exports of spans to the collector that failed; their spans are lost) |
 //!
 //! `route` is the route template axum matched (`/customers/{id}`), or `unmatched`; never the path,
 //! which holds ids. `method` is one of the standard methods or `other` (a client chooses the
@@ -34,6 +35,9 @@ pub const HTTP_REQUESTS: &str = "http_requests";
 /// Histogram, milliseconds: from the request's arrival in the router's outermost layer to its
 /// response (the same span as the log line's `latency_ms`).
 pub const HTTP_REQUEST_DURATION: &str = "http_request_duration_ms";
+/// Counter: exports of OpenTelemetry spans that failed (feature `otel`, an endpoint configured);
+/// the spans of each are lost, and a `warn` log line says why, at most once a minute.
+pub const SPAN_EXPORT_FAILURES: &str = "span_export_failures";
 /// Label: the route template, or [`UNMATCHED_ROUTE`].
 pub const ROUTE: &str = "route";
 /// Label: the request method, or `other`.
@@ -52,6 +56,11 @@ pub fn describe() {
         HTTP_REQUEST_DURATION,
         Unit::Milliseconds,
         "HTTP request duration"
+    );
+    metrics::describe_counter!(
+        SPAN_EXPORT_FAILURES,
+        Unit::Count,
+        "Span exports to the collector that failed"
     );
     #[cfg(feature = "dynamodb")]
     crm_dynamo::metrics::describe();

@@ -46,8 +46,8 @@
 //! the SDK's own wait, up to 5 s, goes on on a thread of its own. [`shutdown`] waits for the last
 //! ones.
 
-use std::sync::{Arc, OnceLock, mpsc};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::Method;
 use opentelemetry::trace::{
@@ -58,10 +58,10 @@ use opentelemetry::{Context, KeyValue, Value};
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{Protocol, RetryPolicy, WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{
     BatchSpanProcessor, IdGenerator, RandomIdGenerator, SdkTracerProvider, Span as SdkSpan,
-    SpanData, SpanEvents, SpanLinks, SpanProcessor,
+    SpanData, SpanEvents, SpanExporter, SpanLinks, SpanProcessor,
 };
 use tracing::{Metadata, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -73,6 +73,9 @@ pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long [`shutdown`] waits for the last spans.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The least time between two log lines about failed exports ([`Reported`]).
+const REPORT_EVERY: Duration = Duration::from_mins(1);
 
 /// The tracer provider, once [`install`]ed.
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
@@ -161,8 +164,8 @@ pub fn shutdown() {
     }
 }
 
-/// Builds the tracer provider for `traces`: the OTLP/HTTP exporter, behind a batch processor,
-/// behind [`Shape`]. The resource is `service.name` (`OTEL_SERVICE_NAME`, default `crm`), what
+/// Builds the tracer provider for `traces`: the OTLP/HTTP exporter, [`Reported`], behind a batch
+/// processor, behind [`Shape`]. The resource is `service.name` (`OTEL_SERVICE_NAME`, default `crm`), what
 /// `OTEL_RESOURCE_ATTRIBUTES` adds, and inside Lambda `cloud.provider`, `cloud.platform` and
 /// `faas.name`. The sampler is the SDK's (`OTEL_TRACES_SAMPLER`; by default the caller's
 /// decision, else every trace).
@@ -196,7 +199,9 @@ pub(crate) fn provider(
         }
     }
     Ok(SdkTracerProvider::builder()
-        .with_span_processor(Shape(BatchSpanProcessor::builder(exporter).build()))
+        .with_span_processor(Shape(
+            BatchSpanProcessor::builder(Reported::new(exporter)).build(),
+        ))
         .with_id_generator(XrayIds::default())
         .with_resource(resource.build())
         .build())
@@ -397,6 +402,100 @@ pub(crate) fn shape(span: &mut SpanData) -> bool {
     true
 }
 
+/// The exporter, with its failures made visible. The SDK's batch processor drops a batch whose
+/// export failed and tells only its own internal log, which this crate does not turn on: with a
+/// collector down, unreachable or refusing the spans, an operator would see traces missing and
+/// nothing else. Each failed export counts in
+/// [`SPAN_EXPORT_FAILURES`](crate::metrics::SPAN_EXPORT_FAILURES), and a `warn` line says why
+/// (the exporter's words: "network error", a status code, a timeout; never a span or a response
+/// body), with the failures and spans lost since the previous line, at most once a minute: in
+/// Lambda every invocation flushes, so a collector that stays down would otherwise write a line
+/// per invocation.
+#[derive(Debug)]
+struct Reported<E> {
+    exporter: E,
+    failures: Mutex<Failures>,
+}
+
+impl<E> Reported<E> {
+    fn new(exporter: E) -> Self {
+        Self {
+            exporter,
+            failures: Mutex::new(Failures::default()),
+        }
+    }
+
+    fn failed(&self, spans: usize, error: &OTelSdkError) {
+        metrics::counter!(crate::metrics::SPAN_EXPORT_FAILURES).increment(1);
+        let due = self
+            .failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add(spans, Instant::now());
+        if let Some(Failures { exports, spans, .. }) = due {
+            tracing::warn!(
+                failed_exports = exports,
+                spans_lost = spans,
+                error = %error,
+                "span export failed; the spans are lost"
+            );
+        }
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for Reported<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len();
+        let result = self.exporter.export(batch).await;
+        if let Err(error) = &result {
+            self.failed(spans, error);
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.exporter.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.exporter.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.exporter.set_resource(resource);
+    }
+}
+
+/// Failed exports not yet reported by a log line, and when the last line was written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Failures {
+    exports: u64,
+    spans: u64,
+    reported: Option<Instant>,
+}
+
+impl Failures {
+    /// Counts a failed export of `spans` spans at `now`. When a line is due (the first failure,
+    /// or the first after [`REPORT_EVERY`] since the last line), returns what it reports, and
+    /// starts counting again.
+    fn add(&mut self, spans: usize, now: Instant) -> Option<Self> {
+        self.exports += 1;
+        self.spans += spans as u64;
+        if self
+            .reported
+            .is_some_and(|last| now.saturating_duration_since(last) < REPORT_EVERY)
+        {
+            return None;
+        }
+        let due = *self;
+        *self = Self {
+            reported: Some(now),
+            ..Self::default()
+        };
+        Some(due)
+    }
+}
+
 /// Trace ids that AWS X-Ray accepts as its own: the first 4 bytes are the start time in seconds
 /// (X-Ray's `1-<8 hex>-<24 hex>`), the other 12 random. Span ids are random.
 #[derive(Debug, Default)]
@@ -522,6 +621,28 @@ mod tests {
             status: Status::error("Zephyrine"),
             instrumentation_scope: InstrumentationScope::builder("crm").build(),
         }
+    }
+
+    #[test]
+    fn failed_exports_are_reported_at_once_then_at_most_once_a_minute_with_the_count_between() {
+        let start = Instant::now();
+        let mut failures = Failures::default();
+        let first = failures
+            .add(3, start)
+            .expect("the first failure is reported");
+        assert_eq!((first.exports, first.spans), (1, 3));
+        assert_eq!(failures.add(2, start + Duration::from_secs(1)), None);
+        assert_eq!(failures.add(5, start + Duration::from_secs(59)), None);
+        let next = failures
+            .add(1, start + REPORT_EVERY)
+            .expect("a minute after the last line, a new one");
+        assert_eq!(
+            (next.exports, next.spans),
+            (3, 8),
+            "what failed since the last line"
+        );
+        assert_eq!(failures.add(1, start + REPORT_EVERY), None);
+        assert_eq!(failures.exports, 1);
     }
 
     fn keys(span: &SpanData) -> Vec<&str> {

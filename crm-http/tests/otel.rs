@@ -31,6 +31,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crm_dynamo::{DynamoCustomerRepository, DynamoSettings};
@@ -95,6 +96,12 @@ impl Drop for Running {
 
 /// Starts `crm-server` on a free port with `vars`; returns it and its address.
 fn start(vars: &[(&str, String)]) -> (Running, String) {
+    let (server, address, _) = start_with_log(vars);
+    (server, address)
+}
+
+/// [`start`], and the server's log lines (its stdout after the first line) as they come.
+fn start_with_log(vars: &[(&str, String)]) -> (Running, String, mpsc::Receiver<String>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_crm-server"));
     command
         .env_clear()
@@ -105,10 +112,17 @@ fn start(vars: &[(&str, String)]) -> (Running, String) {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let mut server = Running(command.spawn().unwrap());
+    let mut stdout = BufReader::new(server.0.stdout.take().unwrap());
     let mut first_line = String::new();
-    BufReader::new(server.0.stdout.take().unwrap())
-        .read_line(&mut first_line)
-        .unwrap();
+    stdout.read_line(&mut first_line).unwrap();
+    let (lines, log) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
     let address = first_line
         .split("http://")
         .nth(1)
@@ -116,7 +130,7 @@ fn start(vars: &[(&str, String)]) -> (Running, String) {
         .unwrap_or_else(|| panic!("no address in {first_line:?}"))
         .trim_end_matches(';')
         .to_owned();
-    (server, address)
+    (server, address, log)
 }
 
 /// One HTTP/1.1 request; the status and the body.
@@ -410,4 +424,53 @@ fn without_an_endpoint_nothing_of_opentelemetry_runs() {
         "{names:?}"
     );
     stop(&mut server);
+}
+
+#[test]
+fn a_failed_export_is_counted_and_logged_once_a_minute_and_requests_are_answered() {
+    // Nothing listens on the endpoint: every export fails to connect.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let collector = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (mut server, address, log) = start_with_log(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector),
+        // Export every 20 ms, so that each request's span is exported (and fails) on its own.
+        ("OTEL_BSP_SCHEDULE_DELAY", "20".to_owned()),
+        ("CRM_METRICS", "prometheus".to_owned()),
+    ]);
+    let started = Instant::now();
+    let failures = || {
+        let (status, text) = send(&address, "GET", "/metrics", &[], None);
+        assert_eq!(status, 200, "{text}");
+        text.lines()
+            .find_map(|line| line.strip_prefix("span_export_failures "))
+            .map_or(0, |value| value.trim().parse::<u64>().unwrap())
+    };
+    while failures() < 3 {
+        assert_eq!(send(&address, "GET", "/health", &[], None).0, 200);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no failed export was counted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop(&mut server);
+
+    let lines: Vec<String> = log.try_iter().collect();
+    let reported: Vec<&String> = lines
+        .iter()
+        .filter(|line| line.contains("span export failed"))
+        .collect();
+    let minutes = started.elapsed().as_secs() / 60;
+    assert!(
+        !reported.is_empty() && reported.len() as u64 <= 1 + minutes,
+        "one warning a minute at most, and one at least: {lines:#?}"
+    );
+    let line: serde_json::Value = serde_json::from_str(reported[0]).unwrap();
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert_eq!(
+        line["error"], "Operation failed: HTTP export failed: network error",
+        "{line}"
+    );
+    assert!(line["spans_lost"].as_u64().unwrap() >= 1, "{line}");
 }
