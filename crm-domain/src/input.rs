@@ -61,7 +61,17 @@ fn parse_string<T>(
     parse(text).map_err(|e| e.at(field))
 }
 
-/// Names every member of `object` that is not in `known`.
+/// How many members of one object that are not fields [`reject_unknown`] names one by one.
+///
+/// Past it, the next one is named with a count of the rest. Every error a known field can have
+/// is still reported, but the members a client may add have no bound but the body's size, and an
+/// error costs more bytes than the member it names: a batch of a hundred customers, each with a
+/// thousand members of a few bytes, would otherwise be answered with fourteen times its size,
+/// past what a Lambda function may answer.
+pub(crate) const UNKNOWN_NAMED: usize = 10;
+
+/// Names the members of `object` that are not in `known`: the first [`UNKNOWN_NAMED`] one by
+/// one, and when more remain, the next with a count of the others.
 fn reject_unknown(
     object: &Map<String, Value>,
     known: &[&str],
@@ -69,7 +79,8 @@ fn reject_unknown(
     parent: &str,
     errors: &mut Collector,
 ) {
-    for key in object.keys().filter(|k| !known.contains(&k.as_str())) {
+    let mut unknown = object.keys().filter(|k| !known.contains(&k.as_str()));
+    for key in unknown.by_ref().take(UNKNOWN_NAMED) {
         let field = path(parent, key);
         let message = if read_only.contains(&key.as_str()) {
             format!("`{key}` is set by the server and cannot be given")
@@ -87,6 +98,15 @@ fn reject_unknown(
             }
         };
         errors.push(FieldError::new(field, message));
+    }
+    if let Some(key) = unknown.next() {
+        let more = unknown.count();
+        let message = match more {
+            0 => format!("unknown field `{key}`"),
+            1 => format!("unknown field `{key}`, and 1 more not named"),
+            more => format!("unknown field `{key}`, and {more} more not named"),
+        };
+        errors.push(FieldError::new(path(parent, key), message));
     }
 }
 
@@ -371,6 +391,40 @@ mod tests {
             messages
                 .iter()
                 .any(|m| m.starts_with("unknown field `zzz`; expected one of"))
+        );
+    }
+
+    #[test]
+    fn past_ten_unknown_members_the_next_is_named_with_a_count_of_the_rest() {
+        let mut input = json!({"firstName": "", "lastName": "B", "address": {"line1": "1"}});
+        for i in 0..1_300 {
+            input[format!("x{i:04}")] = json!(0);
+            input["address"][format!("y{i:04}")] = json!(0);
+        }
+        let errors = NewCustomer::from_json(&input).unwrap_err();
+        let errors = errors.errors();
+        assert_eq!(errors.len(), 1 + 2 * (UNKNOWN_NAMED + 1), "{errors:#?}");
+        assert!(
+            errors.iter().any(|e| e.field == "firstName"),
+            "known fields still"
+        );
+        assert_eq!(errors[UNKNOWN_NAMED].field, "x0010");
+        assert_eq!(
+            errors[UNKNOWN_NAMED].message,
+            "unknown field `x0010`, and 1289 more not named"
+        );
+        assert!(errors.iter().any(|e| e.field == "address.y0010"
+            && e.message == "unknown field `y0010`, and 1289 more not named"));
+
+        let mut eleven = json!({"firstName": "A", "lastName": "B"});
+        for i in 0..=UNKNOWN_NAMED {
+            eleven[format!("x{i:02}")] = json!(0);
+        }
+        let errors = CustomerPatch::from_json(&eleven).unwrap_err();
+        let last = errors.errors().last().unwrap();
+        assert_eq!(
+            (last.field.as_str(), last.message.as_str()),
+            ("x10", "unknown field `x10`")
         );
     }
 

@@ -272,6 +272,40 @@ async fn a_batch_with_a_content_type_other_than_json_is_a_415() {
 // --- the body limit --------------------------------------------------------------------------
 
 #[tokio::test]
+async fn a_batch_of_customers_full_of_unknown_members_is_answered_in_less_than_its_own_size() {
+    // A hundred customers of about 1,300 unknown members each: about 1 MiB. Each member named with
+    // its own error would make an answer of some 14 MB, past the 6 MB a Lambda function may
+    // answer with (a 502 at the gateway); past ten, they are counted instead.
+    let app = spawn_app();
+    let mut customer = serde_json::Map::new();
+    for i in 0..1_290 {
+        customer.insert(format!("{i:x}"), json!(0));
+    }
+    let customers = vec![Value::Object(customer); 100];
+    let body = json!({ "customers": customers }).to_string();
+    assert!(body.len() <= crm_http::BATCH_BODY_LIMIT, "{}", body.len());
+    let response = post_batch(&app, &customers, None).await;
+    assert_eq!(response.status, StatusCode::MULTI_STATUS);
+    assert!(
+        response.body.len() < body.len(),
+        "{} bytes answered to {}",
+        response.body.len(),
+        body.len()
+    );
+    for result in results(&response) {
+        assert_eq!(result["status"], 422);
+        let errors = result["problem"]["errors"].as_array().unwrap();
+        assert!(errors.len() <= 13, "{} errors", errors.len());
+        assert!(
+            errors
+                .iter()
+                .any(|e| e["message"].as_str().unwrap().ends_with("more not named")),
+            "{errors:#?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_batch_route_reads_bodies_up_to_1_mib_and_the_other_routes_still_16_kib() {
     let app = spawn_app();
     let json = json!({"customers": [named("edge")]}).to_string();
