@@ -193,12 +193,14 @@ fn clean_text(s: &str, max_chars: usize) -> Result<&str, InvalidValue> {
 }
 
 /// A first or last name: trimmed, NFC-normalised, 1–100 Unicode characters, no control
-/// characters, no bidirectional overrides, and at least one visible character.
+/// characters, no bidirectional overrides, and at least one visible character that is not a
+/// combining mark.
 ///
 /// NFC gives every name one spelling (`é` as one character, not `e` and a combining accent), so
 /// that search and comparison see the same text however a client composed it. Bidirectional
 /// override and isolate characters (U+202A–U+202E, U+2066–U+2069) could make a name display as
-/// another; a name of only invisible characters (zero-width spaces, fillers) displays as nothing.
+/// another; a name of only invisible characters (zero-width spaces, fillers) displays as nothing,
+/// and one of only combining marks (`\u{301}`) is accents over nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
 #[serde(try_from = "String")]
 pub struct PersonName(String);
@@ -221,7 +223,12 @@ impl PersonName {
                 "must not contain bidirectional override characters",
             ));
         }
-        if name.chars().all(is_invisible) {
+        // A combining mark alone is an accent over nothing: not a name, and nothing a search by
+        // name (which folds accents away) could find.
+        if name
+            .chars()
+            .all(|c| is_invisible(c) || unicode_normalization::char::is_combining_mark(c))
+        {
             return Err(InvalidValue::new("must contain a visible character"));
         }
         Ok(Self(name.to_owned()))
@@ -688,6 +695,9 @@ mod tests {
             "\u{00AD}",
             "\u{E0041}",
             "\u{200E}",
+            "\u{301}\u{301}",
+            " \u{301}\u{200B}\u{308} ",
+            "\u{94D}",
         ] {
             let err = PersonName::parse(invisible).unwrap_err();
             assert!(err.message().contains("visible"), "{invisible:?}: {err:?}");
@@ -699,6 +709,9 @@ mod tests {
         // Invisible characters inside a visible name are the writer's business.
         assert!(PersonName::parse("Ada\u{200D}Lovelace").is_ok());
         assert!(PersonName::parse("\u{5d0}\u{5d3}\u{5d4}").is_ok());
+        // Marks on a letter are the letter's: Devanagari's vowel signs, Hebrew points.
+        assert!(PersonName::parse("\u{915}\u{93F}").is_ok());
+        assert!(PersonName::parse("\u{5d0}\u{5b8}").is_ok());
     }
 
     #[test]
