@@ -1,29 +1,97 @@
 //! The local server: the API on a TCP listener until Ctrl-C or SIGTERM.
+//!
+//! Connections are served by hyper's HTTP/1 server directly rather than through `axum::serve`,
+//! for one setting it does not make: a timer, without which hyper has no header read timeout. A
+//! client that opens a connection and never finishes its request head (a slow-headers attack,
+//! or a client that died mid-request) would then hold the connection, its task and its file
+//! descriptor for ever, and a stop would wait for it for ever too.
 
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use axum::ServiceExt as _;
+use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tower::Service;
+use tokio::sync::watch;
+use tower::{Service, ServiceExt as _};
+
+/// How long a client may take to send a request's head (its line and headers), and how long a
+/// kept-alive connection may wait, idle, for its next request: past it the connection is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `api` on `listener` until Ctrl-C or SIGTERM; requests in flight then finish before
-/// this returns. `api` is [`crate::api`]'s service, or any `Router` (an application that nests
-/// [`crate::router`] in its own).
+/// this returns (each within the request deadline, and a request head within
+/// [`HEADER_READ_TIMEOUT`]). `api` is [`crate::api`]'s service, or any `Router` (an application
+/// that nests [`crate::router`] in its own).
 ///
 /// # Errors
-/// When accepting connections fails for good.
+/// None today: a failed accept (out of file descriptors, say) is waited out, not returned. The
+/// `Result` is kept for the errors a listener may yet report.
 pub async fn serve<S>(listener: TcpListener, api: S) -> io::Result<()>
 where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send,
 {
-    axum::serve(listener, api.into_make_service())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    // Every connection holds a receiver; the sender learns when the last one is dropped.
+    let (stopping, stop) = watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                wait_out(&error).await;
+                continue;
+            }
+        };
+        let api = api.clone();
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            api.clone().oneshot(request.map(Body::new))
+        });
+        let connection = http.serve_connection(TokioIo::new(stream), service);
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                // An error is the client's: gone, a malformed or slow request head.
+                _ = connection.as_mut() => return,
+                _ = stop.wait_for(|stop| *stop) => {}
+            }
+            // Finish the request under way, if any, then close.
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+            drop(stop);
+        });
+    }
+    drop(listener);
+    stopping.send_replace(true);
+    drop(stop);
+    stopping.closed().await;
+    Ok(())
+}
+
+/// After a failed accept: nothing for an error of the one connection (it reset before it was
+/// accepted), else a second, as the failure (no file descriptor left, no memory) may last.
+async fn wait_out(error: &io::Error) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if !matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        tracing::warn!(error = %error, "cannot accept a connection; trying again in 1 s");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Binds `address`, with an error that names it.

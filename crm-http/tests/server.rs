@@ -55,6 +55,11 @@ fn get_health(address: &str) {
 
 /// Sends SIGTERM to `child`, which must exit successfully within 10 s.
 fn terminate(child: &mut std::process::Child) {
+    terminate_within(child, Duration::from_secs(10));
+}
+
+/// Sends SIGTERM to `child`, which must exit successfully within `limit`.
+fn terminate_within(child: &mut std::process::Child, limit: Duration) {
     let terminated = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -66,8 +71,8 @@ fn terminate(child: &mut std::process::Child) {
             break status;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the server did not stop on SIGTERM"
+            started.elapsed() < limit,
+            "the server did not stop on SIGTERM within {limit:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -200,4 +205,45 @@ fn every_request_line_and_the_last_line_reach_stdout_when_the_server_stops() {
         Some("stopped".into()),
         "the last line is not the last one written"
     );
+}
+
+/// A connection that sent part of a request head and nothing more.
+fn stalled(address: &str) -> std::net::TcpStream {
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nhost: loc")
+        .unwrap();
+    stream
+}
+
+#[test]
+fn a_client_that_never_finishes_its_request_head_is_cut_off_and_holds_no_stop_up() {
+    let mut server = Running(server().env("CRM_BIND", "127.0.0.1:0").spawn().unwrap());
+    let child = &mut server.0;
+    let mut first_line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first_line)
+        .unwrap();
+    let address = address_in(&first_line);
+    let timeout = crm_http::server::HEADER_READ_TIMEOUT;
+
+    // Cut off once the header read timeout has passed, with no answer, or a 408.
+    let mut slow = stalled(&address);
+    slow.set_read_timeout(Some(timeout * 6)).unwrap();
+    let mut answer = Vec::new();
+    match slow.read_to_end(&mut answer) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("still open after {:?}: {e}", timeout * 6),
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    get_health(&address);
+
+    // A stop waits for a request head under way, at most the header read timeout.
+    let _slow = stalled(&address);
+    terminate_within(child, timeout * 3);
 }
