@@ -125,6 +125,13 @@ impl Destination {
         let file_name = target
             .file_name()
             .ok_or_else(|| Failure::input(format!("-o {}: not a file name", target.display())))?;
+        // Found now, not after the whole export has been written beside it.
+        if target.is_dir() {
+            return Err(Failure::input(format!(
+                "-o {}: is a directory; name a file",
+                target.display()
+            )));
+        }
         let mut partial_name = std::ffi::OsString::from(".");
         partial_name.push(file_name);
         partial_name.push(format!(".partial-{}", std::process::id()));
@@ -142,8 +149,11 @@ impl Destination {
 
     fn complete(&self) -> Result<(), Failure> {
         if let (Some(target), Some(partial)) = (&self.target, &self.partial) {
-            std::fs::rename(partial, target)
-                .map_err(|e| Failure::input(format!("cannot write {}: {e}", target.display())))?;
+            // The partial file holds every customer: it must not stay behind.
+            std::fs::rename(partial, target).map_err(|e| {
+                self.abandon();
+                Failure::input(format!("cannot write {}: {e}", target.display()))
+            })?;
         }
         Ok(())
     }

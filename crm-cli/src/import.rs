@@ -237,17 +237,10 @@ pub async fn run(
     } else {
         drop(receiver);
     }
-    let read = reader
+    let ignored = reader
         .await
         .map_err(|e| Failure::input(format!("the reading thread failed: {e}")))?;
     ticker.stop().await;
-    let ignored = match read {
-        Ok(ignored) => ignored,
-        Err(failure) => {
-            shared.fail(failure);
-            Vec::new()
-        }
-    };
     if survey.format == Format::Jsonl {
         note_ignored(&name, &ignored);
     }
@@ -256,7 +249,9 @@ pub async fn run(
         .sink
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    sink.rejects.finish()?;
+    if let Err(failure) = sink.rejects.finish() {
+        shared.fail(failure);
+    }
     let failure = shared
         .failure
         .lock()
@@ -304,14 +299,16 @@ fn note_ignored(name: &str, ignored: &[String]) {
     }
 }
 
-/// The reading thread: rows to rejects and batches. Returns the ignored keys (JSON Lines).
+/// The reading thread: rows to rejects and batches. Returns the ignored keys (JSON Lines). A
+/// failure (the file unreadable, the rejects file unwritable) stops the import through
+/// `shared`, with the rows read but not sent counted.
 fn read_rows(
     mut rows: Rows,
     shared: &Shared,
     digest: &str,
     batch_size: usize,
     sender: Option<mpsc::Sender<Vec<Item>>>,
-) -> Result<Vec<String>, Failure> {
+) -> Vec<String> {
     let mut batch: Vec<Item> = Vec::with_capacity(batch_size);
     let mut ids: HashSet<CustomerId> = HashSet::with_capacity(batch_size);
     let send = |batch: Vec<Item>, shared: &Shared| -> bool {
@@ -324,8 +321,15 @@ fn read_rows(
         true
     };
     while !shared.stop.load(Ordering::SeqCst) {
-        let Some(record) = rows.next_record()? else {
-            break;
+        // A file that cannot be read any more stops the import as any failure does, with the
+        // rows read but not sent counted.
+        let record = match rows.next_record() {
+            Ok(Some(record)) => record,
+            Ok(None) => break,
+            Err(failure) => {
+                shared.fail(failure);
+                break;
+            }
         };
         shared
             .counters
@@ -335,7 +339,12 @@ fn read_rows(
         let mut customer = match record.customer {
             Ok(customer) => customer,
             Err(errors) => {
-                shared.reject(record.row, &record.raw, &errors)?;
+                // The rejects file cannot be written: stop as a failure does, so that the rows
+                // read but not sent are counted.
+                if let Err(failure) = shared.reject(record.row, &record.raw, &errors) {
+                    shared.fail(failure);
+                    break;
+                }
                 continue;
             }
         };
@@ -386,7 +395,7 @@ fn read_rows(
         .store(rows.bytes_read(), Ordering::Relaxed);
     // The channel closes here, which ends the dispatcher's loop.
     drop(sender);
-    Ok(rows.ignored())
+    rows.ignored()
 }
 
 /// Takes batches off the channel and writes up to `concurrency` at once.

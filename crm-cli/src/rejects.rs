@@ -4,7 +4,9 @@
 //! (import ignores the extra columns and keys):
 //!
 //! - CSV: the header row with `_row`, `_field` and `_reason` after it, then each rejected row as
-//!   it was, with its row number, its failing fields (`;`-separated) and their reasons;
+//!   it was, with its row number, its failing fields (`;`-separated) and their reasons; a row with
+//!   fewer values than the header is padded with empty ones, so that the three columns stand
+//!   under their names, and one with more keeps them all, the three columns after them;
 //! - JSON Lines: each rejected line's object with `_row`, `_field` and `_reason` members added
 //!   (a line that is not a JSON object is kept whole as `_line`).
 //!
@@ -33,6 +35,8 @@ pub struct Rejects {
 struct RejectsFile {
     path: PathBuf,
     writer: Output,
+    /// The header row's width, for CSV.
+    columns: usize,
 }
 
 #[expect(clippy::large_enum_variant, reason = "one per import")]
@@ -66,7 +70,8 @@ impl Rejects {
         let file = BufWriter::new(File::create(path).map_err(failed)?);
         let writer = match headers {
             Some(headers) => {
-                let mut writer = csv::Writer::from_writer(file);
+                // Flexible: a rejected row may be one whose width differs from the header's.
+                let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(file);
                 let mut row: Vec<&str> = headers.iter().map(String::as_str).collect();
                 row.extend(["_row", "_field", "_reason"]);
                 writer.write_record(&row).map_err(|e| failed(e.into()))?;
@@ -78,6 +83,7 @@ impl Rejects {
             file: Some(RejectsFile {
                 path: path.to_owned(),
                 writer,
+                columns: headers.map_or(0, <[String]>::len),
             }),
             count: 0,
             listed: Vec::new(),
@@ -105,6 +111,9 @@ impl Rejects {
         let written = match (&mut file.writer, raw) {
             (Output::Csv(writer), Raw::Csv(values)) => {
                 let mut record: Vec<&str> = values.iter().map(String::as_str).collect();
+                if record.len() < file.columns {
+                    record.resize(file.columns, "");
+                }
                 let row = row.to_string();
                 record.extend([row.as_str(), fields.as_str(), reasons.as_str()]);
                 writer.write_record(&record).map_err(io::Error::from)

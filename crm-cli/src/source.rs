@@ -10,7 +10,7 @@
 //! 1 and the first customer row 2 (a value over several lines is one row); in JSON Lines, row
 //! *n* is line *n*.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
@@ -178,11 +178,15 @@ pub struct Rows {
 #[expect(clippy::large_enum_variant, reason = "one per import")]
 enum Kind {
     Csv {
-        reader: csv::Reader<BufReader<File>>,
+        reader: csv::Reader<BufReader<LineEnds<File>>>,
         resolved: Resolved,
         headers: Vec<String>,
         record: csv::StringRecord,
+        /// The last row's number, as a spreadsheet shows it.
         row: u64,
+        /// Line ends inside the values read so far (the header's included): the lines that are
+        /// not rows of their own.
+        inner_lines: u64,
         offset: u64,
     },
     Jsonl {
@@ -219,13 +223,12 @@ impl Rows {
         }
         let offset = if start[..got] == *BOM { 3 } else { 0 };
         file.seek(SeekFrom::Start(offset)).map_err(unreadable)?;
-        let buffered = BufReader::with_capacity(64 * 1024, file);
         let kind = match format {
             Format::Csv => {
                 let mut reader = csv::ReaderBuilder::new()
                     .has_headers(true)
                     .flexible(true)
-                    .from_reader(buffered);
+                    .from_reader(BufReader::with_capacity(64 * 1024, LineEnds::new(file)));
                 let headers: Vec<String> = reader
                     .headers()
                     .map_err(|e| {
@@ -238,17 +241,19 @@ impl Rows {
                 let resolved = map
                     .resolve(&header_refs)
                     .map_err(|e| Failure::input(format!("{name}: {e}")))?;
+                let inner_lines = line_ends(headers.iter().map(String::as_str));
                 Kind::Csv {
                     reader,
                     resolved,
                     headers,
                     record: csv::StringRecord::new(),
                     row: 1,
+                    inner_lines,
                     offset,
                 }
             }
             Format::Jsonl => Kind::Jsonl {
-                reader: buffered,
+                reader: BufReader::with_capacity(64 * 1024, file),
                 line: String::new(),
                 row: 0,
                 offset,
@@ -306,6 +311,7 @@ impl Rows {
                 headers,
                 record,
                 row,
+                inner_lines,
                 ..
             } => {
                 let more = match reader.read_record(record) {
@@ -325,7 +331,22 @@ impl Rows {
                 if !more {
                     return Ok(None);
                 }
-                *row += 1;
+                // The row a spreadsheet shows: the line the record starts on, less the line ends
+                // inside earlier values, so that blank lines count and a value over several lines
+                // does not (the reader skips blank lines, and numbers records, not rows). Where
+                // the reader stopped, after the record, it has passed every line end before the
+                // record's first line, those inside its values, and its own `\n` if it ended with
+                // one. (Its own positions do not say it: one starts before the blank lines that
+                // precede a record, and after a `\r\n` the next one falls between the two.) The
+                // next number at least, where nothing counts lines (CR-only line ends).
+                let inner = line_ends(record.iter());
+                let after = reader.position().byte();
+                let ends = reader.get_mut().get_mut();
+                let own = u64::from(ends.is_line_end(after.wrapping_sub(1)));
+                let first = (1 + ends.before(after)).saturating_sub(inner + own);
+                ends.forget_before(after);
+                *row = first.saturating_sub(*inner_lines).max(*row + 1);
+                *inner_lines += inner;
                 let raw: Vec<String> = record.iter().map(str::to_owned).collect();
                 let customer = if record.len() == headers.len() {
                     let mut cells: Cells<'_> = [None; 11];
@@ -390,6 +411,63 @@ impl Rows {
             },
         }
     }
+}
+
+/// A reader that notes where the line ends (`\n`) it passes are, so that a CSV row's line can be
+/// found from byte offsets (see [`Rows::next_record`]).
+struct LineEnds<R> {
+    inner: R,
+    /// Bytes read so far.
+    read: u64,
+    /// The offsets of the line ends not yet forgotten, in order.
+    offsets: VecDeque<u64>,
+    /// Line ends forgotten: all before the first offset kept.
+    forgotten: u64,
+}
+
+impl<R> LineEnds<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            read: 0,
+            offsets: VecDeque::new(),
+            forgotten: 0,
+        }
+    }
+
+    /// Line ends before `offset` (not forgotten ones only: all of them).
+    fn before(&self, offset: u64) -> u64 {
+        self.forgotten + self.offsets.partition_point(|&o| o < offset) as u64
+    }
+
+    /// Whether the byte at `offset` is a line end.
+    fn is_line_end(&self, offset: u64) -> bool {
+        self.offsets.binary_search(&offset).is_ok()
+    }
+
+    /// Stops keeping the offsets before `offset`: no row asks about them any more.
+    fn forget_before(&mut self, offset: u64) {
+        while self.offsets.front().is_some_and(|&o| o < offset) {
+            self.offsets.pop_front();
+            self.forgotten += 1;
+        }
+    }
+}
+
+impl<R: Read> Read for LineEnds<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for (i, _) in buf[..n].iter().enumerate().filter(|(_, b)| **b == b'\n') {
+            self.offsets.push_back(self.read + i as u64);
+        }
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// The line ends inside `values` (a `\r\n` is one).
+fn line_ends<'a>(values: impl Iterator<Item = &'a str>) -> u64 {
+    values.map(|value| count_newlines(value.as_bytes())).sum()
 }
 
 /// A JSON object's members as `(path, value)` pairs: nested objects flattened with dots

@@ -2,6 +2,8 @@
 //! reason; the exit codes scripts rely on. Most run as dry runs (no store) or against a local
 //! server.
 
+use std::fmt::Write as _;
+
 use crate::support::{Server, file, run, scratch};
 
 #[test]
@@ -368,4 +370,102 @@ fn exit_codes_scripts_can_rely_on() {
         "{}",
         down.stdout
     );
+}
+
+#[test]
+fn a_row_of_the_wrong_width_is_a_reject_whose_row_counts_blank_lines_and_nothing_goes_missing() {
+    let dir = scratch("ragged");
+    // 120 good rows, then a blank line, a row with one value too many and one with one too few,
+    // then 80 good rows; batches of 50, so that a batch is still being filled at the bad rows.
+    let mut csv = String::from("firstName,lastName,email\n");
+    for i in 0..120 {
+        let _ = writeln!(csv, "Ada{i},Lovelace,ada{i}@example.com");
+    }
+    csv.push_str("\nToo,Many,x@example.com,extra\nToo Few\n");
+    for i in 0..80 {
+        let _ = writeln!(csv, "Bob{i},Smith,bob{i}@example.com");
+    }
+    let csv = file(&dir, "ragged.csv", csv);
+    let rejects = dir.join("rejects.csv");
+    let server = Server::start();
+    let run = run(&[
+        "import",
+        &csv,
+        "--url",
+        &server.url,
+        "--batch-size",
+        "50",
+        "--rejects",
+        &rejects.to_string_lossy(),
+    ])
+    .expect_code(1);
+    // Header row 1, rows 2-121, the blank line row 122: the bad rows are 123 and 124.
+    for expected in [
+        "202 rows read",
+        "created 200",
+        "rejected 2",
+        "row 123: ",
+        "row 124: ",
+    ] {
+        assert!(run.stdout.contains(expected), "{expected}\n{}", run.stdout);
+    }
+    assert_eq!(server.customers().len(), 200);
+
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(&rejects)
+        .unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        rows[0].iter().collect::<Vec<_>>()[..5],
+        ["Too", "Many", "x@example.com", "extra", "123"],
+        "every value kept, the row number after them"
+    );
+    assert_eq!(
+        rows[1].iter().collect::<Vec<_>>()[..4],
+        ["Too Few", "", "", "124"],
+        "padded, so that _row stands under its name"
+    );
+}
+
+#[test]
+fn a_value_over_several_lines_is_one_row_and_a_blank_line_is_one_row() {
+    let dir = scratch("row_numbers");
+    let csv = file(
+        &dir,
+        "people.csv",
+        "firstName,lastName,address.line1\n\
+         Ada,Lovelace,\"1 St James's Square\nLondon\"\n\
+         \n\
+         ,Nobody,\n",
+    );
+    let run = run(&["import", &csv, "--dry-run"]).expect_code(1);
+    assert!(
+        run.stdout.contains("row 4: firstName: is required"),
+        "header 1, Ada 2 (over two lines), the blank line 3:\n{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn an_export_to_a_directory_fails_at_once_and_leaves_no_file() {
+    let dir = scratch("export_dir");
+    let server = Server::start();
+    let target = dir.join("out");
+    std::fs::create_dir_all(&target).unwrap();
+    let run = run(&[
+        "export",
+        "--url",
+        &server.url,
+        "-o",
+        &target.to_string_lossy(),
+    ])
+    .expect_code(2);
+    assert!(run.stderr.contains("is a directory"), "{}", run.stderr);
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [std::ffi::OsString::from("out")], "no partial file");
 }
