@@ -222,16 +222,16 @@ pub async fn run(
             } else {
                 0
             };
-            eprintln!(
+            crate::say(format_args!(
                 "exported {} customers in {seconds:.1} s ({} customers/s) to {name}",
                 thousands(exported),
                 thousands(rate)
-            );
+            ));
             Ok(Exit::Success)
         }
         Err(Stop::Interrupted) => {
             destination.abandon();
-            eprintln!(
+            crate::say(format_args!(
                 "interrupted after {} customers: the export is incomplete{}",
                 thousands(exported),
                 if destination.target.is_some() {
@@ -239,7 +239,7 @@ pub async fn run(
                 } else {
                     String::new()
                 }
-            );
+            ));
             Ok(Exit::Interrupted)
         }
         Err(Stop::ClosedPipe) => Ok(Exit::Success),

@@ -274,7 +274,7 @@ pub async fn run(
         failure.as_ref(),
     );
     let exit = if let Some(failure) = failure {
-        eprintln!("crm: {failure}");
+        crate::say(format_args!("crm: {failure}"));
         if failure.code() == 2 {
             Exit::InputFailed
         } else {
@@ -292,10 +292,10 @@ pub async fn run(
 
 fn note_ignored(name: &str, ignored: &[String]) {
     if !ignored.is_empty() {
-        eprintln!(
+        crate::say(format_args!(
             "{name}: not imported (no field of a customer): {}",
             ignored.join(", ")
-        );
+        ));
     }
 }
 

@@ -95,6 +95,13 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
     }
 }
 
+/// Writes a line to stderr. A stderr that cannot be written (closed, a full disk) loses the line
+/// rather than ending the command with a panic: the exit code still tells the outcome.
+pub fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// The configuration the server would read, with the flags over the variables.
 ///
 /// # Errors
@@ -217,12 +224,12 @@ impl Interrupt {
             loop {
                 crm_http::server::shutdown_signal().await;
                 if listening.happened.swap(true, Ordering::SeqCst) {
-                    eprintln!("crm: interrupted again: stopping now");
+                    crate::say(format_args!("crm: interrupted again: stopping now"));
                     std::process::exit(130);
                 }
-                eprintln!(
+                crate::say(format_args!(
                     "crm: interrupted: finishing the writes under way (Ctrl-C again to stop at once)"
-                );
+                ));
                 if let Ok(hooks) = listening.hooks.lock() {
                     for hook in hooks.iter() {
                         hook();

@@ -15,7 +15,7 @@ async fn main() -> ExitCode {
     match crm_cli::run(cli).await {
         Ok(exit) => exit.into(),
         Err(failure) => {
-            eprintln!("crm: {failure}");
+            crm_cli::say(format_args!("crm: {failure}"));
             ExitCode::from(failure.code())
         }
     }

@@ -90,7 +90,7 @@ pub async fn claims(
             let elapsed = started.elapsed();
             if elapsed >= printed.1 + Duration::from_secs(5) {
                 printed.1 = elapsed;
-                eprintln!("claims: {report}");
+                crate::say(format_args!("claims: {report}"));
             }
             if let Ok(mut last) = last.lock() {
                 *last = report.clone();

@@ -469,3 +469,29 @@ fn an_export_to_a_directory_fails_at_once_and_leaves_no_file() {
         .collect();
     assert_eq!(left, [std::ffi::OsString::from("out")], "no partial file");
 }
+
+#[test]
+fn a_stderr_that_cannot_be_written_changes_no_exit_code() {
+    let dir = scratch("stderr_full");
+    let csv = file(
+        &dir,
+        "people.csv",
+        "firstName,lastName,Owner\nAda,Lovelace,x\n,Nobody,y\n",
+    );
+    for (args, code) in [
+        (vec!["import", csv.as_str(), "--dry-run"], 1),
+        (
+            vec!["import", csv.as_str(), "--dry-run", "--allow-rejects"],
+            0,
+        ),
+        (vec!["import", "/nonexistent.csv", "--dry-run"], 2),
+    ] {
+        let status = crate::support::crm()
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create("/dev/full").unwrap())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(code), "{args:?}");
+    }
+}
