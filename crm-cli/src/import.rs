@@ -93,6 +93,9 @@ pub struct Tally {
     pub valid: u64,
     /// Rows whose write the store never confirmed.
     pub unconfirmed: u64,
+    /// Rows of a write the store refused for good (an error that trying again does not mend: the
+    /// table is not one this tool made, say); not written.
+    pub refused: u64,
     /// Rows read but not sent, because the import stopped.
     pub not_sent: u64,
 }
@@ -451,7 +454,7 @@ async fn write_batch(
             }
             Err(error) => {
                 let count = pending.len() as u64;
-                shared.with(|s| s.tally.unconfirmed += count);
+                shared.with(|s| s.tally.refused += count);
                 return Err(Failure::store(format!(
                     "the store refused a write: {}",
                     error.message
@@ -639,6 +642,26 @@ pub fn differences(row: &NewCustomer, stored: &Customer, compare_id: bool) -> Ve
     fields
 }
 
+/// The rows an import that stopped early did not write: refused by the store, unconfirmed, or
+/// not sent.
+fn unfinished(out: &mut impl io::Write, t: &Tally) {
+    if t.refused > 0 {
+        let _ = writeln!(
+            out,
+            "not written: {} rows the store refused (its error is below; sending them again will not help until that is mended)",
+            thousands(t.refused)
+        );
+    }
+    if t.unconfirmed + t.not_sent > 0 {
+        let _ = writeln!(
+            out,
+            "not finished: {} rows unconfirmed (the store did not answer), {} read but not sent",
+            thousands(t.unconfirmed),
+            thousands(t.not_sent)
+        );
+    }
+}
+
 /// The account of the import, on stdout: counts, the first rejects, what to do next.
 fn summary(
     name: &str,
@@ -691,14 +714,7 @@ fn summary(
             );
         }
         let _ = writeln!(out, "{line}");
-        if t.unconfirmed + t.not_sent > 0 {
-            let _ = writeln!(
-                out,
-                "not finished: {} rows unconfirmed (the store did not answer), {} read but not sent",
-                thousands(t.unconfirmed),
-                thousands(t.not_sent)
-            );
-        }
+        unfinished(&mut out, &t);
     }
     if t.rejected > 0 {
         let listed = sink.rejects.listed();
@@ -725,11 +741,16 @@ fn summary(
     if interrupted || failure.is_some_and(|f| f.code() == 3) {
         let _ = writeln!(
             out,
-            "{}: run the same command again to finish; rows already imported are found, not created twice",
+            "{}: {}run the same command again to finish; rows already imported are found, not created twice",
             if interrupted {
                 "interrupted"
             } else {
                 "stopped"
+            },
+            if t.refused > 0 {
+                "mend what the store refused, then "
+            } else {
+                ""
             }
         );
     }

@@ -334,3 +334,59 @@ fn claims_check_reports_a_missing_claim_and_repair_mends_it() {
         bad.stderr
     );
 }
+
+#[test]
+fn rows_the_store_refuses_for_good_are_not_written_and_no_rerun_is_promised_to_finish_them() {
+    let dir = scratch("dynamo_refused");
+    // A table keyed on another attribute: every write is a ValidationException, which no
+    // retry mends.
+    let table = Table::uncreated();
+    crate::support::runtime().block_on(async {
+        table
+            .client()
+            .await
+            .create_table()
+            .table_name(&table.name)
+            .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+            .attribute_definitions(
+                aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                    .attribute_name("customerId")
+                    .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                    .attribute_name("customerId")
+                    .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let csv = file(
+        &dir,
+        "two.csv",
+        "firstName,lastName\nAda,Lovelace\nAlan,Turing\n",
+    );
+    let run = run(&args(
+        &table.flags(),
+        &["import", &csv, "--progress", "off"],
+    ))
+    .expect_code(3);
+    assert!(
+        run.stdout.contains("not written: 2 rows the store refused"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("unconfirmed"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("mend what the store refused, then run the same command again"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("ValidationException"), "{}", run.stderr);
+}
