@@ -42,6 +42,15 @@ fn address_in(first_line: &str) -> String {
         .to_owned()
 }
 
+/// The first line the server writes on stdout (which it then no longer writes to the test).
+fn first_line(child: &mut std::process::Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line
+}
+
 /// `GET /health` on a connection of its own, which must answer 200.
 fn get_health(address: &str) {
     let mut stream = std::net::TcpStream::connect(address).unwrap();
@@ -142,11 +151,8 @@ fn the_server_starts_answers_and_stops_on_sigterm_whatever_else_the_environment_
             .unwrap(),
     );
     let child = &mut server.0;
-    let mut first_line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first_line)
-        .unwrap();
     // "crm-server listening on http://127.0.0.1:PORT with DynamoDB table crm-server-test; ..."
+    let first_line = first_line(child);
     let address = address_in(&first_line);
     assert!(
         first_line.contains("DynamoDB table crm-server-test"),
@@ -220,11 +226,7 @@ fn stalled(address: &str) -> std::net::TcpStream {
 fn a_client_that_never_finishes_its_request_head_is_cut_off_and_holds_no_stop_up() {
     let mut server = Running(server().env("CRM_BIND", "127.0.0.1:0").spawn().unwrap());
     let child = &mut server.0;
-    let mut first_line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first_line)
-        .unwrap();
-    let address = address_in(&first_line);
+    let address = address_in(&first_line(child));
     let timeout = crm_http::server::HEADER_READ_TIMEOUT;
 
     // Cut off once the header read timeout has passed, with no answer, or a 408.

@@ -233,30 +233,7 @@ fn table_describe_says_the_table_matches_the_code_or_how_it_differs() {
     assert!(run.stdout.contains("matches the code"), "{}", run.stdout);
     // A table of the key alone, as a hand might make it.
     let bare = Table::uncreated();
-    crate::support::runtime().block_on(async {
-        let client = bare.client().await;
-        client
-            .create_table()
-            .table_name(&bare.name)
-            .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-            .attribute_definitions(
-                aws_sdk_dynamodb::types::AttributeDefinition::builder()
-                    .attribute_name("pk")
-                    .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                aws_sdk_dynamodb::types::KeySchemaElement::builder()
-                    .attribute_name("pk")
-                    .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
-    });
+    create_keyed_on(&bare, "pk");
     let run = crate::support::run(&args(&bare.flags(), &["table", "describe"])).expect_code(1);
     assert!(
         run.stdout.contains("differs from the code"),
@@ -341,31 +318,7 @@ fn rows_the_store_refuses_for_good_are_not_written_and_no_rerun_is_promised_to_f
     // A table keyed on another attribute: every write is a ValidationException, which no
     // retry mends.
     let table = Table::uncreated();
-    crate::support::runtime().block_on(async {
-        table
-            .client()
-            .await
-            .create_table()
-            .table_name(&table.name)
-            .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-            .attribute_definitions(
-                aws_sdk_dynamodb::types::AttributeDefinition::builder()
-                    .attribute_name("customerId")
-                    .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                aws_sdk_dynamodb::types::KeySchemaElement::builder()
-                    .attribute_name("customerId")
-                    .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
-    });
+    create_keyed_on(&table, "customerId");
     let csv = file(
         &dir,
         "two.csv",
@@ -389,4 +342,37 @@ fn rows_the_store_refuses_for_good_are_not_written_and_no_rerun_is_promised_to_f
         run.stdout
     );
     assert!(run.stderr.contains("ValidationException"), "{}", run.stderr);
+}
+
+/// Creates `table` as a hand might: its key, a string named `key`, and nothing else.
+#[expect(clippy::unwrap_used, reason = "test support: a failure is the test's")]
+fn create_keyed_on(table: &Table, key: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    crate::support::runtime().block_on(async {
+        table
+            .client()
+            .await
+            .create_table()
+            .table_name(&table.name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(key)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(key)
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
 }
