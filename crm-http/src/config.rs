@@ -16,6 +16,7 @@
 //! | `CRM_BIND` | the local server's address (default `127.0.0.1:3000`) |
 //! | `CRM_CORS_ORIGINS` | `*`, or comma-separated origins; absent: no CORS |
 //! | `CRM_REQUEST_DEADLINE_MS` | the most one request may take (1–900000, default 5000); past it: 503 |
+//! | `CRM_IDLE_TIMEOUT_MS` | the local server: how long a connection may go without a complete request head, idle between requests or sending one, before it is closed (1000–3600000, default 75000: above the 60 s idle timeout of a load balancer in front, which must be the one to close) |
 //! | `CRM_COMPAT_LIST_CAP` | how many customers `GET /Customers` returns at most (1–100000, default 1000) |
 //! | `CRM_WARM_UP` | `true`: open the DynamoDB connection during a Lambda cold start (default `false`) |
 //! | `CRM_TOMBSTONE_DAYS` | how many days the change feed keeps the tombstone of a deleted customer (1–3650, default 30) |
@@ -62,6 +63,7 @@ pub const VARIABLES: &[&str] = &[
     "CRM_BIND",
     "CRM_CORS_ORIGINS",
     "CRM_REQUEST_DEADLINE_MS",
+    "CRM_IDLE_TIMEOUT_MS",
     "CRM_COMPAT_LIST_CAP",
     "CRM_WARM_UP",
     "CRM_TOMBSTONE_DAYS",
@@ -186,6 +188,7 @@ pub struct Config {
     bind: SocketAddr,
     cors_origins: CorsOrigins,
     request_deadline: Duration,
+    idle_timeout: Duration,
     compat_list_cap: usize,
     warm_up: bool,
     tombstone_retention: Duration,
@@ -294,33 +297,28 @@ impl Config {
                 })
             })?;
         let cors_origins = get("CRM_CORS_ORIGINS").map_or(Ok(CorsOrigins::Disabled), cors)?;
-        let request_deadline = get("CRM_REQUEST_DEADLINE_MS")
-            .map(|v| number("CRM_REQUEST_DEADLINE_MS", v, 1, Self::MAX_DEADLINE_MS))
-            .transpose()?
+        let count = |name: &str, min: u64, max: u64| {
+            get(name).map(|v| number(name, v, min, max)).transpose()
+        };
+        let flag = |name: &str| {
+            get(name)
+                .map(|v| boolean(name, v))
+                .transpose()
+                .map(Option::flatten)
+        };
+        let request_deadline = count("CRM_REQUEST_DEADLINE_MS", 1, Self::MAX_DEADLINE_MS)?
             .map_or(Self::DEFAULT_DEADLINE, Duration::from_millis);
-        let compat_list_cap = get("CRM_COMPAT_LIST_CAP")
-            .map(|v| {
-                number(
-                    "CRM_COMPAT_LIST_CAP",
-                    v,
-                    1,
-                    Self::MAX_COMPAT_LIST_CAP as u64,
-                )
-            })
-            .transpose()?
+        let idle_timeout = count("CRM_IDLE_TIMEOUT_MS", 1_000, 3_600_000)?.map_or(
+            crate::server::Connections::DEFAULT_IDLE_TIMEOUT,
+            Duration::from_millis,
+        );
+        let max_cap = Self::MAX_COMPAT_LIST_CAP as u64;
+        let compat_list_cap = count("CRM_COMPAT_LIST_CAP", 1, max_cap)?
             .map_or(Self::DEFAULT_COMPAT_LIST_CAP, |n| {
                 usize::try_from(n).unwrap_or(Self::MAX_COMPAT_LIST_CAP)
             });
-        let warm_up = get("CRM_WARM_UP")
-            .map(|v| boolean("CRM_WARM_UP", v))
-            .transpose()?
-            .flatten()
-            .unwrap_or(false);
-        let docs = get("CRM_DOCS")
-            .map(|v| boolean("CRM_DOCS", v))
-            .transpose()?
-            .flatten()
-            .unwrap_or(DOCS_VIEWER && !in_lambda);
+        let warm_up = flag("CRM_WARM_UP")?.unwrap_or(false);
+        let docs = flag("CRM_DOCS")?.unwrap_or(DOCS_VIEWER && !in_lambda);
         if docs && !DOCS_VIEWER {
             return Err(ConfigError::new(
                 "CRM_DOCS",
@@ -328,9 +326,7 @@ impl Config {
             ));
         }
         let (metrics, metrics_namespace, function_name) = metrics_settings(&get, in_lambda)?;
-        let tombstone_days = get("CRM_TOMBSTONE_DAYS")
-            .map(|v| number("CRM_TOMBSTONE_DAYS", v, 1, Self::MAX_TOMBSTONE_DAYS))
-            .transpose()?
+        let tombstone_days = count("CRM_TOMBSTONE_DAYS", 1, Self::MAX_TOMBSTONE_DAYS)?
             .unwrap_or(Self::DEFAULT_TOMBSTONE_DAYS);
         let log_filter = get("RUST_LOG")
             .filter(|v| !v.trim().is_empty())
@@ -350,6 +346,7 @@ impl Config {
             bind,
             cors_origins,
             request_deadline,
+            idle_timeout,
             compat_list_cap,
             warm_up,
             tombstone_retention: days(tombstone_days),
@@ -432,6 +429,12 @@ impl Config {
         self.request_deadline
     }
 
+    /// How long the local server lets a connection go without a complete request head
+    /// (`CRM_IDLE_TIMEOUT_MS`).
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
     /// How many customers `GET /Customers` returns at most.
     pub fn compat_list_cap(&self) -> usize {
         self.compat_list_cap
@@ -468,6 +471,7 @@ impl Default for Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 3000)),
             cors_origins: CorsOrigins::Disabled,
             request_deadline: Self::DEFAULT_DEADLINE,
+            idle_timeout: crate::server::Connections::DEFAULT_IDLE_TIMEOUT,
             compat_list_cap: Self::DEFAULT_COMPAT_LIST_CAP,
             warm_up: false,
             tombstone_retention: days(Self::DEFAULT_TOMBSTONE_DAYS),
@@ -813,6 +817,7 @@ mod tests {
         assert_eq!(c.bind().to_string(), "127.0.0.1:3000");
         assert_eq!(c.cors_origins(), &CorsOrigins::Disabled);
         assert_eq!(c.request_deadline(), Duration::from_secs(5));
+        assert_eq!(c.idle_timeout(), Duration::from_secs(75));
         assert_eq!(c.compat_list_cap(), 1000);
         assert_eq!(c.tombstone_retention(), Duration::from_hours(30 * 24));
         assert_eq!(c.log_filter(), "info");
@@ -831,6 +836,7 @@ mod tests {
                 "https://a.example.com, http://localhost:5173",
             ),
             ("CRM_REQUEST_DEADLINE_MS", "250"),
+            ("CRM_IDLE_TIMEOUT_MS", "2000"),
             ("CRM_COMPAT_LIST_CAP", "50"),
             ("CRM_TOMBSTONE_DAYS", "7"),
             ("RUST_LOG", "crm_http=debug,warn"),
@@ -856,6 +862,7 @@ mod tests {
             ])
         );
         assert_eq!(c.request_deadline(), Duration::from_millis(250));
+        assert_eq!(c.idle_timeout(), Duration::from_secs(2));
         assert_eq!(c.compat_list_cap(), 50);
         assert_eq!(c.tombstone_retention(), Duration::from_hours(7 * 24));
         assert_eq!(c.log_filter(), "crm_http=debug,warn");
@@ -891,6 +898,13 @@ mod tests {
             assert_eq!(
                 fails_on(&[("CRM_REQUEST_DEADLINE_MS", bad)]),
                 "CRM_REQUEST_DEADLINE_MS",
+                "{bad}"
+            );
+        }
+        for bad in ["999", "3600001", "soon"] {
+            assert_eq!(
+                fails_on(&[("CRM_IDLE_TIMEOUT_MS", bad)]),
+                "CRM_IDLE_TIMEOUT_MS",
                 "{bad}"
             );
         }

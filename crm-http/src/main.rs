@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use crm_domain::CustomerService;
 use crm_http::store::{self, StoreKind};
-use crm_http::{AppState, Config, api, serve, server, telemetry};
+use crm_http::{AppState, Config, api, server, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -61,7 +61,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         state.docs(),
         metrics,
     );
-    let served = serve(listener, api(state)).await;
+    let served = server::serve_with(
+        listener,
+        api(state),
+        server::Connections::from_config(&config),
+    )
+    .await;
     // The spans of the last requests, before the process ends (nothing when none are exported).
     telemetry::shutdown_spans();
     served?;

@@ -1,10 +1,11 @@
 //! The local server: the API on a TCP listener until Ctrl-C or SIGTERM.
 //!
 //! Connections are served by hyper's HTTP/1 server directly rather than through `axum::serve`,
-//! for one setting it does not make: a timer, without which hyper has no header read timeout. A
-//! client that opens a connection and never finishes its request head (a slow-headers attack,
-//! or a client that died mid-request) would then hold the connection, its task and its file
-//! descriptor for ever, and a stop would wait for it for ever too.
+//! for two things it does not do ([`Connections`]): a timer, without which hyper has no header
+//! read timeout, and a bound on a stop. A client that opens a connection and never finishes its
+//! request head (a slow-headers attack, or a client that died mid-request), or one that never
+//! reads its answers, would otherwise hold the connection, its task and its file descriptor for
+//! ever, and a stop would wait for it for ever too.
 
 use std::convert::Infallible;
 use std::io;
@@ -20,26 +21,80 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::{Service, ServiceExt as _};
 
-/// How long a client may take to send a request's head (its line and headers), and how long a
-/// kept-alive connection may wait, idle, for its next request: past it the connection is closed.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How the local server treats its connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Connections {
+    idle_timeout: Duration,
+    stop_grace: Duration,
+}
+
+impl Connections {
+    /// How long a connection may go without a complete request head by default: longer than the
+    /// idle timeout of the proxies that keep connections to a server open (an Application Load
+    /// Balancer's is 60 s), which must be the ones to close an idle connection, or a request they
+    /// send just as the server closes it fails.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+
+    /// `idle_timeout`: how long a connection may go without a complete request head, kept alive
+    /// between requests or in the middle of sending one; past it the connection is closed.
+    /// `stop_grace`: how long a stop lets a connection finish the request under way (write its
+    /// answer to a client that reads it); past it the connection is closed.
+    pub fn new(idle_timeout: Duration, stop_grace: Duration) -> Self {
+        Self {
+            idle_timeout,
+            stop_grace,
+        }
+    }
+
+    /// `CRM_IDLE_TIMEOUT_MS`, and a grace of the request deadline and a second more.
+    pub fn from_config(config: &crate::Config) -> Self {
+        Self::new(
+            config.idle_timeout(),
+            config.request_deadline() + Duration::from_secs(1),
+        )
+    }
+}
+
+impl Default for Connections {
+    /// [`Self::DEFAULT_IDLE_TIMEOUT`], and the default request deadline and a second more.
+    fn default() -> Self {
+        Self::from_config(&crate::Config::default())
+    }
+}
+
+/// Serves `api` on `listener` until Ctrl-C or SIGTERM, with the [`Connections`] defaults; see
+/// [`serve_with`].
+///
+/// # Errors
+/// As [`serve_with`].
+pub async fn serve<S>(listener: TcpListener, api: S) -> io::Result<()>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    serve_with(listener, api, Connections::default()).await
+}
 
 /// Serves `api` on `listener` until Ctrl-C or SIGTERM; requests in flight then finish before
-/// this returns (each within the request deadline, and a request head within
-/// [`HEADER_READ_TIMEOUT`]). `api` is [`crate::api`]'s service, or any `Router` (an application
-/// that nests [`crate::router`] in its own).
+/// this returns, each within `connections`' stop grace. `api` is [`crate::api`]'s service, or any
+/// `Router` (an application that nests [`crate::router`] in its own).
 ///
 /// # Errors
 /// None today: a failed accept (out of file descriptors, say) is waited out, not returned. The
 /// `Result` is kept for the errors a listener may yet report.
-pub async fn serve<S>(listener: TcpListener, api: S) -> io::Result<()>
+pub async fn serve_with<S>(
+    listener: TcpListener,
+    api: S,
+    connections: Connections,
+) -> io::Result<()>
 where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send,
 {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(connections.idle_timeout);
+    let grace = connections.stop_grace;
     // Every connection holds a receiver; the sender learns when the last one is dropped.
     let (stopping, stop) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown_signal());
@@ -68,9 +123,10 @@ where
                 _ = connection.as_mut() => return,
                 _ = stop.wait_for(|stop| *stop) => {}
             }
-            // Finish the request under way, if any, then close.
+            // Finish the request under way, if any, then close; within the grace, since a client
+            // that does not read its answer would hold the write for ever.
             connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
+            let _ = tokio::time::timeout(grace, connection).await;
             drop(stop);
         });
     }

@@ -6,11 +6,12 @@
 
 use crm_http::config::VARIABLES;
 
-/// The names `config.rs` passes to `get` and `set`, its only readers of variables.
+/// The names `config.rs` passes to `get` and `set`, its only readers of variables, and to `count`
+/// and `flag`, which read through `get`.
 fn names_read() -> Vec<&'static str> {
     let source = include_str!("../src/config.rs");
     let mut names = Vec::new();
-    for opener in ["get(\"", "set(\""] {
+    for opener in ["get(\"", "set(\"", "count(\"", "flag(\""] {
         for (start, _) in source.match_indices(opener) {
             let rest = &source[start + opener.len()..];
             let name = &rest[..rest.find('"').unwrap()];

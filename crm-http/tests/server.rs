@@ -224,10 +224,17 @@ fn stalled(address: &str) -> std::net::TcpStream {
 
 #[test]
 fn a_client_that_never_finishes_its_request_head_is_cut_off_and_holds_no_stop_up() {
-    let mut server = Running(server().env("CRM_BIND", "127.0.0.1:0").spawn().unwrap());
+    // The idle timeout shortened to 2 s (CRM_IDLE_TIMEOUT_MS), so that the test is quick.
+    let timeout = Duration::from_secs(2);
+    let mut server = Running(
+        server()
+            .env("CRM_BIND", "127.0.0.1:0")
+            .env("CRM_IDLE_TIMEOUT_MS", timeout.as_millis().to_string())
+            .spawn()
+            .unwrap(),
+    );
     let child = &mut server.0;
     let address = address_in(&first_line(child));
-    let timeout = crm_http::server::HEADER_READ_TIMEOUT;
 
     // Cut off once the header read timeout has passed, with no answer, or a 408.
     let mut slow = stalled(&address);
@@ -245,7 +252,36 @@ fn a_client_that_never_finishes_its_request_head_is_cut_off_and_holds_no_stop_up
     );
     get_health(&address);
 
-    // A stop waits for a request head under way, at most the header read timeout.
+    // A stop waits for a request head under way, at most the idle timeout. (The server accepts in
+    // order: once the request after it is answered, the stalled connection is being served.)
     let _slow = stalled(&address);
+    get_health(&address);
     terminate_within(child, timeout * 3);
+}
+
+#[test]
+fn a_client_that_never_reads_its_answers_holds_a_stop_up_no_longer_than_the_grace() {
+    // The grace is the request deadline and a second more: 2 s here.
+    let mut server = Running(
+        server()
+            .env("CRM_BIND", "127.0.0.1:0")
+            .env("CRM_REQUEST_DEADLINE_MS", "1000")
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut server.0;
+    let address = address_in(&first_line(child));
+    // Requests for a large answer, pipelined, and never read: the server's writes fill the
+    // socket's buffers and wait.
+    let mut greedy = std::net::TcpStream::connect(&address).unwrap();
+    let request = b"GET /openapi.json HTTP/1.1\r\nhost: localhost\r\n\r\n";
+    let pipelined: Vec<u8> = request
+        .iter()
+        .copied()
+        .cycle()
+        .take(request.len() * 2_000)
+        .collect();
+    greedy.write_all(&pipelined).unwrap();
+    get_health(&address);
+    terminate_within(child, Duration::from_secs(15));
 }
