@@ -456,7 +456,8 @@ fn a_failed_export_is_counted_and_logged_once_a_minute_and_requests_are_answered
     }
     stop(&mut server);
 
-    let lines: Vec<String> = log.try_iter().collect();
+    // Every line: the reading thread ends, and with it the channel, when the server's stdout closes.
+    let lines: Vec<String> = log.iter().collect();
     let reported: Vec<&String> = lines
         .iter()
         .filter(|line| line.contains("span export failed"))
