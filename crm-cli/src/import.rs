@@ -112,6 +112,9 @@ struct Shared {
     patience: Patience,
     /// The first failure that stopped the import.
     failure: Mutex<Option<Failure>>,
+    /// The first write the store refused for good: the failure told, whatever came first, since
+    /// the summary points at it.
+    refusal: Mutex<Option<Failure>>,
 }
 
 impl Shared {
@@ -197,6 +200,7 @@ pub async fn run(
         stop: AtomicBool::new(false),
         patience: Patience(args.retry_for),
         failure: Mutex::new(None),
+        refusal: Mutex::new(None),
     });
     let ticker = Ticker::start(
         report_progress(
@@ -255,11 +259,18 @@ pub async fn run(
     if let Err(failure) = sink.rejects.finish() {
         shared.fail(failure);
     }
-    let failure = shared
-        .failure
+    let refusal = shared
+        .refusal
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take();
+    let failure = refusal.or_else(|| {
+        shared
+            .failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    });
     // A failure of the input (unreadable, rejects file) is not the store's: it has its own code.
     if let Some(failure) = &failure
         && failure.code() == 2
@@ -455,40 +466,29 @@ async fn write_batch(
             Err(error) => {
                 let count = pending.len() as u64;
                 shared.with(|s| s.tally.refused += count);
-                return Err(Failure::store(format!(
-                    "the store refused a write: {}",
-                    error.message
-                )));
+                let failure =
+                    Failure::store(format!("the store refused a write: {}", error.message));
+                shared
+                    .refusal
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get_or_insert_with(|| failure.clone());
+                return Err(failure);
             }
         };
         let mut again = Vec::new();
-        for (item, outcome) in pending.into_iter().zip(outcomes) {
-            match outcome {
-                Written::Created => {
-                    shared.done(1);
-                    shared.with(|s| s.tally.created += 1);
+        let mut outcomes = pending.into_iter().zip(outcomes);
+        while let Some((item, outcome)) = outcomes.next() {
+            if let Err(failure) = account(backend, shared, item, outcome, &mut again).await {
+                // Every row of the batch is counted once: the rest of it, and those that were to
+                // be sent again, as unconfirmed (a rerun settles them).
+                let rest = outcomes.count() as u64 + again.len() as u64;
+                shared.with(|s| s.tally.unconfirmed += rest);
+                if failure.code() == 3 && shared.stop.load(Ordering::SeqCst) && !shared.failed() {
+                    // Interrupted while reading back: not a failure of the store.
+                    return Ok(());
                 }
-                Written::Unconfirmed => again.push(item),
-                Written::Invalid(errors) => shared.reject(item.row, &item.raw, &errors)?,
-                Written::IdTaken if item.derived => {
-                    shared.done(1);
-                    shared.with(|s| s.tally.present_by_id += 1);
-                }
-                Written::IdTaken => {
-                    let id = item.customer.id.clone();
-                    let stored = match id {
-                        Some(id) => read_back(shared, || backend.get(&id)).await?,
-                        None => None,
-                    };
-                    settle(shared, &item, stored.as_ref(), Matched::Id)?;
-                }
-                Written::EmailTaken => {
-                    let stored = match &item.customer.email {
-                        Some(email) => find_by_email(backend, shared, email).await?,
-                        None => None,
-                    };
-                    settle(shared, &item, stored.as_ref(), Matched::Email)?;
-                }
+                return Err(failure);
             }
         }
         if again.is_empty() {
@@ -510,6 +510,53 @@ async fn write_batch(
         tokio::time::sleep(wait).await;
         pending = again;
     }
+}
+
+/// Accounts for one row of a batch by the store's answer: created, to send `again`, rejected, or
+/// present (read back to tell). On an error the row is counted all the same: as rejected when
+/// the rejects file failed, as unconfirmed when the read back did.
+async fn account(
+    backend: &Backend,
+    shared: &Shared,
+    item: Item,
+    outcome: Written,
+    again: &mut Vec<Item>,
+) -> Result<(), Failure> {
+    let unconfirmed = |failure: Failure| {
+        shared.with(|s| s.tally.unconfirmed += 1);
+        failure
+    };
+    match outcome {
+        Written::Created => {
+            shared.done(1);
+            shared.with(|s| s.tally.created += 1);
+        }
+        Written::Unconfirmed => again.push(item),
+        Written::Invalid(errors) => shared.reject(item.row, &item.raw, &errors)?,
+        Written::IdTaken if item.derived => {
+            shared.done(1);
+            shared.with(|s| s.tally.present_by_id += 1);
+        }
+        Written::IdTaken => {
+            let stored = match &item.customer.id {
+                Some(id) => read_back(shared, || backend.get(id))
+                    .await
+                    .map_err(unconfirmed)?,
+                None => None,
+            };
+            settle(shared, &item, stored.as_ref(), Matched::Id)?;
+        }
+        Written::EmailTaken => {
+            let stored = match &item.customer.email {
+                Some(email) => find_by_email(backend, shared, email)
+                    .await
+                    .map_err(unconfirmed)?,
+                None => None,
+            };
+            settle(shared, &item, stored.as_ref(), Matched::Email)?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads back a customer, trying again while the store is unavailable.
