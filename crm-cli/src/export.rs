@@ -190,6 +190,12 @@ pub async fn run(
         if csv { Format::Csv } else { Format::Jsonl }
     });
     let (destination, out) = Destination::open(args.output.as_deref())?;
+    if let Some(partial) = destination.partial.clone() {
+        // It holds the customers exported so far: a second Ctrl-C must not leave it behind.
+        interrupt.on_abort(move || {
+            let _ = std::fs::remove_file(&partial);
+        });
+    }
     let name = destination.name();
     let counters = Arc::new(Counters::default());
     let ticker = Ticker::start(

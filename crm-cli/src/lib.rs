@@ -213,6 +213,8 @@ type Hook = Box<dyn Fn() + Send + Sync>;
 pub struct Interrupt {
     happened: Arc<AtomicBool>,
     hooks: Arc<Mutex<Vec<Hook>>>,
+    /// Run by the second interrupt, just before the process ends.
+    last_words: Arc<Mutex<Vec<Hook>>>,
 }
 
 impl Interrupt {
@@ -225,6 +227,11 @@ impl Interrupt {
                 crm_http::server::shutdown_signal().await;
                 if listening.happened.swap(true, Ordering::SeqCst) {
                     crate::say(format_args!("crm: interrupted again: stopping now"));
+                    if let Ok(hooks) = listening.last_words.lock() {
+                        for hook in hooks.iter() {
+                            hook();
+                        }
+                    }
                     std::process::exit(130);
                 }
                 crate::say(format_args!(
@@ -245,6 +252,7 @@ impl Interrupt {
         Self {
             happened: Arc::new(AtomicBool::new(false)),
             hooks: Arc::new(Mutex::new(Vec::new())),
+            last_words: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -259,6 +267,14 @@ impl Interrupt {
             hook();
         }
         if let Ok(mut hooks) = self.hooks.lock() {
+            hooks.push(Box::new(hook));
+        }
+    }
+
+    /// Runs `hook` if a second interrupt ends the process at once: what must not stay behind
+    /// (a partial export file) is removed there.
+    pub fn on_abort(&self, hook: impl Fn() + Send + Sync + 'static) {
+        if let Ok(mut hooks) = self.last_words.lock() {
             hooks.push(Box::new(hook));
         }
     }
