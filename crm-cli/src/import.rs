@@ -479,16 +479,19 @@ async fn write_batch(
         let mut again = Vec::new();
         let mut outcomes = pending.into_iter().zip(outcomes);
         while let Some((item, outcome)) = outcomes.next() {
-            if let Err(failure) = account(backend, shared, item, outcome, &mut again).await {
-                // Every row of the batch is counted once: the rest of it, and those that were to
-                // be sent again, as unconfirmed (a rerun settles them).
-                let rest = outcomes.count() as u64 + again.len() as u64;
-                shared.with(|s| s.tally.unconfirmed += rest);
-                if failure.code() == 3 && shared.stop.load(Ordering::SeqCst) && !shared.failed() {
-                    // Interrupted while reading back: not a failure of the store.
-                    return Ok(());
+            if let Err(stop) = account(backend, shared, item, outcome, &mut again).await {
+                // Every other row of the batch is counted once, by what the store answered; those
+                // that were to be sent again as unconfirmed (a rerun settles them).
+                for (item, outcome) in outcomes {
+                    account_known(shared, item, outcome, &mut again);
                 }
-                return Err(failure);
+                let count = again.len() as u64;
+                shared.with(|s| s.tally.unconfirmed += count);
+                return match stop {
+                    Stop::Failed(failure) => Err(failure),
+                    // The reason of the stop is told by whoever stopped it.
+                    Stop::Stopped => Ok(()),
+                };
             }
         }
         if again.is_empty() {
@@ -512,6 +515,20 @@ async fn write_batch(
     }
 }
 
+/// Why the accounting of a batch stopped before its end.
+enum Stop {
+    /// The store, or the rejects file, failed.
+    Failed(Failure),
+    /// The import is stopping (an interrupt, or a failure elsewhere) and a read back gave up.
+    Stopped,
+}
+
+impl From<Failure> for Stop {
+    fn from(failure: Failure) -> Self {
+        Self::Failed(failure)
+    }
+}
+
 /// Accounts for one row of a batch by the store's answer: created, to send `again`, rejected, or
 /// present (read back to tell). On an error the row is counted all the same: as rejected when
 /// the rejects file failed, as unconfirmed when the read back did.
@@ -521,10 +538,10 @@ async fn account(
     item: Item,
     outcome: Written,
     again: &mut Vec<Item>,
-) -> Result<(), Failure> {
-    let unconfirmed = |failure: Failure| {
+) -> Result<(), Stop> {
+    let unconfirmed = |stop: Stop| {
         shared.with(|s| s.tally.unconfirmed += 1);
-        failure
+        stop
     };
     match outcome {
         Written::Created => {
@@ -559,8 +576,30 @@ async fn account(
     Ok(())
 }
 
+/// Accounts for a row of a batch whose accounting stopped: by what the store already answered,
+/// without asking it anything more. A row that needed a read back is unconfirmed (a rerun
+/// settles it).
+fn account_known(shared: &Shared, item: Item, outcome: Written, again: &mut Vec<Item>) {
+    match outcome {
+        Written::Created => {
+            shared.done(1);
+            shared.with(|s| s.tally.created += 1);
+        }
+        Written::Unconfirmed => again.push(item),
+        // Counted even when the rejects file fails again: that failure is told already.
+        Written::Invalid(errors) => {
+            let _ = shared.reject(item.row, &item.raw, &errors);
+        }
+        Written::IdTaken if item.derived => {
+            shared.done(1);
+            shared.with(|s| s.tally.present_by_id += 1);
+        }
+        Written::IdTaken | Written::EmailTaken => shared.with(|s| s.tally.unconfirmed += 1),
+    }
+}
+
 /// Reads back a customer, trying again while the store is unavailable.
-async fn read_back<F, Fut>(shared: &Shared, read: F) -> Result<Option<Customer>, Failure>
+async fn read_back<F, Fut>(shared: &Shared, read: F) -> Result<Option<Customer>, Stop>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<Option<Customer>, StoreError>>,
@@ -569,20 +608,24 @@ where
     loop {
         match read().await {
             Ok(found) => return Ok(found),
-            Err(error) if error.transient && !shared.stop.load(Ordering::SeqCst) => {
+            // Given up for the stop, not for the store: an interrupt (or another failure) told.
+            Err(error) if error.transient && shared.stop.load(Ordering::SeqCst) => {
+                return Err(Stop::Stopped);
+            }
+            Err(error) if error.transient => {
                 let Some(wait) = waits.next() else {
-                    return Err(Failure::store(format!(
+                    return Err(Stop::Failed(Failure::store(format!(
                         "the store stopped answering: {}",
                         error.message
-                    )));
+                    ))));
                 };
                 tokio::time::sleep(wait).await;
             }
             Err(error) => {
-                return Err(Failure::store(format!(
-                    "the store stopped answering: {}",
+                return Err(Stop::Failed(Failure::store(format!(
+                    "the store refused a read: {}",
                     error.message
-                )));
+                ))));
             }
         }
     }
@@ -594,7 +637,7 @@ async fn find_by_email(
     backend: &Backend,
     shared: &Shared,
     email: &crm_domain::Email,
-) -> Result<Option<Customer>, Failure> {
+) -> Result<Option<Customer>, Stop> {
     for _ in 0..10 {
         if let Some(found) = read_back(shared, || backend.find_by_email(email)).await? {
             return Ok(Some(found));
