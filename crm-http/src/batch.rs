@@ -28,9 +28,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::customers::{mark_replayed, replay_body};
+use crate::distinct;
 use crate::error::{ApiError, Problem};
 use crate::extract::{BatchJson, KeyHeader};
-use crate::find::Members;
 use crate::state::AppState;
 
 /// The most customers of one batch.
@@ -92,35 +92,26 @@ fn customers(body: &Value) -> &[Value] {
 /// (what the `Idempotency-Key` fingerprint covers).
 ///
 /// # Errors
-/// 400 `malformed-json` when the body is not JSON; 400 when it is not such an object (another
-/// member, `customers` given twice, missing or not an array); 422 on `customers` for fewer than
-/// 1 or more than [`MAX_CUSTOMERS`] items.
+/// 400 `malformed-json` when the body is not JSON or repeats a member name anywhere; 400 when it
+/// is not such an object (another member, `customers` missing or not an array); 422 on
+/// `customers` for fewer than 1 or more than [`MAX_CUSTOMERS`] items.
 pub(crate) fn items_of(bytes: &[u8]) -> Result<Value, ApiError> {
     let shape = || {
         ApiError::BadRequest(format!(
             "the body must be a JSON object with one member, `{CUSTOMERS}`: an array of 1 to {MAX_CUSTOMERS} customers"
         ))
     };
-    let Members(members) = serde_json::from_slice(bytes).map_err(|e| {
-        if e.is_data() {
-            shape()
-        } else {
-            ApiError::MalformedJson(e)
-        }
-    })?;
-    let mut customers = None;
-    for (name, value) in members {
-        if name != CUSTOMERS {
-            // The name goes back to the client who sent it, never to a log.
-            return Err(ApiError::BadRequest(format!(
-                "unknown member `{name}`; POST /customers/batch takes only `{CUSTOMERS}`, an array of 1 to {MAX_CUSTOMERS} customers"
-            )));
-        }
-        if customers.replace(value).is_some() {
-            return Err(ApiError::BadRequest(format!(
-                "member `{CUSTOMERS}` is given more than once"
-            )));
-        }
+    let Value::Object(mut members) =
+        distinct::from_slice(bytes).map_err(ApiError::MalformedJson)?
+    else {
+        return Err(shape());
+    };
+    let customers = members.remove(CUSTOMERS);
+    if let Some(name) = members.keys().next() {
+        // The name goes back to the client who sent it, never to a log.
+        return Err(ApiError::BadRequest(format!(
+            "unknown member `{name}`; POST /customers/batch takes only `{CUSTOMERS}`, an array of 1 to {MAX_CUSTOMERS} customers"
+        )));
     }
     let Some(Value::Array(items)) = customers else {
         return Err(shape());
@@ -258,7 +249,7 @@ mod tests {
             (
                 r#"{"customers": [{}], "customers": [{}]}"#,
                 400,
-                "bad-request",
+                "malformed-json",
             ),
             ("[]", 400, "bad-request"),
             ("{", 400, "malformed-json"),

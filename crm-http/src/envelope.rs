@@ -246,7 +246,7 @@ pub async fn invoke_direct(
     let payload = if event.len() > BODY_LIMIT {
         Err(ApiError::PayloadTooLarge { limit: BODY_LIMIT })
     } else {
-        serde_json::from_str::<Value>(event).map_err(ApiError::MalformedJson)
+        crate::distinct::from_str(event).map_err(ApiError::MalformedJson)
     };
     let operation = payload
         .as_ref()

@@ -14,6 +14,7 @@ use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde_json::Value;
 
 use crate::batch;
+use crate::distinct;
 use crate::error::ApiError;
 use crate::find::{Filters, Find};
 use crate::middleware::{BATCH_BODY_LIMIT, BODY_LIMIT, StagePrefix};
@@ -44,7 +45,7 @@ async fn read_limited(
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(bytes).map_err(ApiError::MalformedJson)
+    distinct::from_slice(bytes).map_err(ApiError::MalformedJson)
 }
 
 /// True when the `Content-Type` is one of `accepted` (compared without parameters and case), and its

@@ -22,9 +22,9 @@ use crm_domain::{
     Cursor, Email, Listing, NamePrefix, PageLimit, SortOrder, Timestamp, ValidationErrors,
 };
 use http::Uri;
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
+use crate::distinct;
 use crate::error::ApiError;
 
 /// What a request to find customers asks for.
@@ -120,24 +120,18 @@ impl Filters {
     /// `nextCursor` of the last page as it is).
     ///
     /// # Errors
-    /// 400 `malformed-json` when the body is not JSON; 400 when it is not an object, or a member
-    /// is unknown, repeated or of the wrong JSON type; then those of [`Filters::read`].
+    /// 400 `malformed-json` when the body is not JSON or repeats a member name; 400 when it is not
+    /// an object, or a member is unknown or of the wrong JSON type; then those of
+    /// [`Filters::read`].
     pub(crate) fn from_json(body: &[u8]) -> Result<Find, ApiError> {
-        let Members(members) = serde_json::from_slice(body).map_err(|e| {
-            if e.is_data() {
-                bad(format!(
-                    "the body must be a JSON object with any of the members {MEMBERS}"
-                ))
-            } else {
-                ApiError::MalformedJson(e)
-            }
-        })?;
+        let Value::Object(members) = distinct::from_slice(body).map_err(ApiError::MalformedJson)?
+        else {
+            return Err(bad(format!(
+                "the body must be a JSON object with any of the members {MEMBERS}"
+            )));
+        };
         let mut filters = Self::default();
-        let mut seen: Vec<String> = Vec::with_capacity(members.len());
         for (name, value) in members {
-            if seen.contains(&name) {
-                return Err(bad(format!("member `{name}` is given more than once")));
-            }
             let Some(slot) = filters.slot(&name) else {
                 return Err(bad(format!(
                     "unknown member `{name}`; POST /customers/search takes {MEMBERS}"
@@ -153,7 +147,6 @@ impl Filters {
                 (_, Value::String(text)) => Some(text),
                 (_, _) => return Err(bad(format!("member `{name}` must be a JSON string"))),
             };
-            seen.push(name);
         }
         filters.read()
     }
@@ -268,34 +261,6 @@ impl fmt::Display for Words<'_> {
             f.write_str(word)?;
         }
         Ok(())
-    }
-}
-
-/// The members of a JSON object in the order written, repeats kept (a `Map` would keep only the
-/// last of a repeated member, and a repeat is refused as in the query).
-pub(crate) struct Members(pub(crate) Vec<(String, Value)>);
-
-impl<'de> Deserialize<'de> for Members {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
-
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = Members;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
-                let mut members = Vec::new();
-                while let Some(member) = map.next_entry::<String, Value>()? {
-                    members.push(member);
-                }
-                Ok(Members(members))
-            }
-        }
-
-        deserializer.deserialize_map(ObjectVisitor)
     }
 }
 

@@ -89,6 +89,7 @@ pub mod telemetry;
 mod batch;
 mod compat;
 mod customers;
+mod distinct;
 #[cfg(feature = "docs-viewer")]
 mod docs;
 mod extract;

@@ -91,6 +91,82 @@ async fn a_body_that_is_not_json_is_a_400() {
 }
 
 #[tokio::test]
+async fn a_member_given_twice_is_a_400_on_every_json_route_and_writes_nothing() {
+    let app = spawn_app();
+    app.create(named("kept")).await;
+    let twice = [
+        (
+            Method::POST,
+            "/customers",
+            r#"{"id": "twice", "firstName": "Ada", "lastName": "Lovelace", "email": "a@example.com", "email": "b@example.com"}"#,
+            "email",
+        ),
+        (
+            Method::POST,
+            "/customers",
+            r#"{"id": "twice", "firstName": "Ada", "lastName": "Lovelace", "address": {"line1": "1 Main St", "line1": "2 Main St"}}"#,
+            "line1",
+        ),
+        (
+            Method::PATCH,
+            "/customers/kept",
+            r#"{"lastName": "Byron", "lastName": "King"}"#,
+            "lastName",
+        ),
+        (
+            Method::POST,
+            "/customers/batch",
+            r#"{"customers": [{"id": "twice", "firstName": "Ada", "firstName": "Augusta", "lastName": "King"}]}"#,
+            "firstName",
+        ),
+        (
+            Method::POST,
+            "/customers/search",
+            r#"{"name": "ad", "name": "by"}"#,
+            "name",
+        ),
+        (
+            Method::POST,
+            "/Customers",
+            r#"{"id": "twice", "firstName": "Ada", "lastName": "Lovelace", "address": "1 Main St", "address": "2 Main St"}"#,
+            "address",
+        ),
+        (
+            Method::POST,
+            "/DynamoDBManager",
+            r#"{"operation": "read", "operation": "delete", "payload": {"Key": {"id": "kept"}}}"#,
+            "operation",
+        ),
+    ];
+    for (method, path, body, member) in twice {
+        let response = app
+            .request(
+                method.clone(),
+                path,
+                &[("content-type", "application/json")],
+                body,
+            )
+            .await;
+        let problem = response.problem(400);
+        assert_eq!(
+            problem["type"], "urn:problem:crm:malformed-json",
+            "{method} {path}"
+        );
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!("member `{member}` is given more than once")),
+            "{method} {path}: {detail}"
+        );
+    }
+    assert_eq!(
+        app.get("/customers/twice").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let kept = app.get("/customers/kept").await.json();
+    assert_eq!(kept["version"], 1, "the patch wrote nothing");
+}
+
+#[tokio::test]
 async fn a_json_document_that_is_not_an_object_is_a_422_on_the_document() {
     let app = spawn_app();
     for body in [json!([]), json!("Ada"), json!(1), json!(null)] {
@@ -346,7 +422,15 @@ async fn an_empty_store_lists_no_items_and_a_null_cursor() {
 #[tokio::test]
 async fn bad_limits_are_a_400() {
     let app = spawn_app();
-    for limit in ["0", "101", "x", "-1", "", "1.5", "99999999999999999999"] {
+    for limit in [
+        "0",
+        "101",
+        "x",
+        "-1",
+        "",
+        "1.5",
+        "99999999999999999999",
+    ] {
         let problem = app
             .get(&format!("/customers?limit={limit}"))
             .await
