@@ -34,10 +34,14 @@ impl PageLimit {
     /// Parses a page size from a query string value.
     ///
     /// # Errors
-    /// When `s` is not an integer in 1–100.
+    /// When `s` is not an integer in 1–100 written in decimal digits alone: no sign and no space
+    /// (a `+` in a query string is a space, so `limit=+5` is refused too), as the JSON form of
+    /// the same filter refuses `"+5"`.
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        s.trim()
-            .parse::<u64>()
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(InvalidValue("must be an integer from 1 to 100".into()));
+        }
+        s.parse::<u64>()
             .map_err(|_| InvalidValue("must be an integer from 1 to 100".into()))
             .and_then(Self::new)
     }
@@ -193,7 +197,17 @@ mod tests {
     fn limits_are_one_to_a_hundred() {
         assert_eq!(PageLimit::parse("1").unwrap().get(), 1);
         assert_eq!(PageLimit::parse("100").unwrap().get(), 100);
-        for bad in ["0", "101", "-1", "x", "", "1.5", "99999999999999999999999"] {
+        for bad in [
+            "0",
+            "101",
+            "-1",
+            "+5",
+            " ",
+            "x",
+            "",
+            "1.5",
+            "99999999999999999999999",
+        ] {
             assert!(PageLimit::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(PageLimit::default().get(), 25);
