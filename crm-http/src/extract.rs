@@ -320,7 +320,8 @@ impl<S: Send + Sync> FromRequest<S> for SearchJson {
 }
 
 /// The `Idempotency-Key` of a write (IETF httpapi draft `draft-ietf-httpapi-idempotency-key-header`),
-/// with the parts of the request its fingerprint covers besides the body: the method, the path and
+/// with the parts of the request its fingerprint covers besides the body: the method, the path
+/// (percent-decoded, as the router reads it: `/customers/%6Ba` is `/customers/ka`) and
 /// `If-Match`. No header: the write runs without a key.
 ///
 /// The key is a Structured Field string (`"8e03978e-…"`) or, as many clients send it, the bare
@@ -332,7 +333,8 @@ pub(crate) struct KeyHeader(Option<KeyedRequest>);
 pub(crate) struct KeyedRequest {
     key: IdempotencyKey,
     method: http::Method,
-    path: String,
+    /// The path, percent-decoded.
+    path: Vec<u8>,
     if_match: Vec<u8>,
 }
 
@@ -349,7 +351,7 @@ impl KeyHeader {
         let mut digest = Sha256::new();
         for part in [
             request.method.as_str().as_bytes(),
-            request.path.as_bytes(),
+            &request.path,
             &request.if_match,
         ] {
             digest.update(part);
@@ -403,7 +405,7 @@ impl<S: Send + Sync> FromRequestParts<S> for KeyHeader {
         Ok(Self(Some(KeyedRequest {
             key,
             method: parts.method.clone(),
-            path: parts.uri.path().to_owned(),
+            path: percent_encoding::percent_decode_str(parts.uri.path()).collect(),
             if_match,
         })))
     }

@@ -157,6 +157,31 @@ async fn a_patch_sent_again_with_its_key_is_applied_once() {
 }
 
 #[tokio::test]
+async fn a_path_percent_encoded_is_the_same_request_for_the_key() {
+    let app = spawn_app();
+    app.create(named("ka")).await;
+    let patch = |path: &'static str| {
+        app.request(
+            Method::PATCH,
+            path,
+            &[JSON, ("idempotency-key", "patch-encoded")],
+            json!({"firstName": "Augusta"}).to_string(),
+        )
+    };
+    let first = patch("/customers/%6Ba").await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.json()["id"], "ka", "the router decodes the path");
+    let again = patch("/customers/ka").await;
+    assert_eq!(
+        again.status,
+        StatusCode::OK,
+        "the same request, not a reuse of the key"
+    );
+    assert_eq!(again.header("idempotent-replayed"), "true");
+    assert_eq!(app.get("/customers/ka").await.json()["version"], 2);
+}
+
+#[tokio::test]
 async fn a_replay_after_the_customer_changed_names_only_the_first_outcome() {
     let app = spawn_app();
     let first = post_keyed(&app, "k-3", &named("moved")).await;
