@@ -6,7 +6,9 @@ use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crm_dynamo::{ClaimsCheck, ClaimsPosition, ClaimsReport, DynamoCustomerRepository};
+use crm_dynamo::{
+    ClaimsCheck, ClaimsPosition, ClaimsReport, DynamoCustomerRepository, TableDescription,
+};
 
 use crate::Interrupt;
 use crate::cli::{ClaimsCommand, TableCommand};
@@ -14,8 +16,13 @@ use crate::exit::{Exit, Failure, chain};
 
 /// Runs `crm table create|describe`.
 ///
+/// `create` on a table that exists already does what a setup script run twice needs: it says so,
+/// describes the table, and answers as `describe` does (0 when it matches the code, 1 when it
+/// differs), instead of failing on DynamoDB's refusal.
+///
 /// # Errors
-/// When DynamoDB refuses (the table exists, or does not) or cannot be reached.
+/// When DynamoDB refuses (`describe` of a table that does not exist; `create` of one that cannot
+/// be made and does not exist) or cannot be reached.
 pub async fn table(
     command: &TableCommand,
     repository: &DynamoCustomerRepository,
@@ -23,9 +30,18 @@ pub async fn table(
     let name = repository.table_name();
     match command {
         TableCommand::Create => {
-            repository.create_table().await.map_err(|e| {
-                Failure::store(format!("cannot create table {name}: {}", chain(&e)))
-            })?;
+            if let Err(refused) = repository.create_table().await {
+                // Most often the table exists; anything else, the refusal says.
+                let Ok(description) = repository.describe_table().await else {
+                    return Err(Failure::store(format!(
+                        "cannot create table {name}: {}",
+                        chain(&refused)
+                    )));
+                };
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "table {name} exists already; nothing was created");
+                return Ok(print_description(&mut out, &description));
+            }
             let mut out = std::io::stdout().lock();
             let _ = writeln!(
                 out,
@@ -37,17 +53,25 @@ pub async fn table(
             let description = repository.describe_table().await.map_err(|e| {
                 Failure::store(format!("cannot describe table {name}: {}", chain(&e)))
             })?;
-            let mut out = std::io::stdout().lock();
-            let _ = write!(out, "{description}");
-            if !description.to_string().ends_with('\n') {
-                let _ = writeln!(out);
-            }
-            Ok(if description.matches_code() {
-                Exit::Success
-            } else {
-                Exit::Rejects
-            })
+            Ok(print_description(
+                &mut std::io::stdout().lock(),
+                &description,
+            ))
         }
+    }
+}
+
+/// Prints `description` and answers whether the table matches the code.
+fn print_description(out: &mut impl std::io::Write, description: &TableDescription) -> Exit {
+    let text = description.to_string();
+    let _ = write!(out, "{text}");
+    if !text.ends_with('\n') {
+        let _ = writeln!(out);
+    }
+    if description.matches_code() {
+        Exit::Success
+    } else {
+        Exit::Rejects
     }
 }
 
