@@ -349,6 +349,7 @@ fn read_rows(
             .counters
             .bytes_read
             .store(rows.bytes_read(), Ordering::Relaxed);
+        shared.counters.rows_read.fetch_add(1, Ordering::Relaxed);
         shared.with(|s| s.tally.rows += 1);
         let mut customer = match record.customer {
             Ok(customer) => customer,

@@ -2,9 +2,10 @@
 //!
 //! The work updates [`Counters`] (atomics, shared between the reading thread and the writing
 //! tasks); a ticker reads a [`Snapshot`] of them ten times a second and hands it to the
-//! [`Reporter`]. The bar (indicatif) shows how much of the file has been read, rows done, rows
-//! per second and the time left; the plain reporter writes one line every `--progress-every`
-//! seconds, so that a log or a CI run shows the import moving without a terminal's redraws.
+//! [`Reporter`]. The bar (indicatif) shows how much of the work is done (the file read, scaled by
+//! the share of the rows read that are done), rows done, rows per second and the time left; the
+//! plain reporter writes one line every `--progress-every` seconds, so that a log or a CI run
+//! shows the import moving without a terminal's redraws.
 //! Both are pure functions of the elapsed time and a snapshot, which is how they are tested.
 
 use std::fmt::Write as _;
@@ -20,6 +21,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub struct Counters {
     /// Bytes of the input read.
     pub bytes_read: AtomicU64,
+    /// Rows of the input read.
+    pub rows_read: AtomicU64,
     /// Rows (or customers) done: imported, found present, rejected, or exported.
     pub done: AtomicU64,
 }
@@ -29,6 +32,7 @@ impl Counters {
     pub fn snapshot(&self, total_bytes: Option<u64>) -> Snapshot {
         Snapshot {
             bytes_read: self.bytes_read.load(Ordering::Relaxed),
+            rows_read: self.rows_read.load(Ordering::Relaxed),
             total_bytes,
             done: self.done.load(Ordering::Relaxed),
         }
@@ -40,10 +44,26 @@ impl Counters {
 pub struct Snapshot {
     /// Bytes of the input read.
     pub bytes_read: u64,
+    /// Rows of the input read.
+    pub rows_read: u64,
     /// The input's size, when known.
     pub total_bytes: Option<u64>,
     /// Rows done.
     pub done: u64,
+}
+
+impl Snapshot {
+    /// How much of the input the rows done stand for, in bytes: the bytes read, scaled by the
+    /// share of the rows read that are done. The reading runs ahead of the writes (by up to the
+    /// batches queued for them), so the bytes read alone would tell a time left too short.
+    pub fn bytes_done(&self) -> u64 {
+        if self.rows_read == 0 {
+            return 0;
+        }
+        let done = u128::from(self.done.min(self.rows_read));
+        let scaled = u128::from(self.bytes_read) * done / u128::from(self.rows_read);
+        u64::try_from(scaled).unwrap_or(self.bytes_read)
+    }
 }
 
 /// What a progress line counts: `rows` (import) or `customers` (export).
@@ -103,9 +123,11 @@ pub fn plain_line(label: &str, noun: Noun, elapsed: Duration, snapshot: &Snapsho
     if let Some(total) = snapshot.total_bytes.filter(|t| *t > 0) {
         let read = snapshot.bytes_read.min(total);
         let _ = write!(line, ", {}% of the file read", read * 100 / total);
-        if read > 0 && read < total {
+        // The time left goes by the rows done, not by the file read ahead of them.
+        let done = snapshot.bytes_done().min(total);
+        if done > 0 && done < total {
             #[expect(clippy::cast_precision_loss, reason = "an estimate for people to read")]
-            let left = elapsed.mul_f64((total - read) as f64 / read as f64);
+            let left = elapsed.mul_f64((total - done) as f64 / done as f64);
             let _ = write!(line, ", {} left", about(left));
         }
     }
@@ -187,7 +209,8 @@ impl BarReporter {
     /// Shows `snapshot`, `elapsed` into the work.
     pub fn tick(&mut self, elapsed: Duration, snapshot: &Snapshot) {
         if snapshot.total_bytes.is_some() {
-            self.bar.set_position(snapshot.bytes_read);
+            // The bar and its time left follow the rows done, which the reading runs ahead of.
+            self.bar.set_position(snapshot.bytes_done());
         } else {
             self.bar.tick();
         }
@@ -279,9 +302,11 @@ mod tests {
 
     const ROWS: Noun = Noun("rows");
 
+    /// `done` rows of the `done` read, in `read` bytes of 1,000.
     fn snapshot(done: u64, read: u64) -> Snapshot {
         Snapshot {
             bytes_read: read,
+            rows_read: done,
             total_bytes: Some(1000),
             done,
         }
@@ -301,6 +326,7 @@ mod tests {
         );
         let export = Snapshot {
             bytes_read: 0,
+            rows_read: 0,
             total_bytes: None,
             done: 1_234_567,
         };
@@ -313,6 +339,27 @@ mod tests {
             ),
             "export: 1,234,567 customers, 12,346 customers/s"
         );
+    }
+
+    #[test]
+    fn the_time_left_follows_the_rows_done_not_the_file_read_ahead_of_them() {
+        // Half the file read in 10 s, but only a quarter of the rows read are written yet.
+        let ahead = Snapshot {
+            bytes_read: 500,
+            rows_read: 4_000,
+            total_bytes: Some(1000),
+            done: 1_000,
+        };
+        assert_eq!(ahead.bytes_done(), 125);
+        let line = plain_line("import", ROWS, Duration::from_secs(10), &ahead);
+        assert!(
+            line.ends_with("50% of the file read, about 1 min 10 s left"),
+            "{line}"
+        );
+        // All read, none written yet: no estimate to give.
+        let waiting = Snapshot { done: 0, ..ahead };
+        let line = plain_line("import", ROWS, Duration::from_secs(10), &waiting);
+        assert!(line.ends_with("50% of the file read"), "{line}");
     }
 
     #[test]
