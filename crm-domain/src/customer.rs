@@ -151,6 +151,19 @@ impl Customer {
         self.0.version
     }
 
+    /// Whether `other` holds the same value as this customer in every field a client sets: the
+    /// names, the email (as written: another case is another value), the phone and the address.
+    /// A patch that leads from one to the other changes nothing, and repositories then write
+    /// nothing: the version, `updated_at` and the change events stay as they were.
+    pub fn has_same_fields_as(&self, other: &Customer) -> bool {
+        let (this, other) = (&*self.0, &*other.0);
+        this.first_name == other.first_name
+            && this.last_name == other.last_name
+            && this.email == other.email
+            && this.phone == other.phone
+            && this.address == other.address
+    }
+
     /// This customer with `patch` applied (RFC 7396 semantics), its version bumped and `updated_at`
     /// set to `now`. Repositories that cannot express the patch in storage use this.
     ///

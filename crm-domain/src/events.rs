@@ -101,8 +101,9 @@ pub struct CustomerEvent {
     pub version: Version,
     /// When the change was made.
     pub time: Timestamp,
-    /// For an update, the fields whose value changed, in the order of [`CustomerField`]; empty
-    /// when a patch rewrote fields with their own values. Absent from the other types.
+    /// For an update, the fields whose value changed, in the order of [`CustomerField`]: never
+    /// empty, since a patch that changes no value writes nothing and tells nothing. Absent from
+    /// the other types.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changed_fields: Vec<CustomerField>,
 }

@@ -182,8 +182,10 @@ pub trait CustomerRepository: Send + Sync {
     ///
     /// When `expected` is given, the patch MUST apply only if the customer is at that version. Two
     /// concurrent patches MUST NOT lose either's change. A new email MUST be claimed atomically with
-    /// the change; the old one is released. `patch` is never empty (the service answers empty
-    /// patches itself).
+    /// the change; the old one is released. A patch that changes no value
+    /// ([`Customer::has_same_fields_as`] the customer it would make) MUST write nothing and
+    /// return the customer as stored: no new version, no new `updatedAt`, no change event. The
+    /// service answers empty patches itself; a store answers one as such a patch.
     ///
     /// # Errors
     /// [`NotFound`](RepositoryError::NotFound),

@@ -101,6 +101,7 @@ macro_rules! __contract_cases {
             a_keyed_write_records_its_outcome_for_the_same_request_only,
             a_held_key_is_running_until_its_hold_runs_out,
             a_refused_keyed_write_gives_its_key_back,
+            a_keyed_patch_that_changes_nothing_records_its_outcome,
             keyed_patches_and_deletes_record_their_outcomes,
             an_import_run_again_writes_nobody_twice,
             creates_and_reads_back_a_customer,
@@ -110,6 +111,7 @@ macro_rules! __contract_cases {
             delete_of_an_unknown_id_is_not_found,
             delete_removes_the_customer,
             update_sets_fields_bumps_the_version_and_keeps_the_rest,
+            a_patch_of_values_the_customer_has_writes_nothing,
             update_with_null_clears_optional_fields,
             update_merges_address_parts,
             update_of_address_parts_without_an_address_needs_line1,
@@ -412,6 +414,44 @@ pub async fn a_refused_keyed_write_gives_its_key_back(repo: Repo) {
         .expect("the same request, run again, succeeds");
 }
 
+/// A patch under a key that changes no value writes no customer, but records its outcome (the
+/// customer's version as it is): the same request sent again is answered from the record, not run
+/// again on a customer changed in between.
+pub async fn a_keyed_patch_that_changes_nothing_records_its_outcome(repo: Repo) {
+    create(&repo, &with_email("kn", "kn@example.com")).await;
+    for (key, changes) in [
+        ("noop-email", json!({"email": "kn@example.com"})),
+        ("noop-name", json!({"lastName": "Lovelace"})),
+    ] {
+        let key = keyed(key, "fingerprint-a");
+        let lease = fresh(&repo, &key).await;
+        let write = KeyedWrite::Update {
+            id: id("kn"),
+            patch: patch(&changes),
+            expected: Some(Version::FIRST),
+            now: t1(),
+        };
+        let Written::Customer(answered) = repo
+            .write_keyed(&write, &lease)
+            .await
+            .expect("a keyed patch that changes nothing succeeds")
+        else {
+            panic!("a patch answers the customer");
+        };
+        assert_eq!(answered.version(), Version::FIRST, "{changes}");
+        assert_eq!(stored(&repo, "kn").await, Some(answered), "{changes}");
+        assert_eq!(
+            repo.begin_keyed(&key, HOLD).await.expect("begin"),
+            KeyState::Done(RecordedOutcome {
+                kind: WriteKind::Update,
+                id: id("kn"),
+                version: Some(Version::FIRST),
+            }),
+            "{changes}"
+        );
+    }
+}
+
 /// Patches and deletes under a key record what they did, and a patch refused for its version
 /// records nothing.
 pub async fn keyed_patches_and_deletes_record_their_outcomes(repo: Repo) {
@@ -636,6 +676,98 @@ pub async fn update_sets_fields_bumps_the_version_and_keeps_the_rest(repo: Repo)
     assert_eq!(updated.created_at(), c.created_at());
     assert_eq!(updated.updated_at(), t1());
     assert_eq!(stored(&repo, "c").await, Some(updated));
+}
+
+/// A patch that changes no value writes nothing, whichever way the store would have written it
+/// (in place, after reading a name, with the email's claims): the customer comes back as it is,
+/// at its version and `updatedAt`. A stale version is refused as ever; one value changed among
+/// unchanged ones is a change, and so is an email in another case.
+pub async fn a_patch_of_values_the_customer_has_writes_nothing(repo: Repo) {
+    create(
+        &repo,
+        &customer(&json!({
+            "id": "same", "firstName": "Ada", "lastName": "Lovelace", "email": "Ada@example.com",
+            "phone": "+441234567890",
+            "address": {"line1": "1 Main St", "city": "London", "country": "GB"}
+        })),
+    )
+    .await;
+    create(&repo, &named("bare")).await;
+    for (who, changes) in [
+        ("same", json!({"firstName": "Ada"})),
+        ("same", json!({"firstName": "Ada", "lastName": "Lovelace"})),
+        ("same", json!({"phone": "+441234567890"})),
+        ("same", json!({"address": {"city": "London"}})),
+        (
+            "same",
+            json!({"address": {"line1": "1 Main St", "city": "London", "country": "GB"}}),
+        ),
+        ("same", json!({"email": "Ada@example.com"})),
+        (
+            "same",
+            json!({"email": "Ada@example.com", "lastName": "Lovelace"}),
+        ),
+        ("bare", json!({"phone": null})),
+        ("bare", json!({"address": null})),
+        ("bare", json!({"email": null})),
+        ("bare", json!({})),
+    ] {
+        let before = stored(&repo, who).await.expect("present");
+        for expected in [None, Some(Version::FIRST)] {
+            let answered = repo
+                .update(&id(who), &patch(&changes), expected, t1())
+                .await
+                .expect("a patch that changes nothing succeeds");
+            assert_eq!(answered, before, "{changes}, {expected:?}");
+            assert_eq!(
+                stored(&repo, who).await.as_ref(),
+                Some(&before),
+                "{changes}: nothing written"
+            );
+        }
+    }
+    let renamed = repo
+        .update(
+            &id("bare"),
+            &patch(&json!({"lastName": "Byron"})),
+            None,
+            t1(),
+        )
+        .await
+        .expect("a rename");
+    assert_eq!(renamed.version(), Version::FIRST.next());
+    let stale = repo
+        .update(
+            &id("bare"),
+            &patch(&json!({"lastName": "Byron"})),
+            Some(Version::FIRST),
+            t1(),
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(RepositoryError::VersionConflict { current }) if current == renamed.version()),
+        "{stale:?}"
+    );
+    let one_of_two = repo
+        .update(
+            &id("same"),
+            &patch(&json!({"firstName": "Ada", "lastName": "King"})),
+            None,
+            t1(),
+        )
+        .await
+        .expect("one value changed");
+    assert_eq!(one_of_two.version(), Version::FIRST.next());
+    let recased = repo
+        .update(
+            &id("same"),
+            &patch(&json!({"email": "ada@example.com"})),
+            None,
+            t1(),
+        )
+        .await
+        .expect("the email in another case");
+    assert_eq!(recased.version(), one_of_two.version().next());
 }
 
 /// `null` removes an optional field.
@@ -889,14 +1021,16 @@ pub async fn a_customer_may_rewrite_its_own_email(repo: Repo) {
         .await
         .expect("same email, other case");
     assert_eq!(updated.email().map(Email::as_str), Some("ADA@example.com"));
-    repo.update(
-        &id("a"),
-        &patch(&json!({"email": "ADA@example.com"})),
-        None,
-        t1(),
-    )
-    .await
-    .expect("same email again");
+    let again = repo
+        .update(
+            &id("a"),
+            &patch(&json!({"email": "ADA@example.com"})),
+            None,
+            t1(),
+        )
+        .await
+        .expect("same email again");
+    assert_eq!(again, updated, "the same email again changes nothing");
     let result = repo.create(&with_email("b", "ada@example.com")).await;
     assert!(
         matches!(result, Err(RepositoryError::EmailTaken)),

@@ -159,6 +159,13 @@
 //! No read is a read-modify-write race: the write that follows is conditioned on what it read (the
 //! version, or the other name), so a change in between makes it retry, never overwrite.
 //!
+//! A patch of values the customer has already writes nothing: no new version, no new `updatedAt`,
+//! no stream record and so no change event. The in-place `UpdateItem` is conditioned on at least
+//! one field it sets being different, and when only that condition fails, the item DynamoDB
+//! hands back is the answer (still one round trip). A patch that reads first compares what it
+//! read, and writes nothing; under an idempotency key it still completes the key's record, in a
+//! transaction with a check that the customer is as read.
+//!
 //! # Upgrading a table of the previous layout
 //!
 //! A table written by a version without the listing indexes lacks them and its items lack the

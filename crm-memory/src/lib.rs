@@ -218,6 +218,10 @@ impl State {
         let updated = before
             .patched(patch, now)
             .map_err(RepositoryError::InvalidPatch)?;
+        if updated.has_same_fields_as(&before) {
+            // A patch that changes no value writes nothing: no version, no event.
+            return Ok(before);
+        }
         let same_email = match (before.email(), updated.email()) {
             (Some(old), Some(new)) => old.as_str().eq_ignore_ascii_case(new.as_str()),
             (old, new) => old.is_none() && new.is_none(),

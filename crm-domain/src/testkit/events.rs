@@ -118,9 +118,10 @@ fn at(text: &str) -> Timestamp {
 }
 
 /// Every kind of committed write tells one event: creates with and without an email, patches of
-/// each field (the fields named, never their values), an email changed and cleared, a patch that
-/// rewrites a value with itself, deletes with and without an email, and an id created again after
-/// its delete. Each event carries the version its change produced and the time of the change.
+/// each field (the fields named, never their values), an email changed and cleared, deletes with
+/// and without an email, and an id created again after its delete; a patch that rewrites values
+/// with themselves commits nothing and tells nothing. Each event carries the version its change
+/// produced and the time of the change.
 pub async fn every_committed_change_is_one_event_of_its_type(repo: Repo, mut log: Log) {
     use CustomerField::{Address, Email, FirstName, LastName, Phone};
     use EventType::{Created, Deleted, Updated};
@@ -184,8 +185,7 @@ pub async fn every_committed_change_is_one_event_of_its_type(repo: Repo, mut log
                 vec![
                     (Created, 1, vec![]),
                     (Updated, 2, vec![LastName]),
-                    (Updated, 3, vec![]),
-                    (Deleted, 4, vec![]),
+                    (Deleted, 3, vec![]),
                     (Created, 1, vec![]),
                 ]
             ),
@@ -223,7 +223,7 @@ async fn assert_times_and_no_values(
         deleted_at,
         "the delete's time is its tombstone's"
     );
-    assert_eq!(grouped["plain"][4].time, again.created_at());
+    assert_eq!(grouped["plain"][3].time, again.created_at());
     // No value of any field travels in an event.
     let text = serde_json::to_string(events).expect("events serialize");
     for value in [

@@ -10,10 +10,18 @@ use crate::item::{ADDRESS_ATTRIBUTES, feed_keys, s};
 
 /// An update expression under construction: attribute names go through `#name` placeholders
 /// (several customer attributes are DynamoDB reserved words) and values through `:name`.
+///
+/// The fields a client sets go through [`change`](Self::change) and
+/// [`change_remove`](Self::change_remove), which also note when each would change the stored
+/// value: [`changes_something`](Self::changes_something) joins them into the condition that
+/// keeps a patch of values the customer already has from writing.
 #[derive(Default)]
 pub(super) struct UpdateExpression {
     sets: Vec<String>,
     removes: Vec<String>,
+    /// The conditions under which the write changes the value of a field a client sets, any one
+    /// of them enough.
+    changes: Vec<String>,
     pub(super) names: HashMap<String, String>,
     pub(super) values: HashMap<String, AttributeValue>,
 }
@@ -36,6 +44,21 @@ impl UpdateExpression {
         self.removes.push(name);
     }
 
+    /// Sets a field a client sets, which changes it unless it holds `value` already.
+    pub(super) fn change(&mut self, attribute: &str, value: AttributeValue) {
+        self.set(attribute, value);
+        self.changes
+            .push(format!("attribute_not_exists(#{attribute})"));
+        self.changes.push(format!("#{attribute} <> :{attribute}"));
+    }
+
+    /// Removes a field a client sets, which changes it only when it is there.
+    pub(super) fn change_remove(&mut self, attribute: &str) {
+        self.remove(attribute);
+        self.changes.push(format!("attribute_exists(#{attribute})"));
+    }
+
+    /// A field a client sets, as a merge patch says: kept, removed or set.
     pub(super) fn patch<T>(
         &mut self,
         attribute: &str,
@@ -44,8 +67,20 @@ impl UpdateExpression {
     ) {
         match patch {
             Patch::Keep => {}
-            Patch::Clear => self.remove(attribute),
-            Patch::Set(v) => self.set(attribute, value(v)),
+            Patch::Clear => self.change_remove(attribute),
+            Patch::Set(v) => self.change(attribute, value(v)),
+        }
+    }
+
+    /// The condition that the fields set through [`change`](Self::change) and
+    /// [`change_remove`](Self::change_remove) would change at least one stored value; `None`
+    /// when none was.
+    pub(super) fn changes_something(&self) -> Option<String> {
+        // DynamoDB refuses parentheses it finds redundant: around a lone term, or nested.
+        match self.changes.as_slice() {
+            [] => None,
+            [only] => Some(only.clone()),
+            many => Some(format!("({})", many.join(" OR "))),
         }
     }
 
@@ -68,7 +103,7 @@ impl UpdateExpression {
     pub(super) fn address(&mut self, patch: &AddressPatch) -> bool {
         let [line1, line2, city, region, postal_code, country] = ADDRESS_ATTRIBUTES;
         if let Some(text) = &patch.line1 {
-            self.set(line1, s(text.as_str()));
+            self.change(line1, s(text.as_str()));
         }
         self.patch(line2, &patch.line2, |t| s(t.as_str()));
         self.patch(city, &patch.city, |t| s(t.as_str()));

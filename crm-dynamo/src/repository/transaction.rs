@@ -13,14 +13,17 @@ use std::sync::{Mutex, PoisonError};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem,
 };
 use crm_domain::{CustomerId, RepositoryError, Version};
 
 use super::DynamoCustomerRepository;
 use super::retry::Attempt;
 use crate::error::{DynamoFailure, ItemOutcome, classify};
-use crate::item::{Item, PK, email_pk, is_live, item_version, key, s};
+use crate::item::{
+    Item, KIND_CUSTOMER, PK, customer_pk, email_pk, is_live, item_version, key, n, s,
+};
 
 impl DynamoCustomerRepository {
     /// A conditional put of `item`; the old item comes back when the condition fails.
@@ -43,6 +46,25 @@ impl DynamoCustomerRepository {
             .build()
             .map_err(RepositoryError::unexpected)?;
         Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// A check that customer `id` is live at `version`, changing nothing; the item comes back when
+    /// it is not.
+    pub(super) fn customer_at(
+        &self,
+        id: &CustomerId,
+        version: Version,
+    ) -> Result<TransactWriteItem, RepositoryError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(customer_pk(id))))
+            .condition_expression("kind = :customer AND version = :seen")
+            .expression_attribute_values(":customer", s(KIND_CUSTOMER))
+            .expression_attribute_values(":seen", n(version))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(RepositoryError::unexpected)?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
     }
 
     /// Releases the claim on `normalized_email`: deletes it on the condition that `id` holds it,

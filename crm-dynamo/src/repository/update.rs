@@ -20,6 +20,11 @@
 //! whole, every key recomputed, on the condition that its version has not moved since; a change
 //! in between makes the attempt start again, never overwrite.
 //!
+//! A patch that would change no value writes nothing: the `UpdateItem` is also conditioned on one
+//! of the fields it sets differing from the stored one, and a failed condition that only this
+//! explains answers the customer as it is; the transaction path compares the customer it read
+//! ([`DynamoCustomerRepository::unchanged`]).
+//!
 //! Every path stamps the customer with the operation's [`WriteToken`]. The `UpdateItem` is
 //! conditioned on the customer not carrying it yet, the transaction on the version read, which
 //! its own first attempt moved: a resent patch whose first attempt was applied fails its
@@ -62,6 +67,13 @@ impl DynamoCustomerRepository {
         lease: Option<&KeyLease>,
     ) -> Result<Customer, RepositoryError> {
         let token = &WriteToken::of(lease);
+        if patch.is_empty() && lease.is_none() {
+            // Nothing to set: the customer as it is, at the version expected.
+            return self
+                .live_customer(id, expected)
+                .await
+                .map(|(_, current)| current);
+        }
         if !patch.email.is_keep() || lease.is_some() {
             return self
                 .update_in_transaction(id, patch, expected, now, token, lease)
@@ -94,19 +106,7 @@ impl DynamoCustomerRepository {
         last: Option<&PersonName>,
         expected: Option<Version>,
     ) -> Result<Names, RepositoryError> {
-        let item = self.get_item(id).await?.ok_or(RepositoryError::NotFound)?;
-        if !is_live(&item) {
-            return Err(RepositoryError::NotFound);
-        }
-        let current = customer_from_item(item.clone())?;
-        if let Some(version) = expected
-            && version != current.version()
-        {
-            // Known stale: no write.
-            return Err(RepositoryError::VersionConflict {
-                current: current.version(),
-            });
-        }
+        let (item, current) = self.live_customer(id, expected).await?;
         let (first, last, kept) = match (first, last) {
             (Some(first), None) => (first, current.last_name(), "lastName"),
             (None, Some(last)) => (current.first_name(), last, "firstName"),
@@ -121,6 +121,28 @@ impl DynamoCustomerRepository {
             keys: name_keys(id, first, last),
             kept: Some((kept, seen)),
         })
+    }
+
+    /// Customer `id` as stored (its item, and the customer), when it is live and at the version
+    /// `expected`, if any: known stale, nothing is written.
+    async fn live_customer(
+        &self,
+        id: &CustomerId,
+        expected: Option<Version>,
+    ) -> Result<(Item, Customer), RepositoryError> {
+        let item = self.get_item(id).await?.ok_or(RepositoryError::NotFound)?;
+        if !is_live(&item) {
+            return Err(RepositoryError::NotFound);
+        }
+        let current = customer_from_item(item.clone())?;
+        if let Some(version) = expected
+            && version != current.version()
+        {
+            return Err(RepositoryError::VersionConflict {
+                current: current.version(),
+            });
+        }
+        Ok((item, current))
     }
 
     /// A patch that leaves the email alone: one `UpdateItem` that sets and removes the patched
@@ -140,17 +162,17 @@ impl DynamoCustomerRepository {
         update.add_version_bump(id, now);
         update.set(WRITE_TOKEN, token.value());
         if let Some(name) = &patch.first_name {
-            update.set("firstName", s(name.as_str()));
+            update.change("firstName", s(name.as_str()));
         }
         if let Some(name) = &patch.last_name {
-            update.set("lastName", s(name.as_str()));
+            update.change("lastName", s(name.as_str()));
         }
         update.patch("phone", &patch.phone, |p| s(p.as_str()));
         let needs_address = match &patch.address {
             Patch::Keep => false,
             Patch::Clear => {
                 for attribute in ADDRESS_ATTRIBUTES {
-                    update.remove(attribute);
+                    update.change_remove(attribute);
                 }
                 false
             }
@@ -166,6 +188,11 @@ impl DynamoCustomerRepository {
         if let Some(version) = expected {
             condition.push_str(" AND #version = :expected");
             update.values.insert(":expected".to_owned(), n(version));
+        }
+        // A patch of values the customer has already writes nothing: no version, no event.
+        if let Some(changes) = update.changes_something() {
+            condition.push_str(" AND ");
+            condition.push_str(&changes);
         }
         if needs_address {
             condition.push_str(" AND attribute_exists(#addressLine1)");
@@ -224,6 +251,7 @@ impl DynamoCustomerRepository {
                     expected,
                     needs_address,
                     names.and_then(|n| n.kept.as_ref()),
+                    (patch, now),
                 )
             }
             Err(e) => Err(classify("UpdateItem", &e)),
@@ -265,6 +293,9 @@ impl DynamoCustomerRepository {
             let next = current
                 .patched(patch, now)
                 .map_err(RepositoryError::InvalidPatch)?;
+            if next.has_same_fields_as(&current) {
+                return self.unchanged(id, current, token, expected, lease).await;
+            }
             let old_email = current.email().map(Email::normalized);
             let new_email = next.email().map(Email::normalized);
             let values = HashMap::from([
@@ -330,6 +361,45 @@ impl DynamoCustomerRepository {
     }
 }
 
+impl DynamoCustomerRepository {
+    /// The answer of a patch that changes no value of `current`, as read: `current` itself, and
+    /// nothing written. Under an idempotency key the key's record is still completed, so that the
+    /// same request sent again is answered from it (and not run again on a customer changed in
+    /// between), in one transaction with a check that the customer is still as read.
+    async fn unchanged(
+        &self,
+        id: &CustomerId,
+        current: Customer,
+        token: &WriteToken,
+        expected: Option<Version>,
+        lease: Option<&KeyLease>,
+    ) -> Result<Attempt<Customer>, RepositoryError> {
+        let Some(lease) = lease else {
+            return Ok(Attempt::Done(current));
+        };
+        let outcome = Written::Customer(current.clone()).outcome(WriteKind::Update, id);
+        let actions = vec![
+            self.customer_at(id, current.version())?,
+            self.complete_key(lease, &outcome)?,
+        ];
+        let Some(reasons) = self.transact(actions).await? else {
+            return Ok(Attempt::Done(current));
+        };
+        let outcomes = outcomes(&reasons);
+        match outcomes.first() {
+            // The customer changed or went away after it was read.
+            Some(ItemOutcome::ConditionFailed) => after_refused_write(
+                reasons.first().and_then(|(_, item)| item.as_ref()),
+                token,
+                expected,
+            ),
+            _ if failed_at(&reasons, Some(1)) => Err(lease_lost()),
+            _ if outcomes.contains(&ItemOutcome::Retry) => Ok(Attempt::Retry),
+            _ => Err(cancelled_unexpectedly("update")),
+        }
+    }
+}
+
 /// The name keys an in-place patch that sets a name writes, and the name it did not set, with its
 /// stored value, which the update is conditioned on.
 struct Names {
@@ -354,12 +424,15 @@ fn after_refused_write(
 }
 
 /// Why a conditional `UpdateItem` failed, from the old item DynamoDB returned: the patch's answer,
-/// or [`Attempt::Changed`] when the name it was conditioned on (`kept`) changed since it was read.
+/// [`Attempt::Changed`] when the name it was conditioned on (`kept`) changed since it was read,
+/// or, when the patch (with its time) would change no value of the customer, the customer as it
+/// is.
 fn explain_failed_condition(
     old: Option<&Item>,
     expected: Option<Version>,
     needs_address: bool,
     kept: Option<&(&str, AttributeValue)>,
+    (patch, now): (&CustomerPatch, Timestamp),
 ) -> Result<Attempt<Customer>, RepositoryError> {
     let Some(old) = old.filter(|old| is_live(old)) else {
         return Err(RepositoryError::NotFound);
@@ -373,6 +446,12 @@ fn explain_failed_condition(
         _ if needs_address && !item_has_address(old) => {
             Err(RepositoryError::InvalidPatch(AddressPatch::line1_required()))
         }
-        _ => Err(cancelled_unexpectedly("update")),
+        _ => {
+            let current = customer_from_item(old.clone())?;
+            match current.patched(patch, now) {
+                Ok(next) if next.has_same_fields_as(&current) => Ok(Attempt::Done(current)),
+                _ => Err(cancelled_unexpectedly("update")),
+            }
+        }
     }
 }
