@@ -112,6 +112,7 @@ macro_rules! __contract_cases {
             delete_removes_the_customer,
             update_sets_fields_bumps_the_version_and_keeps_the_rest,
             a_patch_of_values_the_customer_has_writes_nothing,
+            a_patch_that_would_change_nothing_is_still_refused_when_stale,
             update_with_null_clears_optional_fields,
             update_merges_address_parts,
             update_of_address_parts_without_an_address_needs_line1,
@@ -419,6 +420,7 @@ pub async fn a_refused_keyed_write_gives_its_key_back(repo: Repo) {
 /// again on a customer changed in between.
 pub async fn a_keyed_patch_that_changes_nothing_records_its_outcome(repo: Repo) {
     create(&repo, &with_email("kn", "kn@example.com")).await;
+    // A keyed write reads first in every store: one patch of the email, one of a name.
     for (key, changes) in [
         ("noop-email", json!({"email": "kn@example.com"})),
         ("noop-name", json!({"lastName": "Lovelace"})),
@@ -678,13 +680,12 @@ pub async fn update_sets_fields_bumps_the_version_and_keeps_the_rest(repo: Repo)
     assert_eq!(stored(&repo, "c").await, Some(updated));
 }
 
-/// A patch that changes no value writes nothing, whichever way the store would have written it
-/// (in place, after reading a name, with the email's claims): the customer comes back as it is,
-/// at its version and `updatedAt`. A stale version is refused as ever; one value changed among
-/// unchanged ones is a change, and so is an email in another case.
-pub async fn a_patch_of_values_the_customer_has_writes_nothing(repo: Repo) {
+/// Creates two customers, `same` (every field) and `bare` (names only), and answers patches that
+/// change none of their values: one for each way a store reads or writes a patch (in place, after
+/// reading a name, with the email's claims, clears of absent fields, and `{}` at the port).
+async fn customers_and_unchanging_patches(repo: &Repo) -> Vec<(&'static str, Value)> {
     create(
-        &repo,
+        repo,
         &customer(&json!({
             "id": "same", "firstName": "Ada", "lastName": "Lovelace", "email": "Ada@example.com",
             "phone": "+441234567890",
@@ -692,8 +693,8 @@ pub async fn a_patch_of_values_the_customer_has_writes_nothing(repo: Repo) {
         })),
     )
     .await;
-    create(&repo, &named("bare")).await;
-    for (who, changes) in [
+    create(repo, &named("bare")).await;
+    vec![
         ("same", json!({"firstName": "Ada"})),
         ("same", json!({"firstName": "Ada", "lastName": "Lovelace"})),
         ("same", json!({"phone": "+441234567890"})),
@@ -711,11 +712,18 @@ pub async fn a_patch_of_values_the_customer_has_writes_nothing(repo: Repo) {
         ("bare", json!({"address": null})),
         ("bare", json!({"email": null})),
         ("bare", json!({})),
-    ] {
+    ]
+}
+
+/// A patch that changes no value writes nothing, whichever way the store would have written it:
+/// the customer comes back as it is, at its version and `updatedAt`. One value changed among
+/// unchanged ones is a change, and so is an email in another case.
+pub async fn a_patch_of_values_the_customer_has_writes_nothing(repo: Repo) {
+    for (who, changes) in &customers_and_unchanging_patches(&repo).await {
         let before = stored(&repo, who).await.expect("present");
         for expected in [None, Some(Version::FIRST)] {
             let answered = repo
-                .update(&id(who), &patch(&changes), expected, t1())
+                .update(&id(who), &patch(changes), expected, t1())
                 .await
                 .expect("a patch that changes nothing succeeds");
             assert_eq!(answered, before, "{changes}, {expected:?}");
@@ -726,28 +734,6 @@ pub async fn a_patch_of_values_the_customer_has_writes_nothing(repo: Repo) {
             );
         }
     }
-    let renamed = repo
-        .update(
-            &id("bare"),
-            &patch(&json!({"lastName": "Byron"})),
-            None,
-            t1(),
-        )
-        .await
-        .expect("a rename");
-    assert_eq!(renamed.version(), Version::FIRST.next());
-    let stale = repo
-        .update(
-            &id("bare"),
-            &patch(&json!({"lastName": "Byron"})),
-            Some(Version::FIRST),
-            t1(),
-        )
-        .await;
-    assert!(
-        matches!(stale, Err(RepositoryError::VersionConflict { current }) if current == renamed.version()),
-        "{stale:?}"
-    );
     let one_of_two = repo
         .update(
             &id("same"),
@@ -768,6 +754,45 @@ pub async fn a_patch_of_values_the_customer_has_writes_nothing(repo: Repo) {
         .await
         .expect("the email in another case");
     assert_eq!(recased.version(), one_of_two.version().next());
+}
+
+/// At a stale version a patch that would change nothing is refused as any other, whichever way
+/// the store reads or writes it; so are parts of an address the customer does not have, without
+/// `line1`, even when they only clear.
+pub async fn a_patch_that_would_change_nothing_is_still_refused_when_stale(repo: Repo) {
+    let unchanging = customers_and_unchanging_patches(&repo).await;
+    // Changes that leave every patch above one that changes nothing.
+    for (who, changes) in [
+        ("same", json!({"address": {"line2": "Flat 2"}})),
+        ("bare", json!({"lastName": "Byron"})),
+    ] {
+        let moved = repo
+            .update(&id(who), &patch(&changes), None, t1())
+            .await
+            .expect("a change");
+        assert_eq!(moved.version(), Version::FIRST.next());
+    }
+    for (who, changes) in &unchanging {
+        let stale = repo
+            .update(&id(who), &patch(changes), Some(Version::FIRST), t1())
+            .await;
+        assert!(
+            matches!(stale, Err(RepositoryError::VersionConflict { current }) if current == Version::FIRST.next()),
+            "{changes}: {stale:?}"
+        );
+    }
+    let no_line1 = repo
+        .update(
+            &id("bare"),
+            &patch(&json!({"address": {"city": null}})),
+            None,
+            t1(),
+        )
+        .await;
+    assert!(
+        matches!(no_line1, Err(RepositoryError::InvalidPatch(_))),
+        "{no_line1:?}"
+    );
 }
 
 /// `null` removes an optional field.

@@ -164,7 +164,9 @@
 //! one field it sets being different, and when only that condition fails, the item DynamoDB
 //! hands back is the answer (still one round trip). A patch that reads first compares what it
 //! read, and writes nothing; under an idempotency key it still completes the key's record, in a
-//! transaction with a check that the customer is as read.
+//! transaction with a check that the customer is as read. The condition compares stored text: an
+//! item whose names were written before names were stored in NFC differs from the same names
+//! sent again, so the first such patch rewrites it once, normalised (its event names no field).
 //!
 //! # Upgrading a table of the previous layout
 //!

@@ -229,7 +229,7 @@ pub(crate) const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 /// The answer to a request whose `Idempotency-Key` an earlier request used: that request's status
 /// and `ETag`, marked [`IDEMPOTENT_REPLAYED`], with a body that says which customer and which
-/// version that request made. Not the customer: the record holds no copy of it, and the customer
+/// version that request made (or found, for a patch that changed no value). Not the customer: the record holds no copy of it, and the customer
 /// stored now may not be what that request made (changed since, or deleted and created again).
 pub(crate) fn replayed(status: StatusCode, outcome: &RecordedOutcome) -> Response {
     let mut response = (status, Json(replay_body(outcome))).into_response();

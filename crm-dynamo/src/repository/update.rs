@@ -22,8 +22,9 @@
 //!
 //! A patch that would change no value writes nothing: the `UpdateItem` is also conditioned on one
 //! of the fields it sets differing from the stored one, and a failed condition that only this
-//! explains answers the customer as it is; the transaction path compares the customer it read
-//! ([`DynamoCustomerRepository::unchanged`]).
+//! explains answers the customer as it is; a patch that reads first compares the customer it
+//! read, and writes nothing (under an idempotency key, only the key's record, with a check that
+//! the customer is as read).
 //!
 //! Every path stamps the customer with the operation's [`WriteToken`]. The `UpdateItem` is
 //! conditioned on the customer not carrying it yet, the transaction on the version read, which
@@ -86,10 +87,16 @@ impl DynamoCustomerRepository {
                     keys: name_keys(id, first, last),
                     kept: None,
                 }),
-                (first, last) => Some(
-                    self.names_after(id, first.as_ref(), last.as_ref(), expected)
-                        .await?,
-                ),
+                (first, last) => {
+                    match self
+                        .names_after(id, patch, first.as_ref(), last.as_ref(), expected, now)
+                        .await?
+                    {
+                        Read::Names(names) => Some(names),
+                        // What was read is what the patch would make: nothing to write.
+                        Read::Unchanged(current) => return Ok(Attempt::Done(current)),
+                    }
+                }
             };
             self.update_in_place(id, patch, expected, now, token, names.as_ref())
                 .await
@@ -98,15 +105,24 @@ impl DynamoCustomerRepository {
     }
 
     /// The name keys of customer `id` once it has the one name the patch sets (`first` or `last`)
-    /// and the stored other one, which the update will be conditioned on.
+    /// and the stored other one, which the update will be conditioned on; or the customer as read,
+    /// when `patch` would change none of its values.
     async fn names_after(
         &self,
         id: &CustomerId,
+        patch: &CustomerPatch,
         first: Option<&PersonName>,
         last: Option<&PersonName>,
         expected: Option<Version>,
-    ) -> Result<Names, RepositoryError> {
+        now: Timestamp,
+    ) -> Result<Read, RepositoryError> {
         let (item, current) = self.live_customer(id, expected).await?;
+        if current
+            .patched(patch, now)
+            .is_ok_and(|next| next.has_same_fields_as(&current))
+        {
+            return Ok(Read::Unchanged(current));
+        }
         let (first, last, kept) = match (first, last) {
             (Some(first), None) => (first, current.last_name(), "lastName"),
             (None, Some(last)) => (current.first_name(), last, "firstName"),
@@ -117,10 +133,10 @@ impl DynamoCustomerRepository {
             .get(kept)
             .cloned()
             .ok_or_else(|| cancelled_unexpectedly("update"))?;
-        Ok(Names {
+        Ok(Read::Names(Names {
             keys: name_keys(id, first, last),
             kept: Some((kept, seen)),
-        })
+        }))
     }
 
     /// Customer `id` as stored (its item, and the customer), when it is live and at the version
@@ -293,20 +309,29 @@ impl DynamoCustomerRepository {
             let next = current
                 .patched(patch, now)
                 .map_err(RepositoryError::InvalidPatch)?;
-            if next.has_same_fields_as(&current) {
-                return self.unchanged(id, current, token, expected, lease).await;
+            // A patch that changes no value writes no customer. Under a key it still completes
+            // the key's record, so that the same request sent again is answered from it (not run
+            // again on a customer changed since), with a check that the customer is as read.
+            let unchanged = next.has_same_fields_as(&current);
+            if unchanged && lease.is_none() {
+                return Ok(Attempt::Done(current));
             }
             let old_email = current.email().map(Email::normalized);
             let new_email = next.email().map(Email::normalized);
-            let values = HashMap::from([
-                (":seen".to_owned(), n(current.version())),
-                (":customer".to_owned(), s(KIND_CUSTOMER)),
-            ]);
-            let mut actions = vec![self.put(
-                token.stamp(customer_item(&next)?),
-                "kind = :customer AND version = :seen",
-                Some(values),
-            )?];
+            let mut actions = vec![if unchanged {
+                self.customer_at(id, current.version())?
+            } else {
+                let values = HashMap::from([
+                    (":seen".to_owned(), n(current.version())),
+                    (":customer".to_owned(), s(KIND_CUSTOMER)),
+                ]);
+                self.put(
+                    token.stamp(customer_item(&next)?),
+                    "kind = :customer AND version = :seen",
+                    Some(values),
+                )?
+            }];
+            let answer = if unchanged { current } else { next };
             // Where the new claim, the release of the old claim (with that email) and the
             // completion of the idempotency key stand among the actions.
             let (mut claim_at, mut release, mut key_at) = (None, None, None);
@@ -325,12 +350,12 @@ impl DynamoCustomerRepository {
                 }
             }
             if let Some(lease) = lease {
-                let outcome = Written::Customer(next.clone()).outcome(WriteKind::Update, id);
+                let outcome = Written::Customer(answer.clone()).outcome(WriteKind::Update, id);
                 key_at = Some(actions.len());
                 actions.push(self.complete_key(lease, &outcome)?);
             }
             let Some(reasons) = self.transact(actions).await? else {
-                return Ok(Attempt::Done(next));
+                return Ok(Attempt::Done(answer));
             };
             let outcomes = outcomes(&reasons);
             match outcomes.first() {
@@ -361,43 +386,12 @@ impl DynamoCustomerRepository {
     }
 }
 
-impl DynamoCustomerRepository {
-    /// The answer of a patch that changes no value of `current`, as read: `current` itself, and
-    /// nothing written. Under an idempotency key the key's record is still completed, so that the
-    /// same request sent again is answered from it (and not run again on a customer changed in
-    /// between), in one transaction with a check that the customer is still as read.
-    async fn unchanged(
-        &self,
-        id: &CustomerId,
-        current: Customer,
-        token: &WriteToken,
-        expected: Option<Version>,
-        lease: Option<&KeyLease>,
-    ) -> Result<Attempt<Customer>, RepositoryError> {
-        let Some(lease) = lease else {
-            return Ok(Attempt::Done(current));
-        };
-        let outcome = Written::Customer(current.clone()).outcome(WriteKind::Update, id);
-        let actions = vec![
-            self.customer_at(id, current.version())?,
-            self.complete_key(lease, &outcome)?,
-        ];
-        let Some(reasons) = self.transact(actions).await? else {
-            return Ok(Attempt::Done(current));
-        };
-        let outcomes = outcomes(&reasons);
-        match outcomes.first() {
-            // The customer changed or went away after it was read.
-            Some(ItemOutcome::ConditionFailed) => after_refused_write(
-                reasons.first().and_then(|(_, item)| item.as_ref()),
-                token,
-                expected,
-            ),
-            _ if failed_at(&reasons, Some(1)) => Err(lease_lost()),
-            _ if outcomes.contains(&ItemOutcome::Retry) => Ok(Attempt::Retry),
-            _ => Err(cancelled_unexpectedly("update")),
-        }
-    }
+/// What the read before a one-name patch found.
+enum Read {
+    /// The name keys to write, and the name to condition the write on.
+    Names(Names),
+    /// The customer, which the patch would not change.
+    Unchanged(Customer),
 }
 
 /// The name keys an in-place patch that sets a name writes, and the name it did not set, with its
