@@ -10,14 +10,14 @@
 //! 1 and the first customer row 2 (a value over several lines is one row); in JSON Lines, row
 //! *n* is line *n*.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use crm_domain::{FieldError, NewCustomer};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
 
 use crate::cli::Format;
@@ -389,15 +389,15 @@ impl Rows {
                 if text.is_empty() {
                     continue;
                 }
-                let customer = match serde_json::from_str::<Value>(text) {
-                    Ok(Value::Object(object)) => json_customer(
+                let customer = match object_of(text) {
+                    Ok(Some(object)) => json_customer(
                         &object,
                         &self.map,
                         &self.normalizer,
                         &mut self.ignored,
                         &mut self.ignored_more,
                     ),
-                    Ok(_) => Err(vec![FieldError::new("$", "is not a JSON object")]),
+                    Ok(None) => Err(vec![FieldError::new("$", "is not a JSON object")]),
                     Err(e) => Err(vec![FieldError::new(
                         "$",
                         format!("is not valid JSON (column {})", e.column()),
@@ -470,31 +470,49 @@ fn line_ends<'a>(values: impl Iterator<Item = &'a str>) -> u64 {
     values.map(|value| count_newlines(value.as_bytes())).sum()
 }
 
+/// A JSON object with each member's value as its JSON text: a number keeps the digits it was
+/// written with (`serde_json`'s `Value` would make `1e3` the float `1000.0`, and a number past
+/// 64 bits a float too).
+type Object = BTreeMap<String, Box<RawValue>>;
+
+/// The object a line of JSON holds; `None` for any other JSON value.
+fn object_of(text: &str) -> serde_json::Result<Option<Object>> {
+    let value = serde_json::from_str::<Box<RawValue>>(text)?;
+    if value.get().starts_with('{') {
+        serde_json::from_str(value.get()).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// A JSON object's members as `(path, value)` pairs: nested objects flattened with dots
 /// (`address.city`), numbers as written, `null` left out.
-fn flatten(
-    object: &Map<String, Value>,
-    prefix: &str,
-    out: &mut Vec<(String, Result<String, &'static str>)>,
-) {
+fn flatten(object: &Object, prefix: &str, out: &mut Vec<(String, Result<String, &'static str>)>) {
     for (key, value) in object {
         let path = if prefix.is_empty() {
             key.clone()
         } else {
             format!("{prefix}.{key}")
         };
-        match value {
-            Value::Null => {}
-            Value::String(s) => out.push((path, Ok(s.clone()))),
-            Value::Number(n) => out.push((path, Ok(n.to_string()))),
-            Value::Object(inner) => flatten(inner, &path, out),
-            Value::Bool(_) | Value::Array(_) => out.push((path, Err("must be a string"))),
+        let text = value.get();
+        match text.as_bytes().first() {
+            Some(b'n') => {}
+            Some(b'"') => match serde_json::from_str::<String>(text) {
+                Ok(string) => out.push((path, Ok(string))),
+                Err(_) => out.push((path, Err("must be a string"))),
+            },
+            Some(b'-' | b'0'..=b'9') => out.push((path, Ok(text.to_owned()))),
+            Some(b'{') => match serde_json::from_str::<Object>(text) {
+                Ok(inner) => flatten(&inner, &path, out),
+                Err(_) => out.push((path, Err("must be a string"))),
+            },
+            _ => out.push((path, Err("must be a string"))),
         }
     }
 }
 
 fn json_customer(
-    object: &Map<String, Value>,
+    object: &Object,
     map: &ColumnMap,
     normalizer: &Normalizer,
     ignored: &mut BTreeSet<String>,
@@ -539,5 +557,44 @@ fn json_customer(
             errors.extend(more);
             Err(errors)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_values_are_taken_as_written_and_objects_flattened() {
+        let object = object_of(
+            r#"{"lastName": 1e3, "phone": -4.4207e11, "id": 123456789012345678901234567890,
+                "address": {"postalCode": 90210, "city": "K\u00f6ln"}, "tags": [1], "ok": true,
+                "email": null}"#,
+        )
+        .unwrap()
+        .unwrap();
+        let mut members = Vec::new();
+        flatten(&object, "", &mut members);
+        let text = |s: &str| Ok(s.to_owned());
+        assert_eq!(
+            members,
+            [
+                ("address.city".to_owned(), text("Köln")),
+                ("address.postalCode".to_owned(), text("90210")),
+                ("id".to_owned(), text("123456789012345678901234567890")),
+                ("lastName".to_owned(), text("1e3")),
+                ("ok".to_owned(), Err("must be a string")),
+                ("phone".to_owned(), text("-4.4207e11")),
+                ("tags".to_owned(), Err("must be a string")),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_line_that_is_no_object_or_no_json_is_told_apart() {
+        assert!(object_of("[1, 2]").unwrap().is_none());
+        assert!(object_of("\"text\"").unwrap().is_none());
+        assert!(object_of("{\"a\": 1").is_err());
+        assert!(object_of("not json").is_err());
     }
 }
