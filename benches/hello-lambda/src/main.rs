@@ -1,8 +1,10 @@
 //! `hello-lambda`: the smallest Rust Lambda function worth measuring, the physical baseline of the
-//! cold-start harness (`benches/cold-start.sh`). It starts the same tokio runtime and the same
-//! `lambda_runtime` loop as crm's bootstraps and answers every event with a fixed API Gateway
-//! response, touching no configuration, no SDK and no network but the Runtime API's. What crm's
-//! init takes beyond this one's is crm's own.
+//! cold-start harness (`benches/cold-start.sh`): `lambda_runtime`'s own example, as a user would
+//! write it, answering every event with a fixed API Gateway response and touching no
+//! configuration, no SDK and no network but the Runtime API's. What crm's init takes beyond this
+//! one's is crm's own. One difference favours crm: `#[tokio::main]` starts tokio's multi-thread
+//! runtime, whose worker threads this one starts in its init, where crm's bootstraps run a
+//! current-thread runtime on a classic sandbox and start none.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
