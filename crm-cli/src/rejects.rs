@@ -17,7 +17,9 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crm_domain::FieldError;
-use serde_json::Value;
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
 
 use crate::exit::Failure;
 use crate::source::Raw;
@@ -119,17 +121,14 @@ impl Rejects {
                 writer.write_record(&record).map_err(io::Error::from)
             }
             (Output::Json(writer), Raw::Json(line)) => {
-                let mut object =
-                    if let Ok(Value::Object(object)) = serde_json::from_str::<Value>(line) {
-                        object
-                    } else {
-                        let mut object = serde_json::Map::new();
-                        object.insert("_line".to_owned(), Value::String(line.clone()));
-                        object
-                    };
-                object.insert("_row".to_owned(), Value::from(row));
-                object.insert("_field".to_owned(), Value::String(fields));
-                object.insert("_reason".to_owned(), Value::String(reasons));
+                // The row's members as their JSON text, so that a number stays as written.
+                let mut object: BTreeMap<String, Box<RawValue>> = serde_json::from_str(line)
+                    .unwrap_or_else(|_| {
+                        BTreeMap::from([("_line".to_owned(), json_text(line.as_str()))])
+                    });
+                object.insert("_row".to_owned(), json_text(row));
+                object.insert("_field".to_owned(), json_text(fields));
+                object.insert("_reason".to_owned(), json_text(reasons));
                 serde_json::to_writer(&mut *writer, &object)
                     .map_err(io::Error::from)
                     .and_then(|()| writer.write_all(b"\n"))
@@ -188,4 +187,10 @@ pub fn describe(errors: &[FieldError]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// `value` as JSON text.
+fn json_text(value: impl serde::Serialize) -> Box<RawValue> {
+    // A string or an integer always serializes.
+    serde_json::value::to_raw_value(&value).unwrap_or_default()
 }

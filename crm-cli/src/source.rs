@@ -485,9 +485,23 @@ fn object_of(text: &str) -> serde_json::Result<Option<Object>> {
     }
 }
 
+/// How deep objects may nest in a row: no field of a customer is deeper than `address.city`.
+/// (Reading a value as raw text does not recurse, so `serde_json`'s own depth limit does not
+/// bound this.)
+const MAX_DEPTH: usize = 8;
+
 /// A JSON object's members as `(path, value)` pairs: nested objects flattened with dots
 /// (`address.city`), numbers as written, `null` left out.
 fn flatten(object: &Object, prefix: &str, out: &mut Vec<(String, Result<String, &'static str>)>) {
+    flatten_within(object, prefix, MAX_DEPTH, out);
+}
+
+fn flatten_within(
+    object: &Object,
+    prefix: &str,
+    depth: usize,
+    out: &mut Vec<(String, Result<String, &'static str>)>,
+) {
     for (key, value) in object {
         let path = if prefix.is_empty() {
             key.clone()
@@ -499,12 +513,14 @@ fn flatten(object: &Object, prefix: &str, out: &mut Vec<(String, Result<String, 
             Some(b'n') => {}
             Some(b'"') => match serde_json::from_str::<String>(text) {
                 Ok(string) => out.push((path, Ok(string))),
-                Err(_) => out.push((path, Err("must be a string"))),
+                // An escape of half a surrogate pair, which no text holds.
+                Err(_) => out.push((path, Err("is not valid JSON text"))),
             },
             Some(b'-' | b'0'..=b'9') => out.push((path, Ok(text.to_owned()))),
+            Some(b'{') if depth == 0 => out.push((path, Err("nests too deep"))),
             Some(b'{') => match serde_json::from_str::<Object>(text) {
-                Ok(inner) => flatten(&inner, &path, out),
-                Err(_) => out.push((path, Err("must be a string"))),
+                Ok(inner) => flatten_within(&inner, &path, depth - 1, out),
+                Err(_) => out.push((path, Err("is not valid JSON text"))),
             },
             _ => out.push((path, Err("must be a string"))),
         }
@@ -588,6 +604,24 @@ mod tests {
                 ("tags".to_owned(), Err("must be a string")),
             ]
         );
+    }
+
+    #[test]
+    fn deep_nesting_and_broken_escapes_are_errors_of_their_member() {
+        let deep = format!(
+            r#"{{"a": {}1{}}}"#,
+            r#"{"a": "#.repeat(50_000),
+            "}".repeat(50_000)
+        );
+        let object = object_of(&deep).unwrap().unwrap();
+        let mut members = Vec::new();
+        flatten(&object, "", &mut members);
+        assert_eq!(members.len(), 1);
+        assert_eq!(members[0].1, Err("nests too deep"));
+        let object = object_of(r#"{"lastName": "\ud800"}"#).unwrap().unwrap();
+        let mut members = Vec::new();
+        flatten(&object, "", &mut members);
+        assert_eq!(members[0].1, Err("is not valid JSON text"));
     }
 
     #[test]

@@ -216,7 +216,7 @@ fn json_lines_are_read_with_the_same_rules_and_rejects_keep_the_line() {
         "feed.jsonl",
         "{\"firstName\": \"Ada\", \"lastName\": \"Lovelace\", \"phone\": 442071234567, \"address\": {\"line1\": \"1 A St\", \"country\": \"Deutschland\"}, \"source\": \"crm1\"}\n\
          \n\
-         {\"firstName\": \"Bob\", \"lastName\": true}\n\
+         {\"firstName\": \"Bob\", \"lastName\": true, \"score\": 1e3}\n\
          not json at all\n\
          [1, 2]\n",
     );
@@ -256,7 +256,7 @@ fn json_lines_are_read_with_the_same_rules_and_rejects_keep_the_line() {
     );
     assert!(
         run.stderr
-            .contains("not imported (no field of a customer): source"),
+            .contains("not imported (no field of a customer): score, source"),
         "{}",
         run.stderr
     );
@@ -270,6 +270,11 @@ fn json_lines_are_read_with_the_same_rules_and_rejects_keep_the_line() {
     assert_eq!(lines[0]["_row"], 1);
     assert_eq!(lines[0]["_field"], "phone");
     assert_eq!(lines[2]["_line"], "not json at all");
+    let text = std::fs::read_to_string(&rejects).unwrap();
+    assert!(
+        text.contains(r#""score":1e3"#),
+        "numbers stay as written: {text}"
+    );
     // The same line with a region is a customer.
     let run = crate::support::run(&["import", &jsonl, "--dry-run", "--phone-region", "GB"])
         .expect_code(1);
