@@ -16,13 +16,15 @@ use crate::exit::{Exit, Failure, chain};
 
 /// Runs `crm table create|describe`.
 ///
-/// `create` on a table that exists already does what a setup script run twice needs: it says so,
-/// describes the table, and answers as `describe` does (0 when it matches the code, 1 when it
-/// differs), instead of failing on DynamoDB's refusal.
+/// `create` of a table that exists already does what a setup script run twice needs: it creates
+/// nothing, says so, describes the table and answers as `describe` does (0 when it matches the
+/// code, 1 when it differs), instead of failing on DynamoDB's refusal. The table is looked at
+/// before anything is created, so a failure of the creation itself (its wait, its time to live)
+/// is reported as such.
 ///
 /// # Errors
-/// When DynamoDB refuses (`describe` of a table that does not exist; `create` of one that cannot
-/// be made and does not exist) or cannot be reached.
+/// When DynamoDB refuses (`describe` of a table that does not exist; `create` of one it cannot
+/// make) or cannot be reached.
 pub async fn table(
     command: &TableCommand,
     repository: &DynamoCustomerRepository,
@@ -30,18 +32,23 @@ pub async fn table(
     let name = repository.table_name();
     match command {
         TableCommand::Create => {
-            if let Err(refused) = repository.create_table().await {
-                // Most often the table exists; anything else, the refusal says.
-                let Ok(description) = repository.describe_table().await else {
-                    return Err(Failure::store(format!(
-                        "cannot create table {name}: {}",
-                        chain(&refused)
-                    )));
-                };
+            // Most often a table that cannot be described does not exist; anything else, the
+            // creation's own refusal tells.
+            if let Ok(description) = repository.describe_table().await {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "table {name} exists already; nothing was created");
+                if description.status != "ACTIVE" {
+                    let _ = writeln!(
+                        out,
+                        "it is {}: run `crm table describe` once it is ACTIVE",
+                        description.status
+                    );
+                }
                 return Ok(print_description(&mut out, &description));
             }
+            repository.create_table().await.map_err(|e| {
+                Failure::store(format!("cannot create table {name}: {}", chain(&e)))
+            })?;
             let mut out = std::io::stdout().lock();
             let _ = writeln!(
                 out,
