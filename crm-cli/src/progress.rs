@@ -180,6 +180,10 @@ impl<W: Write> PlainReporter<W> {
 pub struct BarReporter {
     bar: ProgressBar,
     noun: Noun,
+    /// The furthest position shown: the estimate of the bytes done may step back (the share of the
+    /// header, rows of uneven size), and indicatif starts its rate estimate over when the position
+    /// moves back.
+    furthest: u64,
 }
 
 impl BarReporter {
@@ -203,14 +207,19 @@ impl BarReporter {
             );
             bar
         };
-        Self { bar, noun }
+        Self {
+            bar,
+            noun,
+            furthest: 0,
+        }
     }
 
     /// Shows `snapshot`, `elapsed` into the work.
     pub fn tick(&mut self, elapsed: Duration, snapshot: &Snapshot) {
         if snapshot.total_bytes.is_some() {
             // The bar and its time left follow the rows done, which the reading runs ahead of.
-            self.bar.set_position(snapshot.bytes_done());
+            self.furthest = self.furthest.max(snapshot.bytes_done());
+            self.bar.set_position(self.furthest);
         } else {
             self.bar.tick();
         }
@@ -410,6 +419,23 @@ mod tests {
             "",
             "the bar clears itself for the summary"
         );
+    }
+
+    #[test]
+    fn the_bar_never_moves_back() {
+        let term = indicatif::InMemoryTerm::new(4, 100);
+        let target = ProgressDrawTarget::term_like(Box::new(term));
+        let mut bar = BarReporter::new(target, Some(1000), ROWS);
+        bar.tick(Duration::from_secs(1), &snapshot(10, 500));
+        assert_eq!(bar.bar.position(), 500);
+        let behind = Snapshot {
+            bytes_read: 600,
+            rows_read: 20,
+            total_bytes: Some(1000),
+            done: 10,
+        };
+        bar.tick(Duration::from_secs(2), &behind);
+        assert_eq!(bar.bar.position(), 500, "300 estimated, 500 kept");
     }
 
     #[test]
