@@ -104,8 +104,8 @@ pub struct CustomerEvent {
     /// For an update, the fields whose value changed, in the order of [`CustomerField`]. A patch
     /// that changes no value writes nothing and tells nothing, so this is empty only when a store
     /// rewrote a customer whose names it had kept in a form since normalised (a DynamoDB item
-    /// written before names were stored in NFC, which a patch of the same names rewrites once).
-    /// Absent from the other types.
+    /// written before names were stored in NFC, which a patch setting both its names, the same
+    /// ones, rewrites once in place). Absent from the other types.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changed_fields: Vec<CustomerField>,
 }
