@@ -428,8 +428,10 @@ fn without_an_endpoint_nothing_of_opentelemetry_runs() {
 
 #[test]
 fn a_failed_export_is_counted_and_logged_once_a_minute_and_requests_are_answered() {
-    // Nothing listens on the endpoint: every export fails to connect.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // Nothing listens on the endpoint: every export fails to connect. The port is one of
+    // 127.0.0.2, where no other test's server binds: a port of 127.0.0.1, once dropped, could be
+    // taken by a server of a test running beside this one (which once answered 404).
+    let closed = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
     let collector = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let (mut server, address, log) = start_with_log(&[

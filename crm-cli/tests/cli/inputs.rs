@@ -348,8 +348,9 @@ fn exit_codes_scripts_can_rely_on() {
         "{}",
         https.stderr
     );
-    // The store is down: 3, after the retries, with the rerun hint.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // The store is down: 3, after the retries, with the rerun hint. (A port of 127.0.0.2, where
+    // no other test's server binds, so that it stays closed once dropped.)
+    let closed = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let down = run(&["--url", &url, "export", "--retry-for", "0.5"]).expect_code(3);
