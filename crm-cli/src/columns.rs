@@ -237,23 +237,22 @@ impl ColumnMap {
         let mut sources: [Option<usize>; 11] = [None; 11];
         let mut ignored = Vec::new();
         for (index, header) in headers.iter().enumerate() {
-            match self.column_of(header) {
-                Some(column) => {
-                    if let Some(earlier) = sources[column.index()] {
-                        return Err(format!(
-                            "the columns \"{}\" and \"{}\" both hold {column}; choose one with --map {column}=\"…\"",
-                            headers[earlier].trim(),
-                            header.trim()
-                        ));
-                    }
-                    sources[column.index()] = Some(index);
+            let Some(column) = self.column_of(header) else {
+                let header = header.trim();
+                // A header given twice is named once.
+                if !SERVER_COLUMNS.contains(&header) && !ignored.iter().any(|h| h == header) {
+                    ignored.push(header.to_owned());
                 }
-                None => {
-                    if !SERVER_COLUMNS.contains(&header.trim()) {
-                        ignored.push(header.trim().to_owned());
-                    }
-                }
+                continue;
+            };
+            if let Some(earlier) = sources[column.index()] {
+                return Err(format!(
+                    "the columns \"{}\" and \"{}\" both hold {column}; choose one with --map {column}=\"…\"",
+                    headers[earlier].trim(),
+                    header.trim()
+                ));
             }
+            sources[column.index()] = Some(index);
         }
         for (column, header) in &self.chosen {
             if let Some(header) = header
@@ -301,6 +300,16 @@ mod tests {
     fn resolve(map: &[&str], headers: &[&str]) -> Result<Resolved, String> {
         let specs: Vec<String> = map.iter().map(|s| (*s).to_owned()).collect();
         ColumnMap::parse(&specs)?.resolve(headers)
+    }
+
+    #[test]
+    fn a_header_given_twice_is_named_once_among_the_ignored() {
+        let r = resolve(
+            &[],
+            &["First Name", "Last Name", "Owner", " Owner", "Notes"],
+        )
+        .unwrap();
+        assert_eq!(r.ignored(), ["Owner", "Notes"]);
     }
 
     #[test]

@@ -733,21 +733,30 @@ pub fn differences(row: &NewCustomer, stored: &Customer, compare_id: bool) -> Ve
     fields
 }
 
+/// `n` rows, in words: `1 row`, `12,345 rows`.
+fn rows(n: u64) -> String {
+    if n == 1 {
+        "1 row".to_owned()
+    } else {
+        format!("{} rows", thousands(n))
+    }
+}
+
 /// The rows an import that stopped early did not write: refused by the store, unconfirmed, or
 /// not sent.
 fn unfinished(out: &mut impl io::Write, t: &Tally) {
     if t.refused > 0 {
         let _ = writeln!(
             out,
-            "not written: {} rows the store refused (its error is below; sending them again will not help until that is mended)",
-            thousands(t.refused)
+            "not written: {} the store refused (its error is below; sending them again will not help until that is mended)",
+            rows(t.refused)
         );
     }
     if t.unconfirmed + t.not_sent > 0 {
         let _ = writeln!(
             out,
-            "not finished: {} rows unconfirmed (the store did not answer), {} read but not sent",
-            thousands(t.unconfirmed),
+            "not finished: {} unconfirmed (the store did not answer), {} read but not sent",
+            rows(t.unconfirmed),
             thousands(t.not_sent)
         );
     }
@@ -778,8 +787,8 @@ fn summary(
     };
     let _ = writeln!(
         out,
-        "{name}: {} rows read in {seconds:.1} s ({} rows/s)",
-        thousands(t.rows),
+        "{name}: {} read in {seconds:.1} s ({} rows/s)",
+        rows(t.rows),
         thousands(rate)
     );
     if dry_run {

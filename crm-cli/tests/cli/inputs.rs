@@ -371,11 +371,7 @@ fn exit_codes_scripts_can_rely_on() {
         "{}",
         down.stdout
     );
-    assert!(
-        down.stdout.contains("1 rows unconfirmed"),
-        "{}",
-        down.stdout
-    );
+    assert!(down.stdout.contains("1 row unconfirmed"), "{}", down.stdout);
 }
 
 #[test]
