@@ -207,6 +207,53 @@ pub fn report_progress(
 
 type Hook = Box<dyn Fn() + Send + Sync>;
 
+/// Ctrl-C and SIGTERM, listened to from the moment they are made: a signal that comes while the
+/// one before is being handled is kept for the next [`next`](Self::next), not lost, and one that
+/// comes before the listening task first runs does not end the process unhandled.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// The next signal.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+                // A stream that cannot be listened to, or has ended, never fires.
+                if let Some(signal) = signal
+                    && signal.recv().await.is_some()
+                {
+                    return;
+                }
+                std::future::pending::<()>().await;
+            }
+            tokio::select! {
+                () = received(self.interrupt.as_mut()) => {}
+                () = received(self.terminate.as_mut()) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        crm_http::server::shutdown_signal().await;
+    }
+}
+
 /// Ctrl-C (and SIGTERM): the first asks the command to stop cleanly, the second ends the
 /// process at once with 130.
 #[derive(Clone)]
@@ -218,13 +265,14 @@ pub struct Interrupt {
 }
 
 impl Interrupt {
-    /// Listens for the signals.
+    /// Listens for the signals, from now on (before the command starts its work).
     pub fn install() -> Self {
         let interrupt = Self::inert();
         let listening = interrupt.clone();
+        let mut signals = Signals::listen();
         tokio::spawn(async move {
             loop {
-                crm_http::server::shutdown_signal().await;
+                signals.next().await;
                 if listening.happened.swap(true, Ordering::SeqCst) {
                     crate::say(format_args!("crm: interrupted again: stopping now"));
                     if let Ok(hooks) = listening.last_words.lock() {

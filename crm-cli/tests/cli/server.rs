@@ -347,3 +347,82 @@ fn ctrl_c_stops_cleanly_with_the_summary_so_far_and_the_rerun_hint() {
         run.stdout
     );
 }
+
+#[test]
+fn a_second_ctrl_c_stops_an_export_at_once_and_leaves_no_partial_file() {
+    let dir = scratch("second_ctrl_c");
+    let target = dir.join("out.jsonl");
+    // A server that takes connections and never answers: the export waits on its first page.
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", stalled.local_addr().unwrap());
+    let mut child = crm()
+        .args(["--url", &url, "export", "-o", &target.to_string_lossy()])
+        .args(["--progress", "off"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let stderr = std::sync::Arc::clone(&stderr);
+        let mut pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buffer = [0; 1024];
+            while let Ok(n @ 1..) = pipe.read(&mut buffer) {
+                stderr
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        })
+    };
+    let partials = || -> Vec<String> {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| name.starts_with(".out.jsonl.partial-"))
+            .collect()
+    };
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {}",
+                stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let interrupt = || {
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    wait_for("the export did not open its partial file", &|| {
+        !partials().is_empty()
+    });
+    interrupt();
+    wait_for("the first Ctrl-C was not told", &|| {
+        stderr.lock().unwrap().contains("crm: interrupted:")
+    });
+    assert!(!partials().is_empty(), "the export still waits on its page");
+    interrupt();
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let stderr = stderr.lock().unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted again: stopping now"),
+        "{stderr}"
+    );
+    assert_eq!(
+        partials(),
+        Vec::<String>::new(),
+        "the partial file is removed"
+    );
+    assert!(!target.exists(), "no export under the name asked for");
+    drop(stalled);
+}
