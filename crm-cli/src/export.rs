@@ -112,7 +112,12 @@ struct Destination {
 }
 
 impl Destination {
-    fn open(output: Option<&Path>) -> Result<(Self, Box<dyn Write>), Failure> {
+    /// Opens the output; a partial file is registered with `interrupt` for removal by a second
+    /// Ctrl-C before it exists, so that no moment leaves it behind.
+    fn open(
+        output: Option<&Path>,
+        interrupt: &Interrupt,
+    ) -> Result<(Self, Box<dyn Write>), Failure> {
         let Some(target) = output else {
             return Ok((
                 Self {
@@ -136,6 +141,11 @@ impl Destination {
         partial_name.push(file_name);
         partial_name.push(format!(".partial-{}", std::process::id()));
         let partial = target.with_file_name(partial_name);
+        // It will hold the customers exported so far: a second Ctrl-C must not leave it behind.
+        let doomed = partial.clone();
+        interrupt.on_abort(move || {
+            let _ = std::fs::remove_file(&doomed);
+        });
         let file = File::create(&partial)
             .map_err(|e| Failure::input(format!("cannot write {}: {e}", target.display())))?;
         Ok((
@@ -189,13 +199,7 @@ pub async fn run(
             .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
         if csv { Format::Csv } else { Format::Jsonl }
     });
-    let (destination, out) = Destination::open(args.output.as_deref())?;
-    if let Some(partial) = destination.partial.clone() {
-        // It holds the customers exported so far: a second Ctrl-C must not leave it behind.
-        interrupt.on_abort(move || {
-            let _ = std::fs::remove_file(&partial);
-        });
-    }
+    let (destination, out) = Destination::open(args.output.as_deref(), interrupt)?;
     let name = destination.name();
     let counters = Arc::new(Counters::default());
     let ticker = Ticker::start(
@@ -229,8 +233,8 @@ pub async fn run(
                 0
             };
             crate::say(format_args!(
-                "exported {} customers in {seconds:.1} s ({} customers/s) to {name}",
-                thousands(exported),
+                "exported {} in {seconds:.1} s ({} customers/s) to {name}",
+                crate::progress::quantity(exported, "customer", "customers"),
                 thousands(rate)
             ));
             Ok(Exit::Success)
@@ -238,8 +242,8 @@ pub async fn run(
         Err(Stop::Interrupted) => {
             destination.abandon();
             crate::say(format_args!(
-                "interrupted after {} customers: the export is incomplete{}",
-                thousands(exported),
+                "interrupted after {}: the export is incomplete{}",
+                crate::progress::quantity(exported, "customer", "customers"),
                 if destination.target.is_some() {
                     format!(" and {name} was not written")
                 } else {

@@ -735,11 +735,7 @@ pub fn differences(row: &NewCustomer, stored: &Customer, compare_id: bool) -> Ve
 
 /// `n` rows, in words: `1 row`, `12,345 rows`.
 fn rows(n: u64) -> String {
-    if n == 1 {
-        "1 row".to_owned()
-    } else {
-        format!("{} rows", thousands(n))
-    }
+    crate::progress::quantity(n, "row", "rows")
 }
 
 /// The rows an import that stopped early did not write: refused by the store, unconfirmed, or

@@ -74,8 +74,16 @@ use crate::progress::{BarReporter, Noun, PlainReporter, Reporter};
 ///
 /// # Errors
 /// The failure that stopped the command; its [`code`](Failure::code) is the exit code.
+///
+/// # Panics
+/// Outside a tokio runtime with its I/O driver (signals need it): `#[tokio::main]` has one.
 pub async fn run(cli: Cli) -> Result<Exit, Failure> {
-    let interrupt = Interrupt::install();
+    // The commands that stop cleanly on a first Ctrl-C (or SIGTERM) listen for it; the table tools
+    // do not, and a signal ends them as it ends any program.
+    let interrupt = match cli.command {
+        Command::Import(_) | Command::Export(_) | Command::Claims(_) => Interrupt::install(),
+        Command::Table(_) => Interrupt::inert(),
+    };
     match cli.command {
         Command::Import(args) => {
             let backend = if args.dry_run {
@@ -208,8 +216,9 @@ pub fn report_progress(
 type Hook = Box<dyn Fn() + Send + Sync>;
 
 /// Ctrl-C and SIGTERM, listened to from the moment they are made: a signal that comes while the
-/// one before is being handled is kept for the next [`next`](Self::next), not lost, and one that
-/// comes before the listening task first runs does not end the process unhandled.
+/// one before is being handled is kept for the next [`next`](Self::next) (several that come
+/// before it count as one, which is all a second Ctrl-C needs), and one that comes before the
+/// listening task first runs does not end the process unhandled.
 struct Signals {
     #[cfg(unix)]
     interrupt: Option<tokio::signal::unix::Signal>,

@@ -83,6 +83,15 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// `n` things in words, with the thousands separated: `1 row`, `12,345 rows`.
+pub fn quantity(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{} {many}", thousands(n))
+    }
+}
+
 /// Rows per second over `elapsed`.
 fn rate(done: u64, elapsed: Duration) -> u64 {
     let seconds = elapsed.as_secs_f64();

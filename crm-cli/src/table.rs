@@ -40,7 +40,7 @@ pub async fn table(
                 if description.status != "ACTIVE" {
                     let _ = writeln!(
                         out,
-                        "it is {}: run `crm table describe` once it is ACTIVE",
+                        "it is {}, not ACTIVE: follow it with `crm table describe`",
                         description.status
                     );
                 }

@@ -348,6 +348,16 @@ fn ctrl_c_stops_cleanly_with_the_summary_so_far_and_the_rerun_hint() {
     );
 }
 
+/// A child process killed (and reaped) when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn a_second_ctrl_c_stops_an_export_at_once_and_leaves_no_partial_file() {
     let dir = scratch("second_ctrl_c");
@@ -355,17 +365,20 @@ fn a_second_ctrl_c_stops_an_export_at_once_and_leaves_no_partial_file() {
     // A server that takes connections and never answers: the export waits on its first page.
     let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", stalled.local_addr().unwrap());
-    let mut child = crm()
-        .args(["--url", &url, "export", "-o", &target.to_string_lossy()])
-        .args(["--progress", "off"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // Killed when the test ends, should an assertion fail before the export does.
+    let mut child = Reaped(
+        crm()
+            .args(["--url", &url, "export", "-o", &target.to_string_lossy()])
+            .args(["--progress", "off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let reader = {
         let stderr = std::sync::Arc::clone(&stderr);
-        let mut pipe = child.stderr.take().unwrap();
+        let mut pipe = child.0.stderr.take().unwrap();
         std::thread::spawn(move || {
             let mut buffer = [0; 1024];
             while let Ok(n @ 1..) = pipe.read(&mut buffer) {
@@ -396,7 +409,7 @@ fn a_second_ctrl_c_stops_an_export_at_once_and_leaves_no_partial_file() {
     };
     let interrupt = || {
         let sent = std::process::Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
+            .args(["-INT", &child.0.id().to_string()])
             .status()
             .unwrap();
         assert!(sent.success());
@@ -410,7 +423,7 @@ fn a_second_ctrl_c_stops_an_export_at_once_and_leaves_no_partial_file() {
     });
     assert!(!partials().is_empty(), "the export still waits on its page");
     interrupt();
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     reader.join().unwrap();
     let stderr = stderr.lock().unwrap();
     assert_eq!(status.code(), Some(130), "{stderr}");

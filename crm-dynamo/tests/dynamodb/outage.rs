@@ -83,13 +83,14 @@ async fn assert_unavailable(repo: &DynamoCustomerRepository) {
 
 #[tokio::test]
 async fn a_closed_port_is_unavailable_not_a_hang() {
-    // Bind and drop a listener: the port is then (almost certainly) closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    // Bind and drop a listener: the port is then closed. On 127.0.0.2, where no other test's
+    // server binds (a port of 127.0.0.1, once dropped, could be taken by one running beside).
+    let port = std::net::TcpListener::bind("127.0.0.2:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let repo = repository_at(&format!("http://127.0.0.1:{port}")).await;
+    let repo = repository_at(&format!("http://127.0.0.2:{port}")).await;
     assert_unavailable(&repo).await;
 }
 
